@@ -1,0 +1,1 @@
+"""SQLite store of programs, evaluations and lineage; de-duplication; export."""
