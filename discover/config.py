@@ -1,0 +1,227 @@
+"""Campaign configuration: a TOML file validated by pydantic, every field overridable.
+
+Precedence, lowest first: the preset (`quick` or `standard`), the TOML file, then CLI overrides
+(``--set evaluation.steps_scale=0.5`` or the named flags of ``discover run``). Unknown or
+mistyped fields are errors that name the field, never silently ignored.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from discover.errors import UserError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class LLMConfig(_Strict):
+    """Where proposals come from. With no ``base_url`` the campaign runs offline."""
+
+    base_url: str | None = Field(None, description="OpenAI-compatible endpoint, e.g. https://api.openai.com/v1")
+    api_key_env: str = Field("OPENAI_API_KEY", description="environment variable holding the API key")
+    proposer_model: str = "gpt-4o-mini"
+    critic_model: str | None = Field(None, description="model for TextGrad critiques (default: proposer_model)")
+    temperature: float = Field(0.8, ge=0.0, le=2.0)
+    max_tokens: int = Field(2048, gt=0)
+    timeout: float = Field(120.0, gt=0, description="seconds per request")
+    max_attempts: int = Field(5, ge=1, description="attempts per request (retries on 429/5xx/timeouts)")
+    max_concurrency: int = Field(4, ge=1, description="LLM requests in flight at once")
+    prices: dict[str, tuple[float, float]] = Field(
+        default_factory=dict, description="model -> (USD per 1M input tokens, USD per 1M output tokens)")
+    cache: Literal["off", "read_write", "replay"] = "read_write"
+    stream: bool = False
+
+
+class BudgetConfig(_Strict):
+    """Hard limits; the campaign ends cleanly with a summary when the first one is reached."""
+
+    max_evaluations: int | None = Field(40, ge=1, description="candidate programs evaluated")
+    max_seconds: float | None = Field(None, gt=0, description="wall-clock seconds")
+    max_usd: float | None = Field(None, ge=0, description="dollars spent on LLM calls")
+    max_tokens: int | None = Field(None, ge=1, description="LLM tokens, input plus output")
+
+
+class EvaluationConfig(_Strict):
+    suite: Literal["search", "heldout", "all"] = "search"
+    selection_seeds: list[int] = [0, 1]
+    measure_seeds: list[int] = [100, 101]
+    confirm_seeds: list[int] = [200, 201, 202]
+    grid_half_decades: int = Field(4, ge=1, le=8)
+    screen: bool = True
+    screen_threshold: float = Field(0.3, ge=0)
+    steps_scale: float = Field(1.0, gt=0, le=4)
+    device: str = "auto"
+    workers: int | None = Field(None, ge=1, description="worker processes (default: CPU cores, or one per GPU)")
+    executor: Literal["local", "ray"] = "local"
+    ray_address: str | None = None
+    job_timeout: float = Field(300.0, gt=0)
+    heldout: bool = Field(True, description="also score the final best programs on the held-out suite")
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        if value in ("auto", "cpu", "cuda") or (value.startswith("cuda:") and value[5:].isdigit()):
+            return value
+        raise ValueError("device must be auto, cpu, cuda or cuda:N")
+
+    @field_validator("selection_seeds")
+    @classmethod
+    def _two_seeds(cls, value: list[int]) -> list[int]:
+        # One selection seed picks LRs that fail on fresh seeds often enough to fake a 2x win.
+        if len(value) < 2:
+            raise ValueError("choose the learning rate on at least two selection seeds")
+        return value
+
+
+class SearchConfig(_Strict):
+    proposers: dict[str, float] = Field(
+        default_factory=lambda: {"mutation": 1.0},
+        description="proposer kind -> weight: mutation, full, diff, textgrad, crossover")
+    feedback: Literal["none", "scalar", "directional"] = "directional"
+    seed_programs: list[str] = Field(
+        default_factory=lambda: ["adamw", "adam", "lion", "sgd_momentum", "signum", "rmsprop"],
+        description="reference programs the archive starts from")
+    in_flight: int = Field(2, ge=1, description="proposals being evaluated at once")
+    mutation_edits: int = Field(2, ge=1, le=8, description="edits per offline mutation (at most)")
+    parse_retries: int = Field(1, ge=0, le=3, description="re-asks in the same conversation after a bad answer")
+    top_k_in_prompt: int = Field(5, ge=1, le=20)
+
+
+class CampaignConfig(_Strict):
+    name: str = "campaign"
+    seed: int = 0
+    output_dir: str = "campaigns"
+    llm: LLMConfig = Field(default_factory=LLMConfig)
+    budget: BudgetConfig = Field(default_factory=BudgetConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    search: SearchConfig = Field(default_factory=SearchConfig)
+
+    @property
+    def offline(self) -> bool:
+        return not self.llm.base_url
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # The README demo: a few minutes on 2 cores, finds something and shows it.
+    "quick": {
+        "name": "quick",
+        "budget": {"max_evaluations": 24, "max_seconds": 240},
+        "evaluation": {"steps_scale": 0.5, "grid_half_decades": 2, "heldout": False,
+                       "confirm_seeds": [200, 201]},
+        "search": {"in_flight": 2},
+    },
+    "standard": {
+        "name": "standard",
+        "budget": {"max_evaluations": 400, "max_seconds": 7200},
+    },
+}
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def parse_override(text: str) -> dict[str, Any]:
+    """``a.b.c=value`` -> nested dict; the value is parsed as JSON/TOML-ish, else kept a string."""
+    if "=" not in text:
+        raise UserError(f"override {text!r} must look like section.field=value")
+    path, raw = text.split("=", 1)
+    try:
+        value: Any = json.loads(raw)
+    except json.JSONDecodeError:
+        try:
+            value = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw
+    out: dict[str, Any] = {}
+    node = out
+    keys = path.strip().split(".")
+    for key in keys[:-1]:
+        node = node.setdefault(key, {})
+    node[keys[-1]] = value
+    return out
+
+
+def load_config(path: str | Path | None = None, preset: str | None = None,
+                overrides: list[dict[str, Any]] | None = None) -> CampaignConfig:
+    """Build a validated config from a preset, a TOML file and overrides (in that order)."""
+    data: dict[str, Any] = {}
+    if preset:
+        if preset not in PRESETS:
+            raise UserError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
+        data = _merge(data, PRESETS[preset])
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise UserError(f"config file {path} does not exist")
+        try:
+            data = _merge(data, tomllib.loads(path.read_text(encoding="utf-8")))
+        except tomllib.TOMLDecodeError as exc:
+            raise UserError(f"{path} is not valid TOML: {exc}") from None
+    for extra in overrides or []:
+        data = _merge(data, extra)
+    try:
+        return CampaignConfig.model_validate(data)
+    except ValidationError as exc:
+        raise UserError(_describe(exc, path)) from None
+
+
+def _describe(exc: ValidationError, path: Path | None) -> str:
+    where = f" in {path}" if path else ""
+    problems = []
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "extra_forbidden":
+            problems.append(f"unknown field `{field}`")
+        else:
+            problems.append(f"`{field}`: {err['msg']}")
+    return f"invalid campaign config{where}: " + "; ".join(problems)
+
+
+def to_toml(config: CampaignConfig) -> str:
+    """The config as TOML text (stored with the campaign so it can be rerun)."""
+    lines: list[str] = []
+    data = config.model_dump(mode="json")
+
+    def value(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, str):
+            return json.dumps(v)
+        if isinstance(v, (list, tuple)):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        return repr(v)
+
+    scalars = {k: v for k, v in data.items() if not isinstance(v, dict)}
+    for key, v in scalars.items():
+        lines.append(f"{key} = {value(v)}")
+    for section, body in data.items():
+        if not isinstance(body, dict):
+            continue
+        lines.append(f"\n[{section}]")
+        nested = {}
+        for key, v in body.items():
+            if v is None:
+                continue
+            if isinstance(v, dict):
+                nested[key] = v
+            else:
+                lines.append(f"{key} = {value(v)}")
+        for key, table in nested.items():
+            lines.append(f"\n[{section}.{key}]")
+            for k, v in table.items():
+                lines.append(f"{json.dumps(k)} = {value(v)}")
+    return "\n".join(lines) + "\n"

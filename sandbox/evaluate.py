@@ -1,0 +1,356 @@
+"""Evaluate a candidate on a suite: LR grid, selection seeds, fresh measurement seeds, funnel.
+
+The protocol (shared/DESIGN.md section 3), identical for candidates and baselines:
+
+1. *Select*: train with every LR of the grid on the selection seeds; the best LR minimises the
+   mean (over selection seeds) of the final smoothed loss. A best LR on the edge of the grid is
+   flagged: the grid was too narrow for that program.
+2. *Measure*: train at the chosen LR on fresh seeds; the task score is the speed-up of the mean
+   measured curve over tuned AdamW's mean measured curve (:mod:`sandbox.scoring`).
+3. *Funnel*: a cheap screen (one seed, a coarse grid, a few tasks) first; a program whose screen
+   fitness is clearly bad stops there.
+
+The LR grid is log-spaced and *relative to the program's declared lr*: ``lr * 10**(k/2)`` for
+k = -4..4 by default, four decades centred on what the program asks for. Every program gets the
+same number of points and the same spacing, so tuning effort is equal; a program that rescales
+its update is not penalised for picking a different default.
+
+Untrusted code runs only in executor workers; this module sees raw losses and scores them.
+Every run is cached by (normalised program hash, task, version, seed, lr, steps, device).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from concurrent.futures import Future
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from sandbox import scoring
+from sandbox.contract import CandidateError, load_program, program_hash
+from sandbox.references import reference_source
+from sandbox.runcache import RunCache, run_key
+from sandbox.tasks import get_task, suite as suite_tasks
+
+BASELINES = ("adamw", "adam", "sgd_momentum", "lion")
+"""Tuned baselines every candidate is compared with; AdamW is the reference for scores."""
+REFERENCE_BASELINE = "adamw"
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """How hard to evaluate. Defaults are the `standard` protocol."""
+
+    suite: str = "search"
+    selection_seeds: tuple[int, ...] = (0, 1)
+    measure_seeds: tuple[int, ...] = (100, 101)
+    confirm_seeds: tuple[int, ...] = (200, 201, 202)
+    grid_half_decades: int = 4  # grid = lr * 10 ** (k / 2) for k in [-n, n]
+    screen: bool = True
+    screen_tasks: tuple[str, ...] = ()  # empty: the suite's first two tasks
+    screen_threshold: float = 0.3  # screen fitness below this stops the program
+    device: str = "cpu"
+    job_timeout: float = 300.0
+    steps_scale: float = 1.0  # multiply every task budget (quick demos use < 1)
+
+    def lr_grid(self, base_lr: float, coarse: bool = False) -> list[float]:
+        ks = range(-self.grid_half_decades, self.grid_half_decades + 1, 2 if coarse else 1)
+        return [float(f"{base_lr * 10 ** (k / 2):.6g}") for k in ks]
+
+    def steps_for(self, task) -> int:
+        return max(10, int(round(task.steps * self.steps_scale)))
+
+
+@dataclass
+class TaskResult:
+    """One program on one task: the score and everything needed to explain it."""
+
+    task: str
+    task_version: int | str
+    score: float
+    seed_scores: list[float]
+    best_lr: float | None
+    lr_at_edge: bool
+    final_loss: float
+    test_metric: float | None
+    status: str  # ok | nan | diverged | failed
+    reason: str | None = None
+    message: str = ""
+    curve: list[float] = field(default_factory=list)  # downsampled mean measured curve
+    vs_baselines: dict[str, float] = field(default_factory=dict)
+    diverged_at: int | None = None
+
+
+@dataclass
+class EvaluationResult:
+    """A program on a suite. ``fitness`` is the geometric mean of task scores."""
+
+    program_hash: str
+    suite: str
+    stage: str  # screen | full
+    fitness: float
+    fitness_spread: float  # std over measurement seeds of the per-seed geometric mean
+    tasks: dict[str, TaskResult]
+    failure: tuple[str, str] | None = None  # (reason, message) when the program failed outright
+    runs_executed: int = 0
+    runs_cached: int = 0
+    seconds: float = 0.0
+    run_records: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def passed_screen(self) -> bool:
+        return self.stage == "full"
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("run_records")
+        return data
+
+
+Submit = Callable[[str, dict, float], "Future"]
+
+
+class Evaluator:
+    """Runs the protocol through an executor (anything with ``submit(job, payload, timeout)``)."""
+
+    def __init__(self, executor, cache: RunCache, settings: EvalSettings = EvalSettings()):
+        self.executor = executor
+        self.cache = cache
+        self.settings = settings
+        self._baseline_memo: dict[tuple, list[float]] = {}
+
+    # --- runs -------------------------------------------------------------------------------
+
+    def _runs(self, source: str, phash: str, task, configs: list[tuple[float, int]], steps: int,
+              stats: dict) -> list[dict]:
+        """Raw run records for ``configs`` (lr, seed), from the cache or one worker job.
+
+        Raises ``CandidateError`` when the worker reports a candidate failure.
+        """
+        return self._collect(self._submit_runs(source, phash, task, configs, steps, stats))
+
+    def _submit_runs(self, source, phash, task, configs, steps, stats):
+        keys = [run_key(phash, task.name, task.version, seed, lr, steps, self.settings.device) for lr, seed in configs]
+        cached = {k: self.cache.get(k) for k in keys}
+        missing = [(cfg, k) for cfg, k in zip(configs, keys) if cached[k] is None]
+        stats["cached"] += len(configs) - len(missing)
+        future = None
+        if missing:
+            payload = {
+                "source": source,
+                "task": task.name,
+                "configs": [list(cfg) for cfg, _ in missing],
+                "steps": steps,
+                "device": self.settings.device,
+            }
+            future = self.executor.submit("evaluate_job", payload, self.settings.job_timeout)
+            stats["executed"] += len(missing)
+        return keys, cached, missing, future
+
+    def _collect(self, pending) -> list[dict]:
+        keys, cached, missing, future = pending
+        if future is not None:
+            result = future.result()
+            if not result.ok:
+                raise CandidateError(result.reason or "crashed", result.message or "the worker failed")
+            for (_, key), record in zip(missing, result.value["runs"]):
+                self.cache.put(key, record)
+                cached[key] = record
+        return [cached[k] for k in keys]
+
+    # --- one task ---------------------------------------------------------------------------
+
+    def _select(self, source, phash, base_lr, task, seeds, coarse, steps, stats):
+        grid = self.settings.lr_grid(base_lr, coarse=coarse)
+        configs = [(lr, seed) for lr in grid for seed in seeds]
+        return grid, configs, self._submit_runs(source, phash, task, configs, steps, stats)
+
+    @staticmethod
+    def _best_lr(grid, configs, records, steps) -> tuple[float, bool, list[dict]]:
+        by_lr: dict[float, list[float]] = {lr: [] for lr in grid}
+        for (lr, _), rec in zip(configs, records):
+            curve = scoring.smooth(rec["losses"], steps)
+            ok = rec["status"] == "ok" and curve.size == steps
+            by_lr[lr].append(float(curve[-1]) if ok else math.inf)
+        means = {lr: float(np.mean(v)) for lr, v in by_lr.items()}
+        best = min(grid, key=lambda lr: (means[lr], lr))
+        return best, best in (grid[0], grid[-1]), [r for (lr, _), r in zip(configs, records) if lr == best]
+
+    def _measure(self, source, phash, task, lr, seeds, steps, stats):
+        return self._submit_runs(source, phash, task, [(lr, s) for s in seeds], steps, stats)
+
+    # --- public API -------------------------------------------------------------------------
+
+    def evaluate(self, source: str, *, suite: str | None = None, stage: str = "auto",
+                 on_task: Callable[[str, TaskResult], None] | None = None,
+                 measure_seeds: tuple[int, ...] | None = None) -> EvaluationResult:
+        """Score ``source`` on a suite. ``stage``: "auto" (screen, then full if it passes),
+        "screen" or "full". Candidate failures never raise: they become a failed result."""
+        started = time.perf_counter()
+        suite = suite or self.settings.suite
+        stats = {"executed": 0, "cached": 0}
+        try:
+            program = load_program(source)
+        except CandidateError as exc:
+            return self._failed(source, suite, "screen", exc, started, stats)
+        phash = program_hash(source)
+        base_lr = program.hparams["lr"]
+        tasks = suite_tasks(suite)
+        records: list[dict] = []
+        try:
+            if stage in ("auto", "screen") and self.settings.screen:
+                screen = self._screen(source, phash, base_lr, suite, tasks, stats, records)
+                if stage == "screen" or screen.fitness < self.settings.screen_threshold:
+                    screen.seconds = time.perf_counter() - started
+                    return screen
+            result = self._full(source, phash, base_lr, suite, tasks, stats, records, on_task,
+                                measure_seeds or self.settings.measure_seeds)
+        except CandidateError as exc:
+            return self._failed(source, suite, "full" if stage == "full" else "screen", exc, started, stats)
+        result.seconds = time.perf_counter() - started
+        return result
+
+    def _screen(self, source, phash, base_lr, suite, tasks, stats, records) -> EvaluationResult:
+        names = self.settings.screen_tasks or tuple(t.name for t in tasks[:2])
+        seed = self.settings.selection_seeds[:1]
+        pending = {}
+        for name in names:
+            task = get_task(name)
+            steps = self.settings.steps_for(task)
+            pending[name] = (task, steps, self._select(source, phash, base_lr, task, seed, True, steps, stats))
+        results: dict[str, TaskResult] = {}
+        for name, (task, steps, (grid, configs, sub)) in pending.items():
+            recs = self._collect(sub)
+            records.extend(_tagged(recs, configs, task, "screen"))
+            best, edge, best_recs = self._best_lr(grid, configs, recs, steps)
+            base = self.baseline_curve(REFERENCE_BASELINE, task, screen=True)
+            results[name] = self._task_result(task, best, edge, best_recs, steps, {REFERENCE_BASELINE: base})
+        scores = [r.score for r in results.values()]
+        return EvaluationResult(phash, suite, "screen", scoring.geometric_mean(scores), 0.0, results,
+                                runs_executed=stats["executed"], runs_cached=stats["cached"], run_records=records)
+
+    def _full(self, source, phash, base_lr, suite, tasks, stats, records, on_task, measure_seeds) -> EvaluationResult:
+        seeds = self.settings.selection_seeds
+        selections = {}
+        for task in tasks:
+            steps = self.settings.steps_for(task)
+            selections[task.name] = (task, steps, self._select(source, phash, base_lr, task, seeds, False, steps, stats))
+        measures = {}
+        for name, (task, steps, (grid, configs, sub)) in selections.items():
+            recs = self._collect(sub)
+            records.extend(_tagged(recs, configs, task, "select"))
+            best, edge, _ = self._best_lr(grid, configs, recs, steps)
+            measures[name] = (task, steps, best, edge, self._measure(source, phash, task, best, measure_seeds, steps, stats))
+        results: dict[str, TaskResult] = {}
+        for name, (task, steps, best, edge, sub) in measures.items():
+            recs = self._collect(sub)
+            records.extend(_tagged(recs, [(best, s) for s in measure_seeds], task, "measure"))
+            baselines = {b: self.baseline_curve(b, task, seeds=measure_seeds) for b in self.baseline_names()}
+            results[name] = self._task_result(task, best, edge, recs, steps, baselines)
+            if on_task:
+                on_task(name, results[name])
+        per_seed = np.array([r.seed_scores for r in results.values()])  # tasks x seeds
+        seed_fitness = np.exp(np.log(np.clip(per_seed, scoring.SCORE_MIN, None)).mean(axis=0))
+        fitness = scoring.geometric_mean([r.score for r in results.values()])
+        return EvaluationResult(phash, suite, "full", fitness, float(np.std(seed_fitness)), results,
+                                runs_executed=stats["executed"], runs_cached=stats["cached"], run_records=records)
+
+    def _task_result(self, task, lr, edge, recs, steps, baselines: dict[str, list[float]]) -> TaskResult:
+        curves = [r["losses"] for r in recs]
+        mean = scoring.mean_curve(curves, steps)
+        adamw = baselines[REFERENCE_BASELINE]
+        score = scoring.speedup_score(mean, adamw, steps)
+        seed_scores = [scoring.speedup_score(c, adamw, steps) for c in curves]
+        statuses = [r["status"] for r in recs]
+        status = "ok" if all(s == "ok" for s in statuses) else next(s for s in statuses if s != "ok")
+        finals = [r["final_loss"] for r in recs]
+        tests = [r.get("test_metric") for r in recs if r.get("test_metric") is not None]
+        stopped = [r.get("stopped_at") for r in recs if r.get("stopped_at")]
+        return TaskResult(
+            task=task.name,
+            task_version=task.version,
+            score=score,
+            seed_scores=seed_scores,
+            best_lr=lr,
+            lr_at_edge=edge,
+            final_loss=float(np.mean(finals)) if all(math.isfinite(f) for f in finals) else math.inf,
+            test_metric=float(np.mean(tests)) if tests else None,
+            status=status,
+            reason=None if status == "ok" else status,
+            message="" if status == "ok" else f"{status} at step {min(stopped) if stopped else '?'} with lr {lr:g}",
+            curve=scoring.downsample(mean),
+            vs_baselines={b: scoring.speedup_score(mean, c, steps) for b, c in baselines.items()},
+            diverged_at=min(stopped) if stopped else None,
+        )
+
+    def _failed(self, source, suite, stage, exc: CandidateError, started, stats) -> EvaluationResult:
+        try:
+            phash = program_hash(source)
+        except CandidateError:
+            phash = ""
+        return EvaluationResult(phash, suite, stage, scoring.FAILED_SCORE, 0.0, {},
+                                failure=(exc.reason, str(exc)), runs_executed=stats["executed"],
+                                runs_cached=stats["cached"], seconds=time.perf_counter() - started)
+
+    # --- baselines --------------------------------------------------------------------------
+
+    def baseline_names(self) -> tuple[str, ...]:
+        return BASELINES
+
+    def baseline_curve(self, name: str, task, *, seeds: tuple[int, ...] | None = None,
+                       screen: bool = False) -> list[float]:
+        """Mean measured curve of a tuned baseline (cached: computed once per task version)."""
+        memo_key = (name, task.name, task.version, seeds, screen, self.settings.steps_for(task))
+        if memo_key not in self._baseline_memo:
+            self._baseline_memo[memo_key] = self._baseline_curve(name, task, seeds, screen)
+        return self._baseline_memo[memo_key]
+
+    def _baseline_curve(self, name, task, seeds, screen) -> list[float]:
+        source = reference_source(name)
+        phash = program_hash(source)
+        base_lr = load_program(source).hparams["lr"]
+        steps = self.settings.steps_for(task)
+        stats = {"executed": 0, "cached": 0}
+        sel_seeds = self.settings.selection_seeds[:1] if screen else self.settings.selection_seeds
+        grid, configs, sub = self._select(source, phash, base_lr, task, sel_seeds, screen, steps, stats)
+        best, _, best_recs = self._best_lr(grid, configs, self._collect(sub), steps)
+        if screen:
+            return scoring.mean_curve([r["losses"] for r in best_recs], steps)
+        recs = self._collect(self._measure(source, phash, task, best, seeds or self.settings.measure_seeds, steps, stats))
+        return scoring.mean_curve([r["losses"] for r in recs], steps)
+
+    def baseline_table(self, suite: str | None = None,
+                       progress: Callable[[str], None] | None = None) -> dict[str, dict[str, TaskResult]]:
+        """{task: {baseline: TaskResult}} for the suite, computing what is not cached yet."""
+        table: dict[str, dict[str, TaskResult]] = {}
+        for task in suite_tasks(suite or self.settings.suite):
+            row = {}
+            for name in self.baseline_names():
+                if progress:
+                    progress(f"{task.name}: {name}")
+                row[name] = self._baseline_result(name, task)
+            table[task.name] = row
+        return table
+
+    def _baseline_result(self, name: str, task) -> TaskResult:
+        source = reference_source(name)
+        phash = program_hash(source)
+        steps = self.settings.steps_for(task)
+        stats = {"executed": 0, "cached": 0}
+        grid, configs, sub = self._select(source, phash, load_program(source).hparams["lr"], task,
+                                          self.settings.selection_seeds, False, steps, stats)
+        best, edge, _ = self._best_lr(grid, configs, self._collect(sub), steps)
+        recs = self._collect(self._measure(source, phash, task, best, self.settings.measure_seeds, steps, stats))
+        baselines = {b: self.baseline_curve(b, task) for b in self.baseline_names()}
+        return self._task_result(task, best, edge, recs, steps, baselines)
+
+
+def _tagged(records: list[dict], configs, task, role: str) -> list[dict]:
+    """Run records annotated with what the archive needs to store them."""
+    return [
+        {**rec, "lr": lr, "seed": seed, "task": task.name, "task_version": task.version, "role": role}
+        for rec, (lr, seed) in zip(records, configs)
+    ]
