@@ -176,6 +176,11 @@ def numel(x):
     return x.numel()
 
 
+def size(x, dim):
+    """Length of dimension dim of x (an int; dim -1 is the last): size(w, 0) is a matrix's rows."""
+    return x.shape[dim]
+
+
 # --- matrix ops (for 2-D parameters) ------------------------------------------------------
 
 
@@ -211,7 +216,7 @@ OPS = {
         maximum, minimum, where, interp,
         zeros_like, ones_like, full_like,
         mean, sum, rms, norm, dot, amax,
-        ndim, numel,
+        ndim, numel, size,
         matmul, transpose, newton_schulz,
     )
 }
