@@ -43,6 +43,7 @@ FAILURE_REASONS = (
 MAX_SOURCE_CHARS = 8000
 MAX_LINES = 200
 MAX_AST_NODES = 3000
+MAX_AST_DEPTH = 100  # the checker and compiler recurse per level; deeper input would overflow them
 MAX_LOOP_ITERATIONS = 16
 MAX_LOOP_DEPTH = 2  # nested loops multiply: 16 ** depth iterations at most
 MAX_STATE_FACTOR = 8  # state tensors may hold at most this many entries per parameter entry
@@ -195,7 +196,21 @@ def parse(source: str) -> ast.Module:
     nodes = sum(1 for _ in ast.walk(tree))
     if nodes > MAX_AST_NODES:
         raise _forbid(None, f"a program of {nodes} syntax nodes (limit {MAX_AST_NODES})")
+    depth = _max_depth(tree)
+    if depth > MAX_AST_DEPTH:
+        raise _forbid(None, f"expressions nested {depth} levels deep (limit {MAX_AST_DEPTH})")
     return tree
+
+
+def _max_depth(tree: ast.AST) -> int:
+    """Deepest nesting of the syntax tree, computed without recursion."""
+    deepest = 0
+    stack = [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+    return deepest
 
 
 class _Checker(ast.NodeVisitor):
