@@ -1,0 +1,198 @@
+"""A pool of long-lived sandbox workers, driven from any number of threads through futures.
+
+Each worker slot owns one thread and one :class:`~sandbox.worker.WorkerProcess`. The thread
+takes jobs from a shared queue, runs them with a wall-clock timeout, and replaces its worker
+whenever it timed out, died or misbehaved, so one bad candidate costs one worker restart and
+nothing else. Futures always resolve to a :class:`~sandbox.worker.JobResult` for anything a
+candidate does; only a worker that cannot start at all (a broken installation) resolves its
+future with :class:`~sandbox.worker.WorkerStartError`.
+
+    with WorkerPool(size=2) as pool:
+        result = pool.submit("probe", {"source": text}, timeout=30).result()
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import threading
+from concurrent.futures import Future
+from dataclasses import replace
+from typing import Any, Iterable
+
+from sandbox.jobs import JOB_NAMES
+from sandbox.worker import JobResult, WorkerConfig, WorkerProcess, WorkerStartError
+
+_STOP = object()
+
+
+def default_size(device: str) -> int:
+    """One worker per CPU core on CPU; one per visible GPU for ``cuda``; one for ``cuda:i``."""
+    if device == "cuda":
+        import torch
+
+        return max(1, torch.cuda.device_count())
+    if device.startswith("cuda:"):
+        return 1
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def slot_configs(size: int, config: WorkerConfig) -> list[WorkerConfig]:
+    """Per-worker configs: on ``cuda`` worker i is pinned to GPU ``i % gpus``; on ``cuda:k``
+    every worker is pinned to GPU k; on CPU they are all alike."""
+    device = config.device
+    if device == "cuda":
+        import torch
+
+        gpus = max(1, torch.cuda.device_count())
+        return [replace(config, device="cuda", gpu=i % gpus) for i in range(size)]
+    if device.startswith("cuda:"):
+        return [replace(config, device="cuda", gpu=int(device.split(":", 1)[1])) for _ in range(size)]
+    if device != "cpu":
+        raise ValueError(f"unknown device {device!r}: use 'cpu', 'cuda' or 'cuda:N'")
+    return [config] * size
+
+
+class _Slot:
+    """One worker process and the thread that feeds it."""
+
+    def __init__(self, index: int, config: WorkerConfig, jobs: queue.SimpleQueue):
+        self.index = index
+        self.config = config
+        self.jobs = jobs
+        self.worker: WorkerProcess | None = None
+        self.restarts = 0
+        # The worker must be started by this thread: it dies when its creating thread exits.
+        self.thread = threading.Thread(target=self._serve, name=f"sandbox-worker-{index}", daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        try:
+            self.worker = WorkerProcess(self.config)
+        except OSError:
+            self.worker = None  # the first job retries and reports the error on its future
+        try:
+            while True:
+                item = self.jobs.get()
+                if item is _STOP:
+                    return
+                future, job_name, payload, timeout = item
+                if not future.set_running_or_notify_cancel():
+                    continue
+                try:
+                    future.set_result(self._run(job_name, payload, timeout))
+                except Exception as exc:  # WorkerStartError, OSError: never leave a future hanging
+                    future.set_exception(exc)
+        finally:
+            if self.worker is not None:
+                self.worker.close()
+
+    def _run(self, job_name: str, payload: dict[str, Any], timeout: float) -> JobResult:
+        if self.worker is None or not self.worker.alive:
+            self._replace()
+        assert self.worker is not None
+        try:
+            self.worker.wait_ready()
+        except WorkerStartError:
+            # One retry: a worker can lose a race with the OOM killer while importing torch.
+            self._replace()
+            self.worker.wait_ready()
+        result = self.worker.run(job_name, payload, timeout)
+        if not self.worker.alive:
+            # Start the next worker now, so its torch import overlaps with the queue wait.
+            self._replace()
+        return result
+
+    def _replace(self) -> None:
+        if self.worker is not None:
+            self.worker.close(grace=0)
+        self.restarts += 1
+        self.worker = WorkerProcess(self.config)
+
+
+class WorkerPool:
+    """Long-lived sandbox workers behind ``submit(job, payload, timeout) -> Future[JobResult]``.
+
+    ``size``: number of workers (default :func:`default_size` for the device). ``device``:
+    ``cpu``, ``cuda`` (one worker per GPU, each pinned) or ``cuda:N``. Other keyword options are
+    :class:`~sandbox.worker.WorkerConfig` fields (``address_space_bytes``, ``num_threads``,
+    ``cuda_memory_fraction``, ``isolate_network``, ...). Safe to call from several threads.
+    """
+
+    def __init__(self, size: int | None = None, *, device: str = "cpu", **worker_options: Any):
+        config = WorkerConfig(device=device, **worker_options)
+        size = default_size(device) if size is None else size
+        if size < 1:
+            raise ValueError(f"a pool needs at least one worker, got size={size}")
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._closed = False
+        self._slots = [_Slot(i, cfg, self._jobs) for i, cfg in enumerate(slot_configs(size, config))]
+
+    @property
+    def size(self) -> int:
+        return len(self._slots)
+
+    @property
+    def restarts(self) -> int:
+        """How many times a worker was replaced (after a timeout, crash or start failure)."""
+        return sum(slot.restarts for slot in self._slots)
+
+    def worker_pids(self) -> list[int | None]:
+        """Current worker process ids, by slot (None before a slot has started its worker)."""
+        return [slot.worker.pid if slot.worker is not None else None for slot in self._slots]
+
+    def submit(self, job_name: str, payload: dict[str, Any], timeout: float = 60.0) -> Future[JobResult]:
+        """Queue one job; the future resolves to its :class:`JobResult`.
+
+        Raises ``ValueError`` for an unknown job name, a payload that is not JSON data or a
+        non-positive timeout (caller bugs, reported at once), ``RuntimeError`` after close().
+        """
+        if job_name not in JOB_NAMES:
+            raise ValueError(f"unknown job {job_name!r}; known jobs: {', '.join(sorted(JOB_NAMES))}")
+        if not timeout > 0:
+            raise ValueError(f"timeout must be positive, got {timeout!r}")
+        try:
+            json.dumps(payload)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"a job payload must be JSON data (str, numbers, lists, dicts): {exc}") from None
+        future: Future[JobResult] = Future()
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("this WorkerPool is closed")
+            self._jobs.put((future, job_name, payload, float(timeout)))
+        return future
+
+    def map(self, job_name: str, payloads: Iterable[dict[str, Any]], timeout: float = 60.0) -> list[JobResult]:
+        """Run one job per payload across the pool; results in payload order."""
+        futures = [self.submit(job_name, payload, timeout) for payload in payloads]
+        return [future.result() for future in futures]
+
+    def close(self) -> None:
+        """Cancel queued jobs, let running ones finish (each is bounded by its timeout), stop
+        the workers. Idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            while True:
+                try:
+                    item = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if item is not _STOP:
+                    item[0].cancel()
+            for _ in self._slots:
+                self._jobs.put(_STOP)
+        for slot in self._slots:
+            slot.thread.join()
+
+    def __enter__(self) -> WorkerPool:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
