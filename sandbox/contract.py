@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import keyword
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -505,8 +506,11 @@ def _check_hparams(node: ast.AST) -> dict[str, float]:
         if not (isinstance(key, ast.Constant) and isinstance(key.value, str)):
             raise _invalid(node, "HPARAMS keys must be string literals")
         name = key.value
-        if not name.isidentifier() or name.startswith("_") or not name.islower() or hasattr(torch.Tensor, name):
-            raise _invalid(node, f"HPARAMS key {name!r} must be a lowercase identifier that is not a tensor attribute")
+        # A keyword cannot be read as `hp.<key>`; an HParams method name would shadow the value.
+        if (not name.isidentifier() or name.startswith("_") or not name.islower() or keyword.iskeyword(name)
+                or hasattr(torch.Tensor, name) or hasattr(HParams, name)):
+            raise _invalid(node, f"HPARAMS key {name!r} must be a lowercase identifier that is not a Python "
+                                 "keyword, a tensor attribute or an HParams method")
         number = _literal_number(value)
         if number is None or isinstance(number, bool):
             raise _invalid(value, f"HPARAMS[{name!r}] must be a number literal")
@@ -550,6 +554,16 @@ class _NoInPlace(ast.NodeTransformer):
         return ast.copy_location(ast.Assign(targets=[node.target], value=ast.BinOp(load, node.op, node.value)), node)
 
 
+def _executable(tree: ast.Module) -> ast.Module:
+    return ast.fix_missing_locations(_NoInPlace().visit(tree))
+
+
+def executable_module(source: str) -> ast.Module:
+    """The validated program exactly as :func:`load_program` executes it (``x += y`` already
+    rewritten as ``x = x + y``); the exporter turns this tree back into source."""
+    return _executable(_check(source).tree)
+
+
 def _safe_range(*args: int) -> range:
     r = range(*args)
     if len(r) > MAX_LOOP_ITERATIONS:
@@ -565,7 +579,7 @@ def load_program(source: str, name: str | None = None) -> Program:
     so loading never runs candidate logic.
     """
     checked = _check(source)
-    tree = ast.fix_missing_locations(_NoInPlace().visit(checked.tree))
+    tree = _executable(checked.tree)
     scope: dict[str, Any] = {"__builtins__": {"range": _safe_range}, **vocabulary.OPS}
     try:
         exec(compile(tree, f"<candidate {name or ''}>".replace(" >", ">"), "exec"), scope)
