@@ -1,0 +1,519 @@
+"""The LLM client: any OpenAI-compatible endpoint, one model per role, retries, cost, cache.
+
+    client = LLMClient(LLMSettings(base_url="http://localhost:8000/v1",
+                                   models={"proposer": "qwen2.5-coder", "critic": "qwen2.5-coder"}),
+                       spend=Spend(Budget(max_tokens=2_000_000)))
+    answer = client.complete([{"role": "user", "content": "..."}], role="proposer")
+    answer.text, answer.prompt_tokens, answer.cost_usd
+
+- Transport is the ``openai`` package with its own retries off; retries are ours (``tenacity``):
+  exponential backoff with jitter on rate limits (429), timeouts, connection errors, 5xx, and
+  bodies that are not a chat completion or streams cut short. A 429's ``Retry-After`` is
+  honoured (we wait at least that long). After ``max_attempts`` an :class:`LLMError` names the
+  last cause. Errors no retry can fix (401 bad key, 404 unknown model, 400) fail at once.
+- The API key comes from the environment variable ``api_key_env`` (default
+  ``OPENAI_API_KEY``); a local server (any ``base_url``) may run without one.
+- Every answer is charged to a :class:`~discover.budget.Spend`, which is checked before each
+  request: once a cap is reached, :class:`~discover.budget.BudgetExhausted` is raised and
+  nothing is sent. Cost comes from a price table ``{model: (usd per 1M input tokens,
+  usd per 1M output tokens)}``; a model not in it costs 0 (with a one-time warning).
+- Answers are cached on disk (one JSON file per request, keyed by the SHA-256 of model,
+  messages, temperature, max_tokens, seed and n; never the key or URL). Mode ``read_write``
+  serves hits and stores misses; ``replay`` only reads, and a miss raises :class:`ReplayMiss`,
+  so a recorded campaign reruns identically without a server; ``off`` disables it. A hit
+  costs no tokens or dollars. To sample the same prompt twice, pass different ``seed`` values.
+- At most ``max_concurrency`` requests are in flight at once, across threads.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import hashlib
+import json
+import math
+import os
+import random
+import tempfile
+import threading
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import openai
+import tenacity
+from openai.types.chat import ChatCompletion
+
+from discover.budget import BudgetExhausted, Spend
+
+__all__ = [
+    "CACHE_MODES",
+    "DEFAULT_PRICES",
+    "ROLES",
+    "BudgetExhausted",
+    "Completion",
+    "LLMClient",
+    "LLMError",
+    "LLMSettings",
+    "ReplayMiss",
+    "ResponseCache",
+]
+
+ROLES = ("proposer", "critic")
+"""Who asks: the proposer writes programs, the critic writes TextGrad-style critiques."""
+
+CACHE_MODES = ("off", "read_write", "replay")
+
+DEFAULT_PRICES: dict[str, tuple[float, float]] = {
+    # USD per 1M (input, output) tokens, OpenAI list prices when this was written; override
+    # or extend with LLMSettings.prices (a local model is free: leave it out, or map it to 0).
+    "gpt-4o": (2.50, 10.00),
+    "gpt-4o-mini": (0.15, 0.60),
+    "gpt-4.1": (2.00, 8.00),
+    "gpt-4.1-mini": (0.40, 1.60),
+    "gpt-4.1-nano": (0.10, 0.40),
+    "o3-mini": (1.10, 4.40),
+    "o4-mini": (1.10, 4.40),
+}
+
+
+class LLMError(Exception):
+    """A request could not be answered; the message says why and what to do. ``cause`` is
+    the last underlying exception, if any."""
+
+    def __init__(self, message: str, cause: BaseException | None = None):
+        self.cause = cause
+        super().__init__(message)
+
+
+class ReplayMiss(LLMError):
+    """Replay mode found no cached answer for a request."""
+
+
+class _MalformedResponse(Exception):
+    """The server answered 200 with something that is not a chat completion (retryable)."""
+
+
+class _TruncatedResponse(Exception):
+    """A streamed answer ended before its finish chunk (retryable)."""
+
+
+_TRANSIENT = (
+    openai.RateLimitError,
+    openai.APITimeoutError,
+    openai.APIConnectionError,
+    openai.InternalServerError,
+    _MalformedResponse,
+    _TruncatedResponse,
+)
+
+
+def _is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, _TRANSIENT):
+        return True
+    # 408 request timeout and 409 conflict are worth a retry too (the openai client agrees)
+    return isinstance(exc, openai.APIStatusError) and exc.status_code in (408, 409)
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One answer. ``prompt_tokens``/``completion_tokens`` describe the answer (from the
+    server's ``usage``, or estimated as characters / 4 when a server reports none);
+    ``cost_usd`` is what this call cost: 0 for a cache hit. ``attempts`` counts requests sent
+    (0 for a cache hit); ``seconds`` is the wall time of the call, retries included."""
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+    model: str
+    cached: bool = False
+    attempts: int = 1
+    seconds: float = 0.0
+    finish_reason: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Completion:
+        return cls(**data)
+
+
+@dataclass
+class LLMSettings:
+    """How to reach the model(s). Plain data; the campaign config fills it in."""
+
+    models: dict[str, str] = field(default_factory=lambda: {"proposer": "gpt-4.1-mini"})
+    """Model per role; a role without an entry uses the proposer's model."""
+    base_url: str | None = None
+    """An OpenAI-compatible endpoint (``http://localhost:8000/v1``); None for api.openai.com."""
+    api_key_env: str = "OPENAI_API_KEY"
+    temperature: float = 0.8
+    max_tokens: int = 4096
+    max_tokens_param: str = "max_tokens"
+    """Request field carrying max_tokens; reasoning models want ``max_completion_tokens``."""
+    timeout: float = 120.0
+    """Seconds to wait for an answer (for a stream: between chunks) before retrying."""
+    max_attempts: int = 5
+    backoff_base: float = 1.0
+    """First retry waits about this long (seconds); each further retry doubles it, plus jitter."""
+    backoff_max: float = 60.0
+    max_retry_after: float = 300.0
+    """A server's Retry-After is honoured up to this many seconds."""
+    max_concurrency: int = 4
+    stream: bool = False
+    cache_dir: str | Path | None = None
+    cache_mode: str = "read_write"
+    prices: dict[str, tuple[float, float]] = field(default_factory=lambda: dict(DEFAULT_PRICES))
+
+    def __post_init__(self) -> None:
+        if self.cache_mode not in CACHE_MODES:
+            raise ValueError(f"cache_mode must be one of {', '.join(CACHE_MODES)}, got {self.cache_mode!r}")
+        if self.cache_mode == "replay" and self.cache_dir is None:
+            raise ValueError("cache_mode 'replay' needs a cache_dir to replay from")
+        if "proposer" not in self.models:
+            raise ValueError(f"models must name a 'proposer' model, got {self.models}")
+        unknown = set(self.models) - set(ROLES)
+        if unknown:
+            raise ValueError(f"unknown model role(s) {sorted(unknown)}; roles are {', '.join(ROLES)}")
+        if self.max_attempts < 1 or self.max_concurrency < 1:
+            raise ValueError("max_attempts and max_concurrency must be at least 1")
+
+
+# --- the on-disk response cache ------------------------------------------------------------
+
+
+class ResponseCache:
+    """One JSON file per request under ``directory``, named by the request's SHA-256.
+
+    Writes are atomic (a temporary file, then ``os.replace``), so a campaign killed mid-write
+    leaves either the old state or the full entry, and concurrent writers cannot interleave.
+    """
+
+    def __init__(self, directory: str | Path, mode: str = "read_write"):
+        if mode not in CACHE_MODES or mode == "off":
+            raise ValueError(f"a ResponseCache mode is 'read_write' or 'replay', got {mode!r}")
+        self.directory = Path(directory)
+        self.mode = mode
+
+    @staticmethod
+    def key(request: dict[str, Any]) -> str:
+        """SHA-256 of the canonical JSON of the request's identity (model, messages, sampling)."""
+        identity = {name: request.get(name) for name in ("model", "messages", "temperature", "max_tokens", "seed", "n")}
+        text = json.dumps(identity, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+    def path(self, request: dict[str, Any]) -> Path:
+        return self.directory / f"{self.key(request)}.json"
+
+    def get(self, request: dict[str, Any]) -> dict[str, Any] | None:
+        """The stored answer, or None on a miss (in replay mode a miss raises ReplayMiss)."""
+        path = self.path(request)
+        entry = None
+        try:
+            entry = json.loads(path.read_text(encoding="utf-8"))["completion"]
+        except FileNotFoundError:
+            pass
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            warnings.warn(f"ignoring unreadable LLM cache entry {path}: {exc}", stacklevel=2)
+        if entry is None and self.mode == "replay":
+            raise ReplayMiss(
+                f"replay mode: no cached answer in {self.directory} for a request to model "
+                f"{request.get('model')!r} ({_describe_messages(request.get('messages', []))}; cache key "
+                f"{self.key(request)[:16]}). The prompt differs from the recorded campaign; rerun with "
+                f"cache mode 'read_write' to ask the server.")
+        return entry
+
+    def put(self, request: dict[str, Any], completion: dict[str, Any]) -> None:
+        """Store an answer for ``request`` (read_write mode only)."""
+        if self.mode != "read_write":
+            return
+        self.directory.mkdir(parents=True, exist_ok=True)
+        entry = {"key": self.key(request), "request": request, "completion": completion, "saved_at": time.time()}
+        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-", suffix=".json")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(entry, f, ensure_ascii=False, indent=1)
+            os.replace(tmp, self.path(request))
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+def _describe_messages(messages: list[dict[str, Any]]) -> str:
+    if not messages:
+        return "no messages"
+    last = " ".join(str(messages[-1].get("content", "")).split())
+    return f"{len(messages)} message(s), the last starting {last[:80]!r}"
+
+
+# --- the client ----------------------------------------------------------------------------
+
+
+def _retry_after_seconds(exc: BaseException) -> float | None:
+    """Seconds a 429/503 asked us to wait (``retry-after-ms`` or ``Retry-After``), if any."""
+    response = getattr(exc, "response", None)
+    if response is None:
+        return None
+    headers = response.headers
+    try:
+        if headers.get("retry-after-ms"):
+            return max(0.0, float(headers["retry-after-ms"]) / 1000)
+        value = headers.get("retry-after")
+        if not value:
+            return None
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            when = email.utils.parsedate_to_datetime(value)
+            return max(0.0, when.timestamp() - time.time())
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def _estimate_tokens(text: str) -> int:
+    return math.ceil(len(text) / 4)
+
+
+def _cause_text(exc: BaseException) -> str:
+    if isinstance(exc, openai.APIStatusError):
+        return f"HTTP {exc.status_code}: {exc.message}"
+    return f"{type(exc).__name__.lstrip('_')}: {exc}"
+
+
+class LLMClient:
+    """Chat completions with retries, a hard budget, a response cache and bounded concurrency.
+
+    Thread-safe: share one client between the campaign's proposer threads.
+    """
+
+    def __init__(self, settings: LLMSettings | None = None, *, spend: Spend | None = None,
+                 sleep: Callable[[float], None] = time.sleep):
+        self.settings = settings or LLMSettings()
+        self.spend = spend if spend is not None else Spend()
+        s = self.settings
+        self.cache = None if s.cache_mode == "off" or s.cache_dir is None else ResponseCache(s.cache_dir, s.cache_mode)
+        self._sleep = sleep
+        self._slots = threading.BoundedSemaphore(s.max_concurrency)
+        self._lock = threading.Lock()
+        self._openai: openai.OpenAI | None = None
+        self._unpriced: set[str] = set()
+
+    # --- public ------------------------------------------------------------------------
+
+    def model_for(self, role: str) -> str:
+        """The model that answers ``role``; a role without its own model uses the proposer's."""
+        if role not in ROLES:
+            raise LLMError(f"unknown role {role!r}; roles are {', '.join(ROLES)}")
+        return self.settings.models.get(role) or self.settings.models["proposer"]
+
+    def complete(self, messages: list[dict[str, str]], role: str = "proposer", *,
+                 temperature: float | None = None, max_tokens: int | None = None,
+                 seed: int | None = None) -> Completion:
+        """Ask the ``role``'s model for one answer to a chat ``messages`` list.
+
+        Raises :class:`BudgetExhausted` (nothing was sent), :class:`ReplayMiss` (replay mode,
+        not cached) or :class:`LLMError` (the server could not answer, after retries).
+        """
+        started = time.monotonic()
+        _check_messages(messages)
+        s = self.settings
+        request = {
+            "model": self.model_for(role),
+            "messages": [{"role": m["role"], "content": m["content"]} for m in messages],
+            "temperature": s.temperature if temperature is None else temperature,
+            "max_tokens": s.max_tokens if max_tokens is None else max_tokens,
+            "seed": seed,
+            "n": 1,
+        }
+        if self.cache is not None:
+            hit = self.cache.get(request)
+            if hit is not None:
+                completion = Completion(
+                    text=hit["text"], prompt_tokens=int(hit["prompt_tokens"]),
+                    completion_tokens=int(hit["completion_tokens"]), cost_usd=0.0,
+                    model=hit.get("model") or request["model"], cached=True, attempts=0,
+                    seconds=time.monotonic() - started, finish_reason=hit.get("finish_reason"))
+                self.spend.charge_llm(completion)
+                return completion
+
+        attempts = 0
+
+        def attempt() -> dict[str, Any]:
+            nonlocal attempts
+            with self._slots:
+                self.spend.check()  # raises BudgetExhausted before anything is sent
+                attempts += 1
+                return self._send(request)
+
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(s.max_attempts),
+            wait=self._wait,
+            retry=tenacity.retry_if_exception(_is_transient),
+            sleep=self._sleep,
+            reraise=True,
+        )
+        try:
+            answer = retrying(attempt)
+        except BudgetExhausted:
+            raise
+        except openai.APIStatusError as exc:
+            if _is_transient(exc):
+                raise self._gave_up(request, attempts, exc) from exc
+            raise LLMError(self._rejected_message(request, exc), exc) from exc
+        except _TRANSIENT as exc:
+            raise self._gave_up(request, attempts, exc) from exc
+        except openai.OpenAIError as exc:
+            raise LLMError(f"the request to {self._where()} failed: {_cause_text(exc)}", exc) from exc
+
+        cost = self._cost(request["model"], answer["model"], answer["prompt_tokens"], answer["completion_tokens"])
+        completion = Completion(
+            text=answer["text"], prompt_tokens=answer["prompt_tokens"],
+            completion_tokens=answer["completion_tokens"], cost_usd=cost, model=answer["model"],
+            cached=False, attempts=attempts, seconds=time.monotonic() - started,
+            finish_reason=answer["finish_reason"])
+        self.spend.charge_llm(completion)
+        if self.cache is not None:
+            self.cache.put(request, {**answer, "cost_usd": cost})
+        return completion
+
+    def price(self, model: str) -> tuple[float, float] | None:
+        """(USD per 1M input tokens, USD per 1M output tokens) for ``model``, if known."""
+        return self.settings.prices.get(model)
+
+    # --- internals ---------------------------------------------------------------------
+
+    def _where(self) -> str:
+        return self.settings.base_url or os.environ.get("OPENAI_BASE_URL") or "api.openai.com"
+
+    def _client(self) -> openai.OpenAI:
+        with self._lock:
+            if self._openai is None:
+                s = self.settings
+                key = os.environ.get(s.api_key_env, "").strip()
+                if not key:
+                    if s.base_url is None and not os.environ.get("OPENAI_BASE_URL"):
+                        raise LLMError(
+                            f"no API key: set the environment variable {s.api_key_env} "
+                            f"(or set base_url to a local OpenAI-compatible server that needs none)")
+                    key = "no-key-needed"  # local servers ignore it; the client insists on one
+                self._openai = openai.OpenAI(base_url=s.base_url, api_key=key, timeout=s.timeout, max_retries=0)
+            return self._openai
+
+    def _wait(self, state: tenacity.RetryCallState) -> float:
+        s = self.settings
+        # exponential backoff plus jitter, so that parallel workers do not retry in lockstep
+        backoff = min(s.backoff_max, s.backoff_base * 2 ** (state.attempt_number - 1)) + random.uniform(0, s.backoff_base)
+        exc = state.outcome.exception() if state.outcome else None
+        asked = _retry_after_seconds(exc) if exc is not None else None
+        return backoff if asked is None else max(backoff, min(asked, s.max_retry_after))
+
+    def _send(self, request: dict[str, Any]) -> dict[str, Any]:
+        """One HTTP request; returns text, tokens, model and finish_reason."""
+        s = self.settings
+        kwargs: dict[str, Any] = {
+            "model": request["model"],
+            "messages": request["messages"],
+            "temperature": request["temperature"],
+            s.max_tokens_param: request["max_tokens"],
+        }
+        if request["seed"] is not None:
+            kwargs["seed"] = request["seed"]
+        client = self._client()
+        try:
+            if s.stream:
+                return self._read_stream(request, client.chat.completions.create(
+                    **kwargs, stream=True, stream_options={"include_usage": True}))
+            response = client.chat.completions.create(**kwargs)
+        except (ValueError, openai.APIResponseValidationError) as exc:  # the body was not JSON
+            raise _MalformedResponse(f"the server's answer is not a chat completion ({exc})") from exc
+        if not isinstance(response, ChatCompletion) or not response.choices:
+            raise _MalformedResponse(f"the server's answer has no choices: {str(response)[:200]!r}")
+        choice = response.choices[0]
+        text = (choice.message.content if choice.message is not None else None) or ""
+        usage = response.usage
+        return {
+            "text": text,
+            "prompt_tokens": usage.prompt_tokens if usage else _estimate_tokens(_prompt_text(request)),
+            "completion_tokens": usage.completion_tokens if usage else _estimate_tokens(text),
+            "model": response.model or request["model"],
+            "finish_reason": choice.finish_reason,
+        }
+
+    def _read_stream(self, request: dict[str, Any], stream: Any) -> dict[str, Any]:
+        pieces: list[str] = []
+        finish_reason = None
+        usage = None
+        model = None
+        try:
+            for chunk in stream:
+                model = getattr(chunk, "model", None) or model
+                if getattr(chunk, "usage", None) is not None:
+                    usage = chunk.usage
+                for choice in chunk.choices or ():
+                    if choice.index != 0:
+                        continue
+                    if choice.delta is not None and choice.delta.content:
+                        pieces.append(choice.delta.content)
+                    if choice.finish_reason:
+                        finish_reason = choice.finish_reason
+        except ValueError as exc:  # an event whose data is not JSON
+            raise _MalformedResponse(f"the stream carried an event that is not JSON ({exc})") from exc
+        finally:
+            stream.close()
+        text = "".join(pieces)
+        if finish_reason is None:
+            raise _TruncatedResponse(
+                f"the stream ended before the answer was complete ({len(text)} characters, no finish_reason)")
+        return {
+            "text": text,
+            "prompt_tokens": usage.prompt_tokens if usage else _estimate_tokens(_prompt_text(request)),
+            "completion_tokens": usage.completion_tokens if usage else _estimate_tokens(text),
+            "model": model or request["model"],
+            "finish_reason": finish_reason,
+        }
+
+    def _cost(self, requested: str, answered: str, prompt_tokens: int, completion_tokens: int) -> float:
+        price = self.price(requested) or self.price(answered)
+        if price is None:
+            with self._lock:
+                first = requested not in self._unpriced
+                self._unpriced.add(requested)
+            if first:
+                warnings.warn(
+                    f"no price for model {requested!r}: its calls count as $0 (add it to the LLM price "
+                    f"table to enforce a dollar budget; token and time budgets still apply)", stacklevel=3)
+            return 0.0
+        usd_in, usd_out = price
+        return (prompt_tokens * usd_in + completion_tokens * usd_out) / 1e6
+
+    def _gave_up(self, request: dict[str, Any], attempts: int, exc: BaseException) -> LLMError:
+        return LLMError(
+            f"model {request['model']!r} at {self._where()} did not answer after {attempts} attempt(s); "
+            f"last error: {_cause_text(exc)}. Check that the server is up, or raise max_attempts/timeout.", exc)
+
+    def _rejected_message(self, request: dict[str, Any], exc: openai.APIStatusError) -> str:
+        where, model = self._where(), request["model"]
+        hints = {
+            401: f"the API key was rejected: set {self.settings.api_key_env} to a valid key",
+            403: f"this key may not use model {model!r}",
+            404: f"model {model!r} or the chat endpoint does not exist there: check the model name and base_url",
+            400: "the request was rejected (a wrong parameter for this model? reasoning models need "
+                 "max_tokens_param='max_completion_tokens' and temperature 1)",
+        }
+        hint = hints.get(exc.status_code, "the request was rejected")
+        return f"{where} answered HTTP {exc.status_code} ({exc.message}): {hint}"
+
+
+def _prompt_text(request: dict[str, Any]) -> str:
+    return "\n".join(str(m["content"]) for m in request["messages"])
+
+
+def _check_messages(messages: list[dict[str, str]]) -> None:
+    if not isinstance(messages, list) or not messages:
+        raise LLMError("messages must be a non-empty list of {'role': ..., 'content': ...} dicts")
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict) or m.get("role") not in ("system", "user", "assistant") or not isinstance(m.get("content"), str):
+            raise LLMError(f"message {i} must be {{'role': 'system'|'user'|'assistant', 'content': str}}, got {m!r}"[:300])
