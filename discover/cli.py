@@ -25,6 +25,9 @@ app = typer.Typer(
 
 COMMAND_MODULES = (
     "discover.cli_export",
+    "discover.cli_eval",
+    "discover.cli_run",
+    "discover.cli_archive",
 )
 
 for _module in COMMAND_MODULES:

@@ -146,7 +146,7 @@ class Evaluator:
                 "steps": steps,
                 "device": self.settings.device,
             }
-            future = self.executor.submit("evaluate_job", payload, self.settings.job_timeout)
+            future = self.executor.submit("evaluate", payload, self.settings.job_timeout)
             stats["executed"] += len(missing)
         return keys, cached, missing, future
 

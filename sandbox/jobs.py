@@ -98,7 +98,8 @@ def selftest_job(payload: dict, device: str = "cpu") -> Any:
     """Used only by the test suite, to prove the worker's walls hold; runs no candidate code.
 
     Modes (``payload["mode"]``): ``echo`` (return ``value``), ``sleep`` (``seconds``),
-    ``allocate`` (a torch tensor of ``bytes`` bytes), ``exit`` (``os._exit(code)``), ``segfault``,
+    ``allocate`` (a torch tensor of ``bytes`` bytes), ``allocate_cuda`` (``fraction`` of the
+    GPU's memory), ``exit`` (``os._exit(code)``), ``segfault``,
     ``env`` (which secret-looking variables are visible), ``socket`` (try to open sockets),
     ``limits`` (the limits in force).
     """
@@ -110,6 +111,10 @@ def selftest_job(payload: dict, device: str = "cpu") -> Any:
         return payload["seconds"]
     if mode == "allocate":
         tensor = torch.empty(int(payload["bytes"]), dtype=torch.uint8)
+        return tensor.numel()
+    if mode == "allocate_cuda":
+        total = torch.cuda.get_device_properties(0).total_memory
+        tensor = torch.empty(int(total * float(payload["fraction"])), dtype=torch.uint8, device=device)
         return tensor.numel()
     if mode == "exit":
         os._exit(int(payload.get("code", 3)))
@@ -167,7 +172,31 @@ def _socket_attempts(address: str, port: int) -> dict[str, str]:
     return results
 
 
+def evaluate_job(payload: dict, device: str = "cpu") -> dict[str, Any]:
+    """Train a candidate on one task for every ``(lr, seed)`` config; return raw run records.
+
+    Payload: ``source``, ``task`` (a registered task name), ``configs`` (``[[lr, seed], ...]``),
+    ``steps``, optional ``batched`` (default True) and ``device`` (overrides the worker's). Only
+    raw losses and metrics come back; the controller scores them.
+    """
+    from sandbox.harness import RunConfig, run_candidate
+    from sandbox.tasks import get_task
+
+    program = load_program(payload["source"])
+    task = get_task(payload["task"])
+    configs = [RunConfig(float(lr), int(seed)) for lr, seed in payload["configs"]]
+    results = run_candidate(program, task, configs, steps=payload.get("steps"),
+                            device=payload.get("device") or device, batched=payload.get("batched", True))
+    return {"runs": [
+        {"losses": [float(x) for x in r.losses], "final_loss": float(r.final_loss), "initial_loss": float(r.initial_loss),
+         "test_metric": None if r.test_metric is None else float(r.test_metric), "status": r.status,
+         "stopped_at": r.stopped_at, "batched": r.batched}
+        for r in results
+    ]}
+
+
 _JOBS: dict[str, JobFunction] = {
+    "evaluate": evaluate_job,
     "probe": probe_job,
     "validate": validate_job,
     "selftest": selftest_job,

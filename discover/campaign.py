@@ -1,0 +1,484 @@
+"""The discovery campaign: propose -> validate -> de-duplicate -> evaluate -> archive -> feed back.
+
+The loop runs in *batches* of ``search.in_flight`` proposals. Every proposal in a batch sees the
+archive as it was when the batch began, and results are archived in proposal order, so a
+campaign with the offline proposer (or a replayed LLM cache) reruns identically from its seed,
+however the threads interleave. Within a batch, LLM requests and sandbox evaluations of
+different proposals overlap.
+
+Every random choice of proposal ``i`` comes from ``random.Random(f"{seed}:{i}")``: a resumed
+campaign continues with exactly the proposals it would have made.
+
+Durability: each program, evaluation, failure and LLM call is written in its own transaction
+the moment it exists; a campaign killed at any point resumes with ``--resume`` and re-evaluates
+only programs that were still pending (their finished runs come from the run cache).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable
+
+import archive as archive_store
+from archive.store import Archive, ProgramRecord
+from discover.budget import Budget, Spend
+from discover.config import CampaignConfig, to_toml
+from discover.devices import resolve_device
+from discover.errors import UserError
+from discover.proposers import Proposal, ProposalContext, Proposer, make_proposers
+from discover.selection import select_parents
+from sandbox.contract import CandidateError, program_hash
+from sandbox.evaluate import EvalSettings, EvaluationResult, Evaluator
+from sandbox.executor import make_executor
+from sandbox.references import reference_names, reference_source
+from sandbox.runcache import RunCache
+
+CONFIG_FILE = "config.toml"
+LLM_KINDS = ("full", "diff", "textgrad", "crossover")
+
+
+@dataclass
+class Event:
+    """Something the live view or a log line should show."""
+
+    kind: str  # reference | proposal | duplicate | failure | evaluated | new_best | heldout | note
+    program_id: int | None = None
+    text: str = ""
+    fitness: float | None = None
+    reason: str | None = None  # failure reason, for failure events
+
+
+@dataclass
+class CampaignSummary:
+    directory: Path
+    campaign_id: int
+    stop_reason: str
+    best_id: int | None
+    best_fitness: float | None
+    spend: dict[str, Any]
+    counts: dict[str, int]
+    failure_counts: dict[str, int]
+    proposals: int
+    seconds: float
+    offline: bool
+    notes: list[str] = field(default_factory=list)
+
+
+def new_campaign_dir(config: CampaignConfig) -> Path:
+    """``<output_dir>/<name>-<YYYYmmdd-HHMMSS>`` (suffixed if taken) and a ``latest`` link to it."""
+    root = Path(config.output_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    directory = root / f"{config.name}-{stamp}"
+    n = 1
+    while directory.exists():
+        n += 1
+        directory = root / f"{config.name}-{stamp}-{n}"
+    directory.mkdir()
+    latest = root / "latest"
+    try:
+        if latest.is_symlink() or latest.exists():
+            latest.unlink()
+        latest.symlink_to(directory.name)
+    except OSError:
+        pass  # filesystems without symlinks: `discover campaigns` still lists every directory
+    return directory
+
+
+class Campaign:
+    """One discovery campaign in one directory (archive.db + config.toml)."""
+
+    def __init__(self, config: CampaignConfig, directory: Path, *, resume: bool = False,
+                 on_event: Callable[[Event], None] | None = None, cache: RunCache | None = None):
+        self.config = config
+        self.directory = Path(directory)
+        self.on_event = on_event or (lambda event: None)
+        self.notes: list[str] = []
+        self.device = resolve_device(config.evaluation.device)
+        self.archive: Archive = archive_store.open(self.directory, create=True)
+        b = config.budget
+        budget = Budget(max_tokens=b.max_tokens, max_usd=b.max_usd, max_evaluations=b.max_evaluations,
+                        max_seconds=b.max_seconds)
+        if resume:
+            existing = self.archive.campaigns()
+            if not existing:
+                raise UserError(f"{self.directory} holds no campaign to resume")
+            self.campaign_id = existing[-1].id
+            self.spend = Spend.from_dict(existing[-1].spend or {}, budget)
+            self.archive.set_campaign_status(self.campaign_id, "running")
+        else:
+            (self.directory / CONFIG_FILE).write_text(to_toml(config), encoding="utf-8")
+            self.campaign_id = self.archive.create_campaign(config.name, config.model_dump(mode="json"), config.seed)
+            self.spend = Spend(budget)
+        self.llm = self._make_llm()
+        weights = dict(config.search.proposers)
+        if self.llm is None and any(weights.get(k, 0) > 0 for k in LLM_KINDS):
+            dropped = [k for k in LLM_KINDS if weights.pop(k, 0) > 0]
+            self.notes.append(f"no LLM endpoint configured (llm.base_url): dropped {', '.join(dropped)}; "
+                              "using the offline symbolic-mutation proposer")
+            weights.setdefault("mutation", 1.0)
+        elif self.llm is None:
+            self.notes.append("no LLM endpoint configured: using the offline symbolic-mutation proposer")
+        self.proposers: dict[str, Proposer] = make_proposers(weights, self.llm)
+        self.weights = {k: weights[k] for k in self.proposers}
+        self.cache = cache or RunCache()
+        ev = config.evaluation
+        self.settings = EvalSettings(
+            suite=ev.suite, selection_seeds=tuple(ev.selection_seeds), measure_seeds=tuple(ev.measure_seeds),
+            confirm_seeds=tuple(ev.confirm_seeds), grid_half_decades=ev.grid_half_decades, screen=ev.screen,
+            screen_threshold=ev.screen_threshold, device=self.device, job_timeout=ev.job_timeout,
+            steps_scale=ev.steps_scale)
+        options: dict[str, Any] = {"device": self.device}
+        if ev.workers:
+            options["size"] = ev.workers
+        if ev.executor == "ray" and ev.ray_address:
+            options["address"] = ev.ray_address
+        self.executor = make_executor(ev.executor, **options)
+        self.evaluator = Evaluator(self.executor, self.cache, self.settings)
+
+    @classmethod
+    def create(cls, config: CampaignConfig, **kwargs: Any) -> Campaign:
+        return cls(config, new_campaign_dir(config), **kwargs)
+
+    def _make_llm(self):
+        if self.config.offline:
+            return None
+        from discover.llm import DEFAULT_PRICES, LLMClient, LLMSettings
+
+        c = self.config.llm
+        models = {"proposer": c.proposer_model}
+        if c.critic_model:
+            models["critic"] = c.critic_model
+        settings = LLMSettings(
+            models=models, base_url=c.base_url, api_key_env=c.api_key_env, temperature=c.temperature,
+            max_tokens=c.max_tokens, timeout=c.timeout, max_attempts=c.max_attempts,
+            max_concurrency=c.max_concurrency, stream=c.stream, cache_dir=self.directory / "llm-cache",
+            cache_mode=c.cache, prices={**DEFAULT_PRICES, **{k: tuple(v) for k, v in c.prices.items()}})
+        return LLMClient(settings, spend=self.spend)
+
+    def close(self) -> None:
+        self.executor.close()
+        self.archive.close()
+
+    # --- archive views ----------------------------------------------------------------------
+
+    def _as_dict(self, record: ProgramRecord) -> dict[str, Any]:
+        failure = None
+        if record.status == "failed":
+            fails = self.archive.failures(record.id)
+            if fails:
+                failure = (fails[-1].reason, fails[-1].message)
+        return {
+            "id": record.id, "code": record.code, "fitness": record.fitness, "fitness_spread": record.fitness_spread,
+            "scores": record.scores or {}, "status": record.status, "failure": failure, "proposer": record.proposer,
+            "edits": record.meta.get("edits", []), "stage": record.stage, "name": record.name,
+            "parent_ids": record.parent_ids,
+        }
+
+    def _selection_pool(self) -> dict[int, dict[str, float]]:
+        pool = {}
+        for rec in self.archive.programs(status="evaluated"):
+            if rec.stage in ("full", "confirmed") and rec.scores:
+                pool[rec.id] = {task: entry["score"] for task, entry in rec.scores.items()}
+        return pool
+
+    def best_confirmed(self) -> tuple[int | None, float]:
+        best_id, best = None, float("-inf")
+        for rec in self.archive.programs(status="evaluated"):
+            value = rec.meta.get("confirmed_fitness")
+            if value is not None and value > best:
+                best_id, best = rec.id, value
+        return best_id, best
+
+    # --- the loop ---------------------------------------------------------------------------
+
+    def run(self) -> CampaignSummary:
+        """Run until a budget is exhausted or the user interrupts; always archive and summarise."""
+        started = time.perf_counter()
+        for note in self.notes:
+            self.on_event(Event("note", text=note))
+        stop_reason = "finished"
+        status = "finished"
+        try:
+            self._seed_references()
+            self._finish_pending()
+            while True:
+                reason = self.spend.exhausted()
+                if reason:
+                    stop_reason = reason
+                    break
+                exhausted = self._run_batch()
+                if exhausted:
+                    stop_reason = exhausted
+                    break
+            if self.config.evaluation.heldout:
+                self._score_heldout()
+        except KeyboardInterrupt:
+            stop_reason, status = "interrupted by the user (resume with --resume)", "stopped"
+        except Exception:
+            self.archive.set_campaign_status(self.campaign_id, "failed")
+            self.archive.update_spend(self.campaign_id, self.spend.to_dict())
+            raise
+        self.archive.update_spend(self.campaign_id, self.spend.to_dict())
+        self.archive.set_campaign_status(self.campaign_id, status)
+        best_id, best = self.best_confirmed()
+        if best_id is not None:
+            self.archive.set_best_program(self.campaign_id, best_id)
+        counts = {s: self.archive.program_count(s) for s in ("evaluated", "failed", "duplicate", "pending")}
+        return CampaignSummary(
+            directory=self.directory, campaign_id=self.campaign_id, stop_reason=stop_reason, best_id=best_id,
+            best_fitness=None if best_id is None else best, spend=self.spend.to_dict(), counts=counts,
+            failure_counts=self.archive.failure_counts(), proposals=self._next_index(),
+            seconds=time.perf_counter() - started, offline=self.llm is None, notes=self.notes)
+
+    def _next_index(self) -> int:
+        indices = [rec.meta.get("proposal_index", -1) for rec in self.archive.programs(sort="date")]
+        return max(indices, default=-1) + 1
+
+    def _seed_references(self) -> None:
+        """Archive and evaluate the reference library first: the population starts from it."""
+        known = set(reference_names())
+        pending = []
+        for name in self.config.search.seed_programs:
+            if name not in known:
+                raise UserError(f"unknown seed program {name!r}; known references: {', '.join(sorted(known))}")
+            source = reference_source(name)
+            if self.archive.find_by_hash(program_hash(source)) is None:
+                pid = self.archive.add_program(source, campaign_id=self.campaign_id, proposer="reference", name=name,
+                                               hash=program_hash(source))
+                pending.append((pid, source))
+        self._evaluate_all(pending, count_budget=False, kind="reference")
+
+    def _finish_pending(self) -> None:
+        """After a resume: evaluate programs archived but never finished (their runs are cached)."""
+        pending = [(r.id, r.code) for r in self.archive.programs(status="pending", sort="date")]
+        pending.sort()
+        if pending:
+            self.on_event(Event("note", text=f"resuming: finishing {len(pending)} pending program(s)"))
+            self._evaluate_all(pending, count_budget=True, kind="resumed")
+
+    def _run_batch(self) -> str | None:
+        """One batch of proposals; returns a budget-exhausted reason if an LLM call hit the budget."""
+        first = self._next_index()
+        remaining = self.spend.remaining()["evaluations"]
+        size = self.config.search.in_flight if remaining is None else max(1, min(self.config.search.in_flight, int(remaining)))
+        indices = list(range(first, first + size))
+        contexts = [self._context(i) for i in indices]
+        with ThreadPoolExecutor(max_workers=len(indices), thread_name_prefix="propose") as pool:
+            proposals = list(pool.map(lambda item: self._propose(*item), zip(indices, contexts)))
+        exhausted = None
+        to_evaluate = []
+        seen: dict[str, int] = {}
+        for index, (kind, proposal) in zip(indices, proposals):
+            pid = self._archive_proposal(index, kind, proposal, seen)
+            if proposal.budget_exhausted:
+                exhausted = proposal.budget_exhausted
+            if pid is not None:
+                to_evaluate.append((pid, proposal.source))
+        self._evaluate_all(to_evaluate, count_budget=True, kind="candidate")
+        return exhausted
+
+    def _context(self, index: int) -> tuple[str, ProposalContext]:
+        rng = random.Random(f"{self.config.seed}:{index}")
+        kinds = sorted(self.weights)
+        kind = rng.choices(kinds, weights=[self.weights[k] for k in kinds], k=1)[0]
+        pool = self._selection_pool()
+        parent_ids = select_parents(pool, rng, self.proposers[kind].parents_needed)
+        parents = [self._as_dict(self.archive.program(i)) for i in parent_ids]
+
+        def parent_of(program: dict[str, Any]) -> dict[str, Any] | None:
+            ids = program.get("parent_ids") or []
+            return self._as_dict(self.archive.program(ids[0])) if ids else None
+
+        top = [self._as_dict(r) for r in self.archive.best(self.config.search.top_k_in_prompt)]
+        ctx = ProposalContext(
+            parents=parents, parent_of=parent_of, top=top, failure_counts=self.archive.failure_counts(), rng=rng,
+            feedback_mode=self.config.search.feedback, parse_retries=self.config.search.parse_retries,
+            mutation_edits=self.config.search.mutation_edits)
+        return kind, ctx
+
+    def _propose(self, index: int, item: tuple[str, ProposalContext]) -> tuple[str, Proposal]:
+        kind, ctx = item
+        if not ctx.parents:
+            return kind, Proposal(kind, [], error=("invalid_code", "no evaluated parent to build on"))
+        return kind, self.proposers[kind].propose(ctx)
+
+    def _archive_proposal(self, index: int, kind: str, proposal: Proposal, seen: dict[str, int]) -> int | None:
+        """Store a proposal and its LLM calls; return the program id if it should be evaluated."""
+        meta = {"proposal_index": index, "edits": proposal.edits}
+        common = dict(campaign_id=self.campaign_id, parent_ids=proposal.parent_ids, proposer=kind,
+                      prompt=proposal.prompt, response=proposal.response, critique=proposal.critique,
+                      tokens_in=sum(c.tokens_in for c in proposal.llm_calls),
+                      tokens_out=sum(c.tokens_out for c in proposal.llm_calls),
+                      cost_usd=sum(c.cost_usd for c in proposal.llm_calls))
+        if proposal.source is None:
+            reason, message = proposal.error or ("crashed", "the proposer produced nothing")
+            code = proposal.response or ""
+            pid = self.archive.add_program(code, status="failed", meta=meta, **common)
+            self.archive.add_failure(pid, stage="proposal", reason=reason, message=message)
+            self._store_llm_calls(pid, proposal)
+            self.on_event(Event("failure", pid, f"{kind}: {reason}: {message}", reason=reason))
+            return None
+        phash = program_hash(proposal.source)
+        original = self.archive.find_by_hash(phash)
+        original_id = original.id if original else seen.get(phash)
+        if original_id is not None:
+            pid = self.archive.add_program(proposal.source, status="duplicate", duplicate_of=original_id, hash=phash,
+                                           meta={**meta, "duplicate": "exact"}, **common)
+            self._store_llm_calls(pid, proposal)
+            self.on_event(Event("duplicate", pid, f"{kind}: same program as #{original_id}"))
+            return None
+        pid = self.archive.add_program(proposal.source, status="pending", hash=phash, meta=meta, **common)
+        seen[phash] = pid
+        self._store_llm_calls(pid, proposal)
+        self.on_event(Event("proposal", pid, f"{kind} from {', '.join(f'#{p}' for p in proposal.parent_ids)}"))
+        return pid
+
+    def _store_llm_calls(self, pid: int, proposal: Proposal) -> None:
+        for call in proposal.llm_calls:
+            self.archive.add_llm_call(role=call.role, model=call.model, prompt=call.messages, response=call.response,
+                                      program_id=pid, tokens_in=call.tokens_in, tokens_out=call.tokens_out,
+                                      cost_usd=call.cost_usd, cached=call.cached, outcome=call.outcome)
+
+    # --- evaluation -------------------------------------------------------------------------
+
+    def _evaluate_all(self, items: list[tuple[int, str]], *, count_budget: bool, kind: str) -> None:
+        """Probe (behavioural de-dup), then evaluate survivors concurrently; archive in order."""
+        if not items:
+            return
+        probes = [self.executor.submit("probe", {"source": src}, 30.0) for _, src in items]
+        survivors = []
+        for (pid, source), future in zip(items, probes):
+            probe = future.result()
+            if not probe.ok:
+                self._record_failure(pid, "probe", probe.reason or "crashed", probe.message)
+                continue
+            match = self.archive.find_by_fingerprint(probe.value, exclude_id=pid) if kind != "reference" else None
+            if match is not None:
+                self.archive.update_program(pid, status="duplicate", duplicate_of=match.id, fingerprint=probe.value,
+                                            meta={**self.archive.program(pid).meta, "duplicate": "behavioural"})
+                self.on_event(Event("duplicate", pid, f"behaves exactly like #{match.id}"))
+                continue
+            self.archive.update_program(pid, fingerprint=probe.value)
+            survivors.append((pid, source))
+        workers = max(1, min(len(survivors), getattr(self.executor, "capacity", 2)))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="evaluate") as pool:
+            results = list(pool.map(lambda item: self.evaluator.evaluate(item[1]), survivors))
+        for (pid, source), result in zip(survivors, results):
+            if count_budget:
+                self.spend.charge_evaluations(1)
+            self._record_result(pid, result)
+            if result.failure is None and result.stage == "full":
+                self._maybe_confirm(pid, source, result)
+        self.archive.update_spend(self.campaign_id, self.spend.to_dict())
+
+    def _record_failure(self, pid: int, stage: str, reason: str, message: str) -> None:
+        self.archive.update_program(pid, status="failed", stage=None)
+        self.archive.add_failure(pid, stage=stage, reason=reason, message=message)
+        self.on_event(Event("failure", pid, f"{reason}: {message}", reason=reason))
+
+    def _record_result(self, pid: int, result: EvaluationResult, suite: str | None = None) -> None:
+        rows = [
+            dict(program_id=pid, suite=suite or result.suite, task=r["task"], task_version=str(r["task_version"]),
+                 seed=r["seed"], lr=r["lr"], role=r["role"], curve=_downsample(r["losses"]),
+                 metrics={k: r.get(k) for k in ("final_loss", "test_metric", "status", "stopped_at")})
+            for r in result.run_records
+        ]
+        if rows:
+            self.archive.add_evaluations(rows)
+        if result.failure is not None:
+            self._record_failure(pid, result.stage, *result.failure)
+            return
+        scores = {name: _task_dict(t, self.evaluator, name) for name, t in result.tasks.items()}
+        self.archive.update_program(pid, status="evaluated", fitness=result.fitness,
+                                    fitness_spread=result.fitness_spread, scores=scores, stage=result.stage)
+        for name, task in result.tasks.items():
+            if task.status != "ok":
+                self.archive.add_failure(pid, stage=result.stage, reason=_reason(task.status),
+                                         message=f"{name}: {task.message}")
+        self.on_event(Event("evaluated", pid, f"{result.stage}: fitness {result.fitness:.3f}", result.fitness))
+
+    def _maybe_confirm(self, pid: int, source: str, result: EvaluationResult) -> None:
+        """A would-be new best is re-measured on fresh seeds before it is announced."""
+        best_id, best = self.best_confirmed()
+        if result.fitness <= best:
+            return
+        confirm = self.evaluator.evaluate(source, stage="full", measure_seeds=self.settings.confirm_seeds)
+        if confirm.failure is not None:
+            return
+        rec = self.archive.program(pid)
+        self.archive.add_evaluations([
+            dict(program_id=pid, suite=confirm.suite, task=r["task"], task_version=str(r["task_version"]),
+                 seed=r["seed"], lr=r["lr"], role="measure", curve=_downsample(r["losses"]),
+                 metrics={k: r.get(k) for k in ("final_loss", "test_metric", "status", "stopped_at")})
+            for r in confirm.run_records if r["role"] == "measure"])
+        self.archive.update_program(pid, stage="confirmed",
+                                    meta={**rec.meta, "confirmed_fitness": confirm.fitness,
+                                          "confirmed_spread": confirm.fitness_spread,
+                                          "confirm_seeds": list(self.settings.confirm_seeds)})
+        if confirm.fitness > best:
+            self.archive.set_best_program(self.campaign_id, pid)
+            kind = "reference" if rec.proposer == "reference" else "new_best"
+            self.on_event(Event(kind if kind == "new_best" else "evaluated", pid,
+                                f"confirmed on fresh seeds: {confirm.fitness:.3f} (first measured {result.fitness:.3f})",
+                                confirm.fitness))
+        else:
+            self.on_event(Event("note", pid, f"#{pid} measured {result.fitness:.3f} but only {confirm.fitness:.3f} on "
+                                             f"fresh seeds: seed noise, not a new best"))
+
+    def _score_heldout(self) -> None:
+        """Score the best programs on the held-out suite (reported, never used for selection)."""
+        ranked = sorted(((r.meta.get("confirmed_fitness") or -1.0, r.id) for r in self.archive.programs(status="evaluated")
+                         if r.meta.get("confirmed_fitness") is not None), reverse=True)[:3]
+        for _, pid in ranked:
+            rec = self.archive.program(pid)
+            if rec.heldout_fitness is not None:
+                continue
+            result = self.evaluator.evaluate(rec.code, suite="heldout", stage="full")
+            if result.failure is not None:
+                self.archive.update_program(pid, meta={**rec.meta, "heldout_failure": list(result.failure)})
+                continue
+            self.archive.add_evaluations([
+                dict(program_id=pid, suite="heldout", task=r["task"], task_version=str(r["task_version"]),
+                     seed=r["seed"], lr=r["lr"], role=r["role"], curve=_downsample(r["losses"]),
+                     metrics={k: r.get(k) for k in ("final_loss", "test_metric", "status", "stopped_at")})
+                for r in result.run_records])
+            scores = {name: _task_dict(t, self.evaluator, name) for name, t in result.tasks.items()}
+            self.archive.update_program(pid, heldout_fitness=result.fitness,
+                                        meta={**rec.meta, "heldout_scores": scores,
+                                              "heldout_spread": result.fitness_spread})
+            self.on_event(Event("heldout", pid, f"held-out fitness {result.fitness:.3f}", result.fitness))
+
+
+def _reason(status: str) -> str:
+    return status if status in ("nan", "diverged") else "crashed"
+
+
+def _downsample(curve: list[float], points: int = 64) -> list[float]:
+    from sandbox.scoring import downsample
+
+    return downsample(curve, points)
+
+
+def _task_dict(task_result, evaluator: Evaluator, name: str) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    from sandbox.tasks import get_task
+
+    data = asdict(task_result)
+    data["steps"] = evaluator.settings.steps_for(get_task(name))
+    return data
+
+
+def campaign_dir_for_resume(path: str | os.PathLike) -> Path:
+    directory = Path(path)
+    if not (directory / CONFIG_FILE).is_file():
+        raise UserError(f"{directory} is not a campaign directory (no {CONFIG_FILE}); "
+                        "pass the directory `discover run` printed, e.g. campaigns/latest")
+    return directory

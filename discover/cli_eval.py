@@ -1,0 +1,202 @@
+"""`discover eval`, `discover baselines`, `discover tasks`: score programs outside a campaign."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from discover.errors import UserError
+
+console = Console()
+
+SuiteOpt = typer.Option("search", "--suite", help="search (used for selection), heldout (generalisation) or all")
+DeviceOpt = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N (auto: cuda if available)")
+WorkersOpt = typer.Option(None, "--workers", help="sandbox worker processes (default: CPU cores, or one per GPU)")
+JsonOpt = typer.Option(False, "--json", help="print machine-readable JSON instead of tables")
+
+
+def _read_source(path_or_name: str) -> tuple[str, str]:
+    """A candidate's source from a file path or a reference name (e.g. `adamw`)."""
+    from sandbox.references import reference_names, reference_source
+
+    path = Path(path_or_name)
+    if path.is_file():
+        try:
+            return path.read_text(encoding="utf-8"), str(path)
+        except UnicodeDecodeError:
+            raise UserError(f"{path} is not a text file") from None
+    if path_or_name in reference_names():
+        return reference_source(path_or_name), path_or_name
+    raise UserError(f"{path_or_name}: no such file, and not a reference name "
+                    f"(references: {', '.join(reference_names())})")
+
+
+def _evaluator(device: str, workers: Optional[int], seeds: Optional[int] = None, steps_scale: float = 1.0,
+               screen: bool = False):
+    from discover.devices import resolve_device
+    from sandbox.evaluate import EvalSettings, Evaluator
+    from sandbox.executor import make_executor
+    from sandbox.runcache import RunCache
+
+    device = resolve_device(device)
+    measure = tuple(range(100, 100 + seeds)) if seeds else (100, 101)
+    settings = EvalSettings(measure_seeds=measure, device=device, screen=screen, steps_scale=steps_scale)
+    options = {"device": device}
+    if workers:
+        options["size"] = workers
+    return Evaluator(make_executor("local", **options), RunCache(), settings)
+
+
+def _fmt(x: float | None, spec: str = ".3g") -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, float) and not math.isfinite(x):
+        return "inf" if x > 0 else "nan"
+    return format(x, spec)
+
+
+def eval_command(
+    program: str = typer.Argument(..., help="candidate file, or a reference name such as adamw"),
+    suite: str = SuiteOpt,
+    seeds: int = typer.Option(2, "--seeds", min=1, max=16, help="fresh measurement seeds per task"),
+    device: str = DeviceOpt,
+    workers: Optional[int] = WorkersOpt,
+    steps_scale: float = typer.Option(1.0, "--steps-scale", min=0.05, max=4.0, help="multiply every task's step budget"),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Score one program on a suite: speed-up over tuned AdamW per task, vs every baseline."""
+    from sandbox.contract import load_program
+    from sandbox.tasks import suite as suite_tasks
+
+    if suite not in ("search", "heldout", "all"):
+        raise UserError(f"unknown suite {suite!r}: choose search, heldout or all")
+    source, label = _read_source(program)
+    load_program(source)  # a bad program fails here, in one clear line, before any worker starts
+    tasks = suite_tasks(suite)
+    evaluator = _evaluator(device, workers, seeds, steps_scale)
+    try:
+        with _progress(as_json) as progress:
+            bar = progress.add_task(f"evaluating {label}", total=len(tasks))
+            result = evaluator.evaluate(source, suite=suite, stage="full",
+                                        on_task=lambda name, _: progress.advance(bar))
+    finally:
+        evaluator.executor.close()
+    if as_json:
+        print(json.dumps(result.to_dict(), indent=2, default=_json_default))
+        raise typer.Exit(1 if result.failure else 0)
+    if result.failure:
+        reason, message = result.failure
+        console.print(f"[bold red]{label} failed[/] ([bold]{reason}[/]): {message}")
+        raise typer.Exit(1)
+    table = Table(title=f"{label} on the {suite} suite ({len(evaluator.settings.measure_seeds)} fresh seeds)",
+                  title_justify="left")
+    table.add_column("task")
+    table.add_column("score", justify="right")
+    table.add_column("best lr", justify="right")
+    table.add_column("final loss", justify="right")
+    table.add_column("test metric", justify="right")
+    for name in evaluator.baseline_names():
+        table.add_column(f"vs {name}", justify="right")
+    for name, t in result.tasks.items():
+        lr = _fmt(t.best_lr) + (" [yellow](edge)[/]" if t.lr_at_edge else "")
+        metric = "-" if t.test_metric is None else f"{_fmt(t.test_metric, '.4g')}"
+        score = f"{t.score:.2f}x" + ("" if t.status == "ok" else f" [red]{t.status}[/]")
+        table.add_row(name, score, lr, _fmt(t.final_loss, ".4g"), metric,
+                      *[f"{t.vs_baselines.get(b, float('nan')):.2f}x" for b in evaluator.baseline_names()])
+    console.print(table)
+    console.print(f"fitness (geometric mean over tasks): [bold]{result.fitness:.3f}[/] "
+                  f"± {result.fitness_spread:.3f} over seeds  (1.0 = tuned AdamW; "
+                  f"{result.runs_executed} runs executed, {result.runs_cached} from cache, {result.seconds:.0f} s)")
+    edges = [n for n, t in result.tasks.items() if t.lr_at_edge]
+    if edges:
+        console.print(f"[yellow]note:[/] the best lr sits at the edge of the grid on {', '.join(edges)}: "
+                      "the program's HPARAMS['lr'] is far from what these tasks want")
+
+
+def baselines_command(
+    suite: str = SuiteOpt,
+    device: str = DeviceOpt,
+    workers: Optional[int] = WorkersOpt,
+    steps_scale: float = typer.Option(1.0, "--steps-scale", min=0.05, max=4.0, help="multiply every task's step budget"),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Compute (or show, when cached) the tuned baselines: AdamW, Adam, SGD-momentum, Lion."""
+    from sandbox.tasks import suite as suite_tasks
+
+    if suite not in ("search", "heldout", "all"):
+        raise UserError(f"unknown suite {suite!r}: choose search, heldout or all")
+    evaluator = _evaluator(device, workers, steps_scale=steps_scale)
+    tasks = suite_tasks(suite)
+    try:
+        with _progress(as_json) as progress:
+            bar = progress.add_task("baselines", total=len(tasks) * len(evaluator.baseline_names()))
+            table_data = evaluator.baseline_table(suite, progress=lambda label: progress.update(
+                bar, advance=1, description=f"baselines: {label}"))
+    finally:
+        evaluator.executor.close()
+    if as_json:
+        print(json.dumps({task: {b: r.__dict__ for b, r in row.items()} for task, row in table_data.items()},
+                         indent=2, default=_json_default))
+        return
+    table = Table(title=f"Tuned baselines on the {suite} suite (score = speed-up over tuned AdamW)",
+                  title_justify="left")
+    table.add_column("task")
+    for name in evaluator.baseline_names():
+        table.add_column(name, justify="right")
+    for task, row in table_data.items():
+        cells = []
+        for name in evaluator.baseline_names():
+            r = row[name]
+            edge = "[yellow]*[/]" if r.lr_at_edge else ""
+            cells.append(f"{r.score:.2f}x  lr {r.best_lr:.2g}{edge}\nloss {_fmt(r.final_loss, '.3g')}")
+        table.add_row(task, *cells)
+    console.print(table)
+    console.print(f"[yellow]*[/] best lr at the edge of the grid. Results are cached in {evaluator.cache.path}.")
+
+
+def tasks_command(as_json: bool = JsonOpt) -> None:
+    """List the proxy tasks, their suites, budgets and schedules."""
+    from sandbox.tasks import SUITES, get_task, task_names
+
+    rows = []
+    for name in task_names():
+        task = get_task(name)
+        suites = [s for s, members in SUITES.items() if name in members]
+        rows.append({"name": name, "suite": ",".join(suites), "steps": task.steps, "schedule": task.schedule,
+                     "version": task.version, "test_metric": task.test_metric_name, "description": task.description})
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table(title="Proxy tasks", title_justify="left")
+    for col, justify in (("name", "left"), ("suite", "left"), ("steps", "right"), ("schedule", "left"),
+                         ("test metric", "left"), ("description", "left")):
+        table.add_column(col, justify=justify, overflow="fold")
+    for r in rows:
+        table.add_row(r["name"], r["suite"], str(r["steps"]), r["schedule"], r["test_metric"], r["description"])
+    console.print(table)
+
+
+def _progress(quiet: bool) -> Progress:
+    return Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                    TimeElapsedColumn(), console=Console(stderr=True), transient=True, disable=quiet)
+
+
+def _json_default(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if hasattr(value, "__dict__"):
+        return value.__dict__
+    return str(value)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("eval")(eval_command)
+    app.command("baselines")(baselines_command)
+    app.command("tasks")(tasks_command)

@@ -1,0 +1,319 @@
+"""Proposers: where candidate programs come from. One interface, a registry of kinds.
+
+* ``mutation``  offline symbolic edits of one parent (no LLM; the embedded default)
+* ``full``      the LLM writes a fresh program given the archive's best and their feedback
+* ``diff``      the LLM edits one parent with SEARCH/REPLACE blocks
+* ``textgrad``  a critic call writes a textual gradient for a parent, an edit call follows it
+* ``crossover`` the LLM combines two parents
+
+Every proposal is parsed and validated before it costs an evaluation. When an LLM answer does
+not parse or validate, the proposer asks again in the same conversation with the exact error
+(up to ``parse_retries`` times); every answer, good or bad, is returned for the archive.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar
+
+from discover import feedback, mutation, parsing
+from discover.llm import BudgetExhausted, Completion, LLMClient, LLMError
+from prompts import render
+from sandbox import contract, vocabulary
+
+Program = Mapping[str, Any]
+
+
+@dataclass
+class LLMCall:
+    """One request/response pair, archived whether or not it produced a program."""
+
+    role: str
+    model: str
+    messages: list[dict[str, str]]
+    response: str
+    tokens_in: int
+    tokens_out: int
+    cost_usd: float
+    cached: bool
+    outcome: str  # ok | invalid_code | forbidden_construct | critique | error
+
+
+@dataclass
+class Proposal:
+    """What a proposer produced. ``source`` is None when it failed (``error`` says why)."""
+
+    kind: str
+    parent_ids: list[int]
+    source: str | None = None
+    error: tuple[str, str] | None = None
+    critique: str | None = None
+    edits: list[str] = field(default_factory=list)
+    llm_calls: list[LLMCall] = field(default_factory=list)
+    budget_exhausted: str | None = None
+
+    @property
+    def prompt(self) -> str | None:
+        first = next((c for c in self.llm_calls if c.role != "critic"), None)
+        return json.dumps(first.messages) if first else None
+
+    @property
+    def response(self) -> str | None:
+        answers = [c.response for c in self.llm_calls if c.role != "critic"]
+        return answers[-1] if answers else None
+
+
+@dataclass
+class ProposalContext:
+    """Everything a proposer may look at: the parents, the archive's best, the feedback mode."""
+
+    parents: list[Program]
+    parent_of: Callable[[Program], Program | None]  # a program's own first parent, for deltas
+    top: Sequence[Program]
+    failure_counts: Mapping[str, int]
+    rng: random.Random
+    feedback_mode: str = "directional"
+    parse_retries: int = 1
+    mutation_edits: int = 2
+
+
+class Proposer(ABC):
+    """Base class: ``propose(ctx) -> Proposal``. ``parents_needed`` tells the loop how many."""
+
+    kind: ClassVar[str] = ""
+    parents_needed: ClassVar[int] = 1
+    needs_llm: ClassVar[bool] = True
+
+    def __init__(self, llm: LLMClient | None = None):
+        if self.needs_llm and llm is None:
+            raise ValueError(f"the {self.kind!r} proposer needs an LLM endpoint (set llm.base_url)")
+        self.llm = llm
+
+    @abstractmethod
+    def propose(self, ctx: ProposalContext) -> Proposal:
+        """Produce one proposal from ``ctx.parents`` (never raises for a bad LLM answer)."""
+
+    # --- shared LLM conversation with parse-and-retry -------------------------------------
+
+    def _system(self) -> str:
+        return render("system", vocabulary=vocabulary.describe(), contract=CONTRACT_TEXT)
+
+    def _ask(self, proposal: Proposal, messages: list[dict[str, str]], role: str,
+             parse: Callable[[str], str], retries: int) -> str | None:
+        """Ask, parse and validate; on failure re-ask in the same conversation with the error."""
+        for attempt in range(retries + 1):
+            try:
+                completion = self.llm.complete(messages, role=role)
+            except BudgetExhausted as exc:
+                proposal.budget_exhausted = str(exc)
+                proposal.error = ("crashed", f"budget exhausted before the request: {exc}")
+                return None
+            except LLMError as exc:
+                proposal.error = ("crashed", f"LLM request failed: {exc}")
+                return None
+            try:
+                source = parse(completion.text)
+                contract.validate(source)
+            except parsing.ParseError as exc:
+                self._record(proposal, role if attempt == 0 else "retry", messages, completion, "invalid_code")
+                proposal.error = ("invalid_code", str(exc))
+            except contract.CandidateError as exc:
+                self._record(proposal, role if attempt == 0 else "retry", messages, completion, exc.reason)
+                proposal.error = (exc.reason, str(exc))
+            else:
+                self._record(proposal, role if attempt == 0 else "retry", messages, completion, "ok")
+                proposal.error = None
+                return source
+            messages = messages + [
+                {"role": "assistant", "content": completion.text},
+                {"role": "user", "content": render("retry", error=proposal.error[1])},
+            ]
+        return None
+
+    @staticmethod
+    def _record(proposal: Proposal, role: str, messages, completion: Completion, outcome: str) -> None:
+        proposal.llm_calls.append(LLMCall(
+            role=role, model=completion.model, messages=list(messages), response=completion.text,
+            tokens_in=completion.prompt_tokens, tokens_out=completion.completion_tokens,
+            cost_usd=completion.cost_usd, cached=completion.cached, outcome=outcome))
+
+    @staticmethod
+    def _feedback(ctx: ProposalContext, program: Program) -> str:
+        return feedback.program_feedback(program, ctx.parent_of(program), ctx.feedback_mode) or "(no feedback)"
+
+    @staticmethod
+    def _summary(ctx: ProposalContext) -> str:
+        return feedback.archive_summary(ctx.top, ctx.failure_counts, ctx.feedback_mode) or "(no archive summary)"
+
+
+CONTRACT_TEXT = """\
+A candidate is a Python module defining:
+  HPARAMS = {"lr": <float>, ...}     # number literals only; "lr" is required
+  def init(param): return {<name>: <tensor>, ...}            # per-parameter state
+  def update(grad, param, state, step, hp): return delta, new_state
+The harness applies param += delta. `step` starts at 1. `hp.<name>` reads HPARAMS, with hp.lr
+already multiplied by the task's LR schedule. new_state must have exactly init's keys.
+Only the vocabulary ops, arithmetic, comparisons, if/else, ternaries and
+`for i in range(N)` (N a literal <= 16, nesting <= 2) are allowed. No imports, no attribute
+access except hp.<name>, no names starting with "_", no while/lambda/comprehensions,
+no assignment into subscripts (build new dicts). The learning rate is tuned over a
+log-spaced grid around HPARAMS["lr"], so choose lr for the scale of your update."""
+
+
+class MutationProposer(Proposer):
+    """Offline: random symbolic edits of one parent (Chen et al. 2023 style)."""
+
+    kind = "mutation"
+    needs_llm = False
+
+    def propose(self, ctx: ProposalContext) -> Proposal:
+        parent = ctx.parents[0]
+        proposal = Proposal(self.kind, [parent["id"]])
+        n_edits = ctx.rng.randint(1, max(1, ctx.mutation_edits))
+        try:
+            result = mutation.mutate(parent["code"], ctx.rng, n_edits=n_edits)
+        except mutation.MutationError as exc:
+            proposal.error = ("invalid_code", f"no valid mutation of #{parent['id']}: {exc}")
+            return proposal
+        proposal.source, proposal.edits = result.source, list(result.edits)
+        return proposal
+
+
+class OfflineCrossoverProposer(Proposer):
+    """Offline: recombine two parents without an LLM."""
+
+    kind = "mutation_crossover"
+    parents_needed = 2
+    needs_llm = False
+
+    def propose(self, ctx: ProposalContext) -> Proposal:
+        a, b = ctx.parents[0], ctx.parents[-1]
+        proposal = Proposal(self.kind, [a["id"], b["id"]])
+        try:
+            result = mutation.crossover(a["code"], b["code"], ctx.rng)
+        except mutation.MutationError as exc:
+            proposal.error = ("invalid_code", f"no valid crossover of #{a['id']} and #{b['id']}: {exc}")
+            return proposal
+        proposal.source, proposal.edits = result.source, list(result.edits)
+        return proposal
+
+
+class FullProgramProposer(Proposer):
+    """The LLM writes a whole new program, seeing the best programs and their feedback."""
+
+    kind = "full"
+
+    def propose(self, ctx: ProposalContext) -> Proposal:
+        proposal = Proposal(self.kind, [p["id"] for p in ctx.parents])
+        examples = "\n\n".join(
+            f"# Program #{p['id']}\n{p['code']}\n# Feedback\n{self._feedback(ctx, p)}" for p in ctx.parents)
+        messages = [
+            {"role": "system", "content": self._system()},
+            {"role": "user", "content": render("propose", archive_summary=self._summary(ctx), program=examples)},
+        ]
+        proposal.source = self._ask(proposal, messages, "proposer", parsing.extract_program, ctx.parse_retries)
+        return proposal
+
+
+class DiffProposer(Proposer):
+    """The LLM edits one parent with SEARCH/REPLACE blocks."""
+
+    kind = "diff"
+
+    def propose(self, ctx: ProposalContext) -> Proposal:
+        parent = ctx.parents[0]
+        proposal = Proposal(self.kind, [parent["id"]])
+        messages = [
+            {"role": "system", "content": self._system()},
+            {"role": "user", "content": render("diff", program=parent["code"], parent_feedback=self._feedback(ctx, parent),
+                                               archive_summary=self._summary(ctx))},
+        ]
+
+        def apply(text: str) -> str:
+            return parsing.apply_diff(parent["code"], parsing.parse_diff(text))
+
+        proposal.source = self._ask(proposal, messages, "proposer", apply, ctx.parse_retries)
+        return proposal
+
+
+class TextGradProposer(Proposer):
+    """TextGrad-style step: a critique (textual gradient) of a parent, then an edit following it."""
+
+    kind = "textgrad"
+
+    def propose(self, ctx: ProposalContext) -> Proposal:
+        parent = ctx.parents[0]
+        proposal = Proposal(self.kind, [parent["id"]])
+        fb = self._feedback(ctx, parent)
+        critic_messages = [
+            {"role": "system", "content": self._system()},
+            {"role": "user", "content": render("critique", program=parent["code"], parent_feedback=fb,
+                                               archive_summary=self._summary(ctx))},
+        ]
+        try:
+            completion = self.llm.complete(critic_messages, role="critic")
+        except BudgetExhausted as exc:
+            proposal.budget_exhausted = str(exc)
+            proposal.error = ("crashed", f"budget exhausted before the request: {exc}")
+            return proposal
+        except LLMError as exc:
+            proposal.error = ("crashed", f"critic request failed: {exc}")
+            return proposal
+        critique = parsing.extract_critique(completion.text)
+        self._record(proposal, "critic", critic_messages, completion, "critique")
+        proposal.critique = critique
+        if not critique:
+            proposal.error = ("invalid_code", "the critic returned an empty critique")
+            return proposal
+        messages = [
+            {"role": "system", "content": self._system()},
+            {"role": "user", "content": render("edit", program=parent["code"], critique=critique, parent_feedback=fb)},
+        ]
+        proposal.source = self._ask(proposal, messages, "proposer", parsing.extract_program, ctx.parse_retries)
+        return proposal
+
+
+class CrossoverProposer(Proposer):
+    """The LLM combines the strengths of two parents."""
+
+    kind = "crossover"
+    parents_needed = 2
+
+    def propose(self, ctx: ProposalContext) -> Proposal:
+        a, b = ctx.parents[0], ctx.parents[-1]
+        proposal = Proposal(self.kind, [a["id"], b["id"]])
+        messages = [
+            {"role": "system", "content": self._system()},
+            {"role": "user", "content": render(
+                "crossover",
+                parent_a=f"{a['code']}\n# Feedback\n{self._feedback(ctx, a)}",
+                parent_b=f"{b['code']}\n# Feedback\n{self._feedback(ctx, b)}",
+                archive_summary=self._summary(ctx))},
+        ]
+        proposal.source = self._ask(proposal, messages, "proposer", parsing.extract_program, ctx.parse_retries)
+        return proposal
+
+
+PROPOSERS: dict[str, type[Proposer]] = {
+    cls.kind: cls
+    for cls in (MutationProposer, OfflineCrossoverProposer, FullProgramProposer, DiffProposer,
+                TextGradProposer, CrossoverProposer)
+}
+"""kind -> class; the config's ``search.proposers`` weights pick among these."""
+
+
+def make_proposers(weights: Mapping[str, float], llm: LLMClient | None) -> dict[str, Proposer]:
+    """Instantiate the weighted kinds; unknown kinds or LLM kinds without an endpoint are errors."""
+    out = {}
+    for kind, weight in weights.items():
+        if kind not in PROPOSERS:
+            raise ValueError(f"unknown proposer kind {kind!r}; known: {', '.join(PROPOSERS)}")
+        if weight > 0:
+            out[kind] = PROPOSERS[kind](llm)
+    if not out:
+        raise ValueError("at least one proposer needs a positive weight")
+    return out
