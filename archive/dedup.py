@@ -9,7 +9,7 @@ Two tests, cheapest first:
   runs here), equals an archived fingerprint within tolerance. This catches rewrites the hash
   cannot see: ``a*b`` vs ``b*a``, ``x/2`` vs ``x*0.5``, ``interp`` expanded into arithmetic.
 
-Fingerprints are compared in float64 with a symmetric tolerance,
+Fingerprints are compared in float64 with a symmetric tolerance (:data:`RTOL`, :data:`ATOL`),
 ``|a - b| <= atol + rtol * max(|a|, |b|)`` entry by entry, and only between fingerprints of the
 same length. A fingerprint holding NaN or inf never matches (a diverging probe says nothing
 about behaviour). An archive holds a few thousand programs at most, so matching is one
@@ -28,8 +28,11 @@ from archive.store import source_hash
 if TYPE_CHECKING:
     from archive.store import Archive
 
-RTOL = 1e-5
+RTOL = 2e-5
+"""Relative tolerance. The probe rounds to 6 significant digits, so true twins whose float noise
+straddles a rounding boundary differ by one unit in the 6th digit (up to 1e-5 relative)."""
 ATOL = 1e-7
+"""Absolute tolerance, for entries at or near zero."""
 
 DuplicateKind = Literal["exact", "behavioural"]
 

@@ -519,17 +519,20 @@ class Archive:
         optionally only those with the given status(es), at most ``top`` of them."""
         if sort not in SORT_KEYS:
             raise ValueError(f"sort must be one of {', '.join(SORT_KEYS)}; got {sort!r}")
+        where, params = self._status_filter(status)
+        return self._records("programs", where, params, order=SORT_KEYS[sort], limit=top)
+
+    def program_count(self, status: str | Sequence[str] | None = None) -> int:
+        """How many programs (with the given status(es), if any) the archive holds."""
+        where, params = self._status_filter(status)
+        return self._query("SELECT count(*) FROM programs" + (f" WHERE {where}" if where else ""), params)[0][0]
+
+    @staticmethod
+    def _status_filter(status: str | Sequence[str] | None) -> tuple[str, list[str]]:
         statuses = [status] if isinstance(status, str) else list(status or ())
         for s in statuses:
             _check_choice("program status", s, PROGRAM_STATUSES)
-        where = f"status IN ({', '.join('?' for _ in statuses)})" if statuses else ""
-        return self._records("programs", where, statuses, order=SORT_KEYS[sort], limit=top)
-
-    def program_count(self, status: str | None = None) -> int:
-        """How many programs (with ``status``, if given) the archive holds."""
-        if status is None:
-            return self._query("SELECT count(*) FROM programs")[0][0]
-        return self._query("SELECT count(*) FROM programs WHERE status = ?", (status,))[0][0]
+        return (f"status IN ({', '.join('?' for _ in statuses)})" if statuses else ""), statuses
 
     def best(self, n: int = 1) -> list[ProgramRecord]:
         """The ``n`` evaluated programs with the highest fitness."""
@@ -550,11 +553,15 @@ class Archive:
         found = self._records("programs", "hash = ? AND id IS NOT ?", (code_hash, exclude_id), limit=1)
         return self._original(found[0]) if found else None
 
-    def find_by_fingerprint(self, fingerprint: Sequence[float], rtol: float = 1e-5, atol: float = 1e-7,
-                            exclude_id: int | None = None) -> ProgramRecord | None:
+    def find_by_fingerprint(self, fingerprint: Sequence[float], rtol: float | None = None,
+                            atol: float | None = None, exclude_id: int | None = None) -> ProgramRecord | None:
         """The original program whose behaviour fingerprint equals ``fingerprint`` within
-        tolerance (see :mod:`archive.dedup`), ignoring ``exclude_id``; None when nothing matches."""
-        from archive.dedup import first_match
+        tolerance (default: :data:`archive.dedup.RTOL`, :data:`~archive.dedup.ATOL`), ignoring
+        ``exclude_id``; None when nothing matches."""
+        from archive.dedup import ATOL, RTOL, first_match
+
+        rtol = RTOL if rtol is None else rtol
+        atol = ATOL if atol is None else atol
 
         rows = self._query("SELECT id, fingerprint FROM programs WHERE fingerprint IS NOT NULL AND id IS NOT ? "
                            "ORDER BY id", (exclude_id,))
@@ -606,7 +613,7 @@ class Archive:
                 raise ValueError(f"evaluations have no field {', '.join(unknown)}")
             _check_choice("evaluation role", row.get("role"), EVALUATION_ROLES)
             curve = row.get("curve")
-            prepared.append({"task_version": "", "lr": None, **row, "created_at": now,
+            prepared.append({"lr": None, **row, "task_version": str(row.get("task_version", "")), "created_at": now,
                              "curve": None if curve is None else [float(x) for x in curve]})
         with self._write() as conn:
             ids = []
@@ -621,7 +628,7 @@ class Archive:
             return self._records("evaluations", "program_id = ?", (program_id,))
         return self._records("evaluations", "program_id = ? AND suite = ?", (program_id, suite))
 
-    def cached_evaluation(self, code_hash: str, task: str, task_version: str, seed: int,
+    def cached_evaluation(self, code_hash: str, task: str, task_version: str | int, seed: int,
                           lr: float | None) -> Evaluation | None:
         """A stored run of any program with normalised hash ``code_hash`` on exactly this task
         version, seed and lr (the evaluation cache key), or None."""
@@ -629,7 +636,7 @@ class Archive:
             "evaluations",
             "task = ? AND task_version = ? AND seed = ? AND lr IS ? "
             "AND program_id IN (SELECT id FROM programs WHERE hash = ?)",
-            (task, task_version, seed, lr, code_hash), limit=1)
+            (task, str(task_version), seed, lr, code_hash), limit=1)
         return found[0] if found else None
 
     # failures

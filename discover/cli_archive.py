@@ -1,0 +1,526 @@
+"""`discover archive list|show|diff|lineage` and `discover campaigns`: browse what a campaign found.
+
+A thin layer over :mod:`archive`: every command opens the archive read-only (a running campaign
+can keep writing; nothing here ever modifies a file) and prints a table that fits the terminal,
+or JSON with ``--json``. Without ``--db`` the archive is ``campaigns/latest`` (the link the
+campaign runner maintains), else the campaign under ``campaigns/`` written most recently.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import json
+import math
+from contextlib import contextmanager
+from dataclasses import asdict
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, Iterator, Optional
+
+import typer
+from rich import box
+from rich.console import Console
+from rich.markup import escape
+from rich.syntax import Syntax
+from rich.table import Table
+from rich.text import Text
+from rich.tree import Tree
+
+from archive.resolve import CAMPAIGNS_ROOT, LATEST_LINK, campaign_dirs, default_campaign_dir, last_write_time
+from archive.store import (
+    PROGRAM_STATUSES,
+    SORT_KEYS,
+    Archive,
+    ArchiveError,
+    LineageNode,
+    ProgramRecord,
+    db_path,
+    open_archive,
+)
+from discover.errors import UserError
+
+WIDE = 120
+"""From this many columns on, tables show their optional columns too."""
+PREVIEW_LINES = 12
+"""Lines of prompt, response and critique `show` prints without --full."""
+
+DbOption = Annotated[Optional[Path], typer.Option(
+    "--db", help="Campaign directory or archive.db file. Default: campaigns/latest, else the newest "
+                 "campaign under campaigns/.", show_default=False)]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of tables.")]
+
+
+# --- plumbing -----------------------------------------------------------------------------
+
+
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    """Archive problems become one-line user errors (exit code 2, no traceback)."""
+    try:
+        yield
+    except ArchiveError as exc:
+        raise UserError(str(exc)) from None
+
+
+@contextmanager
+def _opened(db: Path | None) -> Iterator[Archive]:
+    with _user_errors():
+        location = db if db is not None else default_campaign_dir()
+        with open_archive(location, readonly=True) as archive:
+            yield archive
+
+
+def _console() -> Console:
+    return Console(highlight=False)
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe copy: NaN and infinities become null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+def _print_json(data: Any) -> None:
+    typer.echo(json.dumps(_clean(data), indent=2, allow_nan=False, default=str))
+
+
+def _number(value: float | None, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:.{digits}f}"
+
+
+def _fitness(record: ProgramRecord) -> Text:
+    if record.fitness is None:
+        return Text("-", style="dim")
+    text = Text(_number(record.fitness), style="green" if record.fitness >= 1.0 else "")
+    if record.fitness_spread is not None and math.isfinite(record.fitness_spread):
+        text.append(f" ±{record.fitness_spread:.2f}", style="dim")
+    return text
+
+
+STATUS_STYLES = {"evaluated": "green", "failed": "red", "rejected": "red", "duplicate": "dim", "pending": "yellow"}
+
+
+def _status(record: ProgramRecord) -> Text:
+    return Text(record.status, style=STATUS_STYLES.get(record.status, ""))
+
+
+def _parents(record: ProgramRecord) -> str:
+    return ",".join(str(p) for p in record.parent_ids) or "-"
+
+
+def _first_doc_line(code: str) -> str:
+    """The first line of the program's docstring, read from the AST (nothing runs)."""
+    if len(code) > 50_000:
+        return ""
+    try:
+        doc = ast.get_docstring(ast.parse(code))
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return ""
+    return doc.strip().splitlines()[0] if doc and doc.strip() else ""
+
+
+def _description(record: ProgramRecord, last_failure: dict[int, str]) -> str:
+    if record.status in ("failed", "rejected") and record.id in last_failure:
+        return last_failure[record.id]
+    if record.status == "duplicate" and record.duplicate_of is not None:
+        return f"duplicate of #{record.duplicate_of}"
+    doc = _first_doc_line(record.code)
+    if record.name and doc:
+        return f"{record.name}: {doc}"
+    return record.name or doc or record.hash
+
+
+def _last_failures(archive: Archive) -> dict[int, str]:
+    return {f.program_id: f"{f.reason}: {f.message}" if f.message else f.reason for f in archive.failures()}
+
+
+def _when(iso: str) -> str:
+    try:
+        return datetime.fromisoformat(iso).astimezone().strftime("%Y-%m-%d %H:%M")
+    except ValueError:
+        return iso
+
+
+def _task_scores(record: ProgramRecord) -> dict[str, dict[str, Any]]:
+    """Per-task results as dicts with at least ``score`` (scores may be stored as bare numbers)."""
+    out = {}
+    for task, value in (record.scores or {}).items():
+        out[task] = dict(value) if isinstance(value, dict) else {"score": value}
+    return out
+
+
+def _record_json(record: ProgramRecord, with_code: bool) -> dict[str, Any]:
+    data = asdict(record)
+    if not with_code:
+        for key in ("code", "prompt", "response", "critique", "fingerprint"):
+            data.pop(key)
+    return data
+
+
+# --- archive list -------------------------------------------------------------------------
+
+
+def list_programs(
+    db: DbOption = None,
+    top: Annotated[int, typer.Option("--top", "-n", help="Show at most N programs (0: all).")] = 25,
+    sort: Annotated[str, typer.Option("--sort", help="Order: fitness (best first) or date (newest first).")] = "fitness",
+    status: Annotated[Optional[list[str]], typer.Option(
+        "--status", help=f"Only programs with this status ({', '.join(PROGRAM_STATUSES)}); repeatable.",
+        show_default=False)] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List archived programs: id, fitness ± seed spread, status, proposer, parents, description."""
+    if sort not in SORT_KEYS:
+        raise UserError(f"--sort must be one of {', '.join(SORT_KEYS)}, not {sort!r}")
+    for s in status or ():
+        if s not in PROGRAM_STATUSES:
+            raise UserError(f"--status must be one of {', '.join(PROGRAM_STATUSES)}, not {s!r}")
+    if top < 0:
+        raise UserError("--top must be 0 (all) or a positive number")
+    with _opened(db) as archive:
+        records = archive.programs(top=top or None, sort=sort, status=status or None)
+        total = archive.program_count(status or None)
+        failures = _last_failures(archive)
+        path = archive.path
+    if as_json:
+        _print_json([{**_record_json(r, with_code=False), "description": _description(r, failures)} for r in records])
+        return
+    console = _console()
+    wide = console.width >= WIDE
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, title=f"{path}", title_style="dim", expand=False)
+    table.add_column("id", justify="right", no_wrap=True)
+    table.add_column("fitness", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    if wide:
+        table.add_column("stage", no_wrap=True)
+        table.add_column("held-out", justify="right", no_wrap=True)
+    table.add_column("proposer", no_wrap=True, max_width=12 if wide else 9, overflow="ellipsis")
+    table.add_column("parents", no_wrap=True, max_width=12 if wide else 7, overflow="ellipsis")
+    if wide:
+        table.add_column("tokens", justify="right", no_wrap=True)
+        table.add_column("created", no_wrap=True)
+    table.add_column("description", no_wrap=True, overflow="ellipsis", ratio=1, min_width=12)
+    for r in records:
+        row: list[Any] = [str(r.id), _fitness(r), _status(r)]
+        if wide:
+            row += [r.stage or "-", _number(r.heldout_fitness)]
+        row += [r.proposer or "-", _parents(r)]
+        if wide:
+            row += [str(r.tokens_in + r.tokens_out) if r.tokens_in or r.tokens_out else "-", _when(r.created_at)]
+        row.append(escape(_description(r, failures)))
+        table.add_row(*row)
+    if not records:
+        console.print(f"no programs in {path}" + (f" with status {', '.join(status)}" if status else ""))
+        return
+    console.print(table)
+    if total > len(records):
+        console.print(f"[dim]showing {len(records)} of {total} programs (--top 0 shows all)[/]")
+
+
+# --- archive show -------------------------------------------------------------------------
+
+
+def _preview(text: str, full: bool) -> str:
+    lines = text.splitlines()
+    if full or len(lines) <= PREVIEW_LINES:
+        return text
+    return "\n".join(lines[:PREVIEW_LINES]) + f"\n… ({len(lines) - PREVIEW_LINES} more lines; --full shows all)"
+
+
+def _scores_table(record: ProgramRecord) -> Table | None:
+    tasks = _task_scores(record)
+    if not tasks:
+        return None
+    baselines = sorted({b for entry in tasks.values() for b in (entry.get("vs_baselines") or {})} - {"adamw"})
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, title="per-task score (speed-up over tuned AdamW; 1.0 = AdamW)",
+                  title_style="dim", title_justify="left")
+    table.add_column("task", no_wrap=True, overflow="ellipsis", max_width=24)
+    table.add_column("score", justify="right")
+    for name in baselines:
+        table.add_column(f"vs {name}", justify="right", no_wrap=True)
+    table.add_column("test", justify="right")
+    table.add_column("best lr", justify="right")
+    table.add_column("status", no_wrap=True)
+    for task, entry in tasks.items():
+        score = entry.get("score")
+        style = "green" if isinstance(score, (int, float)) and score >= 1.0 else ""
+        vs = entry.get("vs_baselines") or {}
+        lr = entry.get("best_lr")
+        status = entry.get("status") or "-"
+        if entry.get("lr_at_edge"):
+            status += " (lr at grid edge)"
+        table.add_row(task, Text(_number(score), style=style), *[_number(vs.get(b)) for b in baselines],
+                      _number(entry.get("test_metric")), f"{lr:.3g}" if isinstance(lr, (int, float)) else "-",
+                      status)
+    return table
+
+
+def show_program(
+    program_id: Annotated[int, typer.Argument(help="Program id (see `discover archive list`).")],
+    db: DbOption = None,
+    full: Annotated[bool, typer.Option("--full", help="Print prompt, response and critique in full.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Show one program: code, per-task scores against the baselines, parents, the prompt and
+    critique that produced it, and why it failed if it did."""
+    with _opened(db) as archive:
+        record = archive.program(program_id)
+        failures = archive.failures(program_id)
+        evaluations = archive.evaluations(program_id)
+        calls = archive.llm_calls(program_id)
+    if as_json:
+        _print_json({**_record_json(record, with_code=True),
+                     "failures": [asdict(f) for f in failures],
+                     "evaluations": len(evaluations),
+                     "llm_calls": [{k: v for k, v in asdict(c).items() if k not in ("prompt", "response")}
+                                   for c in calls]})
+        return
+    console = _console()
+    title = Text(f"program #{record.id}", style="bold")
+    if record.name:
+        title.append(f"  {record.name}", style="bold cyan")
+    title.append("  ")
+    title.append_text(_status(record))
+    if record.stage:
+        title.append(f" ({record.stage})", style="dim")
+    console.print(title)
+    facts = [f"fitness {_fitness(record).plain}"]
+    if record.heldout_fitness is not None:
+        facts.append(f"held-out {_number(record.heldout_fitness)}")
+    facts.append(f"proposer {record.proposer or '-'}")
+    facts.append("parents " + (", ".join(f"#{p}" for p in record.parent_ids) or "none"))
+    if record.duplicate_of is not None:
+        facts.append(f"duplicate of #{record.duplicate_of}")
+    facts.append(f"created {_when(record.created_at)}")
+    if record.tokens_in or record.tokens_out:
+        facts.append(f"tokens {record.tokens_in}+{record.tokens_out} (${record.cost_usd:.4f})")
+    facts.append(f"{len(evaluations)} runs")
+    facts.append(f"hash {record.hash}")
+    console.print(escape(" · ".join(facts)))
+    for failure in failures:
+        console.print(f"[bold red]failed[/] at {escape(failure.stage)}: [red]{escape(failure.reason)}[/]"
+                      + (f" — {escape(failure.message)}" if failure.message else ""))
+    scores = _scores_table(record)
+    if scores is not None:
+        console.print(scores)
+    console.print(Syntax(record.code, "python", line_numbers=True, word_wrap=True, theme="ansi_dark"))
+    for label, text in (("critique", record.critique), ("prompt", record.prompt), ("response", record.response)):
+        if text:
+            console.rule(f"[dim]{label}[/]", align="left", style="dim")
+            console.print(escape(_preview(text, full)))
+    if calls:
+        tokens = sum(c.tokens_in + c.tokens_out for c in calls)
+        console.print(f"[dim]{len(calls)} LLM call(s), {tokens} tokens: "
+                      + ", ".join(f"{c.role}/{c.model}→{c.outcome or '?'}" for c in calls) + "[/]")
+
+
+# --- archive diff -------------------------------------------------------------------------
+
+
+def _score_deltas(a: ProgramRecord, b: ProgramRecord) -> dict[str, dict[str, float | None]]:
+    sa, sb = _task_scores(a), _task_scores(b)
+    out = {}
+    for task in list(sa) + [t for t in sb if t not in sa]:
+        va, vb = sa.get(task, {}).get("score"), sb.get(task, {}).get("score")
+        delta = vb - va if isinstance(va, (int, float)) and isinstance(vb, (int, float)) else None
+        out[task] = {"a": va, "b": vb, "delta": delta}
+    return out
+
+
+def diff_programs(
+    a: Annotated[int, typer.Argument(help="First program id (the 'before').")],
+    b: Annotated[int, typer.Argument(help="Second program id (the 'after').")],
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Unified diff of two programs' code, and how each task's score changed from A to B."""
+    with _opened(db) as archive:
+        ra, rb = archive.program(a), archive.program(b)
+    diff = list(difflib.unified_diff(ra.code.splitlines(), rb.code.splitlines(),
+                                     fromfile=f"#{ra.id} {ra.name or ''}".strip(),
+                                     tofile=f"#{rb.id} {rb.name or ''}".strip(), lineterm=""))
+    deltas = _score_deltas(ra, rb)
+    if as_json:
+        _print_json({"a": a, "b": b, "diff": "\n".join(diff), "fitness": {"a": ra.fitness, "b": rb.fitness},
+                     "tasks": deltas})
+        return
+    console = _console()
+    if not diff:
+        console.print(f"#{a} and #{b} have identical code")
+    styles = (("+++", "bold"), ("---", "bold"), ("@@", "cyan"), ("+", "green"), ("-", "red"))
+    for line in diff:
+        style = next((s for prefix, s in styles if line.startswith(prefix)), "")
+        console.print(Text(line, style=style))
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("task", no_wrap=True, overflow="ellipsis", max_width=28)
+    table.add_column(f"#{a}", justify="right")
+    table.add_column(f"#{b}", justify="right")
+    table.add_column("change", justify="right")
+    fa, fb = ra.fitness, rb.fitness
+    rows = [("fitness (geo-mean)", {"a": fa, "b": fb, "delta": fb - fa if fa is not None and fb is not None else None})]
+    for task, entry in [*rows, *deltas.items()]:
+        delta = entry["delta"]
+        style = "" if delta is None or delta == 0 else ("green" if delta > 0 else "red")
+        table.add_row(task, _number(entry["a"]), _number(entry["b"]),
+                      Text("-" if delta is None else f"{delta:+.3f}", style=style))
+    console.print(table)
+
+
+# --- archive lineage ----------------------------------------------------------------------
+
+
+def _node_label(record: ProgramRecord) -> Text:
+    label = Text(f"#{record.id} ", style="bold")
+    label.append_text(_fitness(record))
+    label.append(f"  {record.proposer or '-'}", style="cyan")
+    if record.status != "evaluated":
+        label.append("  ")
+        label.append_text(_status(record))
+    description = record.name or _first_doc_line(record.code)
+    if description:
+        label.append(f"  {description}", style="dim")
+    return label
+
+
+def _tree(node: LineageNode, tree: Tree) -> None:
+    for parent in node.parents:
+        label = _node_label(parent.program)
+        if parent.repeated:
+            label.append("  (shown above)", style="dim italic")
+        _tree(parent, tree.add(label))
+    for missing in node.missing_parent_ids:
+        tree.add(Text(f"#{missing} (not in this archive)", style="red"))
+
+
+def _lineage_json(node: LineageNode) -> dict[str, Any]:
+    r = node.program
+    return {"id": r.id, "name": r.name, "fitness": r.fitness, "fitness_spread": r.fitness_spread,
+            "proposer": r.proposer, "status": r.status, "repeated": node.repeated,
+            "missing_parent_ids": node.missing_parent_ids, "parents": [_lineage_json(p) for p in node.parents]}
+
+
+def lineage(
+    program_id: Annotated[int, typer.Argument(help="Program id whose ancestors to show.")],
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """The tree of a program's ancestors, with fitness and proposer at each node."""
+    with _opened(db) as archive:
+        root = archive.lineage(program_id)
+    if as_json:
+        _print_json(_lineage_json(root))
+        return
+    tree = Tree(_node_label(root.program), guide_style="dim")
+    _tree(root, tree)
+    _console().print(tree)
+
+
+# --- campaigns ----------------------------------------------------------------------------
+
+
+def _spend(spend: dict[str, Any]) -> str:
+    parts = []
+    if spend.get("usd"):
+        parts.append(f"${spend['usd']:.2f}")
+    tokens = int(spend.get("tokens_in", 0)) + int(spend.get("tokens_out", 0))
+    if tokens:
+        parts.append(f"{tokens / 1000:.1f}k tok" if tokens >= 1000 else f"{tokens} tok")
+    if spend.get("evaluations"):
+        parts.append(f"{spend['evaluations']} evals")
+    return " ".join(parts) or "-"
+
+
+def _campaign_summary(path: Path) -> dict[str, Any]:
+    """One row of `discover campaigns`; an unreadable archive is reported, not fatal."""
+    row: dict[str, Any] = {"dir": str(path), "name": path.name,
+                           "updated": datetime.fromtimestamp(last_write_time(path)).isoformat(timespec="seconds")}
+    try:
+        with open_archive(path, readonly=True) as archive:
+            campaigns = archive.campaigns()
+            best = archive.best(1)
+            row.update(programs=archive.program_count(), best_fitness=best[0].fitness if best else None,
+                       best_id=best[0].id if best else None, failures=archive.failure_counts())
+            if campaigns:
+                c = campaigns[-1]
+                row.update(campaign=c.name, status=c.status, seed=c.seed, spend=c.spend, created=c.created_at)
+            else:
+                row.update(status="empty", spend={})
+    except ArchiveError as exc:
+        row.update(status="unreadable", error=str(exc), spend={})
+    return row
+
+
+def campaigns(
+    root: Annotated[Path, typer.Argument(help="Directory holding campaign directories.")] = CAMPAIGNS_ROOT,
+    as_json: JsonOption = False,
+) -> None:
+    """All campaigns under a directory: status, programs, best fitness, spend, last write."""
+    if not root.exists():
+        raise UserError(f"no directory {root} (campaigns are written to campaigns/<name>-<timestamp>/)")
+    if not root.is_dir():
+        if db_path(root).is_file():
+            raise UserError(f"{root} is a file; pass the directory that holds campaign directories")
+        raise UserError(f"{root} is not a directory")
+    found = campaign_dirs(root)
+    if (root / "archive.db").is_file():
+        found = [root] + found
+    latest = (root / LATEST_LINK).resolve() if (root / LATEST_LINK).exists() else None
+    rows = [{**_campaign_summary(p), "latest": p.resolve() == latest} for p in found]
+    if as_json:
+        _print_json(rows)
+        return
+    console = _console()
+    if not rows:
+        console.print(f"no campaigns under {root}/ (`discover run` writes them there)")
+        return
+    wide = console.width >= WIDE
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("campaign", no_wrap=True, overflow="ellipsis", ratio=1, min_width=12)
+    table.add_column("status", no_wrap=True)
+    table.add_column("progs", justify="right")
+    table.add_column("best", justify="right", no_wrap=True)
+    table.add_column("spend", no_wrap=True, overflow="ellipsis", max_width=40 if wide else 16)
+    table.add_column("updated", no_wrap=True)
+    if wide:
+        table.add_column("seed", justify="right")
+        table.add_column("failures", no_wrap=True, overflow="ellipsis", max_width=40)
+    for row in rows:
+        name = Text(row["name"] + (" *" if row["latest"] else ""), style="bold" if row["latest"] else "")
+        status = Text(row["status"], style={"running": "yellow", "finished": "green", "failed": "red",
+                                            "unreadable": "red"}.get(row["status"], ""))
+        best = "-" if row.get("best_fitness") is None else f"{row['best_fitness']:.3f} #{row['best_id']}"
+        cells = [name, status, str(row.get("programs", "-")), best, _spend(row["spend"]),
+                 row["updated"].replace("T", " ")[:16]]
+        if wide:
+            failures = row.get("failures") or {}
+            cells += [str(row.get("seed", "-")), ", ".join(f"{k} {v}" for k, v in failures.items()) or "-"]
+        table.add_row(*cells)
+    console.print(table)
+    for row in rows:
+        if row["status"] == "unreadable":
+            console.print(f"[red]{escape(row['name'])}: {escape(row['error'])}[/]")
+    if latest is not None:
+        console.print("[dim]* = campaigns/latest[/]")
+
+
+# --- registration -------------------------------------------------------------------------
+
+
+def register(app: typer.Typer) -> None:
+    """Add `archive list|show|diff|lineage` and `campaigns` to the CLI."""
+    group = typer.Typer(name="archive", no_args_is_help=True,
+                        help="Browse a campaign's archive of programs (read-only; safe while a campaign runs).")
+    group.command("list")(list_programs)
+    group.command("show")(show_program)
+    group.command("diff")(diff_programs)
+    group.command("lineage")(lineage)
+    app.add_typer(group, name="archive")
+    app.command("campaigns")(campaigns)
