@@ -46,14 +46,21 @@ def placeholders(name: str) -> set[str]:
 def render(name: str, **values: object) -> str:
     """Template ``name`` with every ``$placeholder`` filled from ``values``.
 
-    Raises :class:`PromptError` naming each placeholder without a value. Extra values are
-    ignored, so callers may pass one shared dict to several templates.
+    Raises :class:`PromptError` naming each placeholder without a value, and each value the
+    template has no placeholder for (information the caller believes it sends, but the model
+    would never see).
     """
-    missing = sorted(placeholders(name) - set(values))
+    wanted = placeholders(name)
+    missing = sorted(wanted - set(values))
     if missing:
         raise PromptError(
             f"prompt {name!r} needs a value for {', '.join('$' + m for m in missing)} "
             f"(given: {', '.join(sorted(values)) or 'nothing'})")
+    unused = sorted(set(values) - wanted)
+    if unused:
+        raise PromptError(
+            f"prompt {name!r} has no placeholder for {', '.join(unused)} "
+            f"(prompts/{name}.txt uses: {', '.join('$' + w for w in sorted(wanted)) or 'none'})")
     try:
         return Template(template(name)).substitute({k: str(v) for k, v in values.items()})
     except ValueError as exc:  # a stray `$` in the template text

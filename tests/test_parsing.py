@@ -226,14 +226,14 @@ PROMPT_VALUES = {
 
 @pytest.mark.parametrize("name", ["system", "propose", "diff", "critique", "edit", "crossover", "retry"])
 def test_every_prompt_renders_all_its_placeholders(name):
-    text = render(name, **PROMPT_VALUES)
+    text = render(name, **{key: PROMPT_VALUES[key] for key in placeholders(name)})
     assert "$" not in text.replace("$$", "")
     for key in placeholders(name):
         assert PROMPT_VALUES[key] in text
 
 
 def test_system_prompt_shows_a_valid_example_and_the_vocabulary():
-    text = render("system", **PROMPT_VALUES)
+    text = render("system", vocabulary=describe(), contract=template("contract"))
     assert "newton_schulz(x, steps)" in text
     validate(extract_program(template("contract")))
 
@@ -241,5 +241,7 @@ def test_system_prompt_shows_a_valid_example_and_the_vocabulary():
 def test_render_fails_loudly_on_a_missing_placeholder():
     with pytest.raises(PromptError, match=r"prompt 'diff' needs a value for \$archive_summary, \$parent_feedback"):
         render("diff", program=PROGRAM)
+    with pytest.raises(PromptError, match=r"prompt 'retry' has no placeholder for critique \(prompts/retry.txt uses: \$error\)"):
+        render("retry", error="x", critique="y")
     with pytest.raises(PromptError, match="no prompt template 'nope'; known: .*propose"):
         render("nope")
