@@ -427,7 +427,7 @@ class LLMClient:
                 return self._read_stream(request, client.chat.completions.create(
                     **kwargs, stream=True, stream_options={"include_usage": True}))
             response = client.chat.completions.create(**kwargs)
-        except (ValueError, openai.APIResponseValidationError) as exc:  # the body was not JSON
+        except (json.JSONDecodeError, openai.APIResponseValidationError) as exc:  # the body was not JSON
             raise _MalformedResponse(f"the server's answer is not a chat completion ({exc})") from exc
         if not isinstance(response, ChatCompletion) or not response.choices:
             raise _MalformedResponse(f"the server's answer has no choices: {str(response)[:200]!r}")
@@ -459,7 +459,7 @@ class LLMClient:
                         pieces.append(choice.delta.content)
                     if choice.finish_reason:
                         finish_reason = choice.finish_reason
-        except ValueError as exc:  # an event whose data is not JSON
+        except json.JSONDecodeError as exc:  # an event whose data is not JSON
             raise _MalformedResponse(f"the stream carried an event that is not JSON ({exc})") from exc
         finally:
             stream.close()
