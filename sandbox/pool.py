@@ -45,13 +45,19 @@ def slot_configs(size: int, config: WorkerConfig) -> list[WorkerConfig]:
     """Per-worker configs: on ``cuda`` worker i is pinned to GPU ``i % gpus``; on ``cuda:k``
     every worker is pinned to GPU k; on CPU they are all alike."""
     device = config.device
-    if device == "cuda":
+    if device.startswith("cuda"):
         import torch
 
-        gpus = max(1, torch.cuda.device_count())
+        gpus = torch.cuda.device_count()
+        if gpus == 0:
+            raise ValueError(f"device {device!r} asked for, but no CUDA GPU is visible; use device='cpu'")
+    if device == "cuda":
         return [replace(config, device="cuda", gpu=i % gpus) for i in range(size)]
     if device.startswith("cuda:"):
-        return [replace(config, device="cuda", gpu=int(device.split(":", 1)[1])) for _ in range(size)]
+        index = int(device.split(":", 1)[1])
+        if index >= gpus:
+            raise ValueError(f"device {device!r} asked for, but only {gpus} GPU(s) are visible")
+        return [replace(config, device="cuda", gpu=index) for _ in range(size)]
     if device != "cpu":
         raise ValueError(f"unknown device {device!r}: use 'cpu', 'cuda' or 'cuda:N'")
     return [config] * size

@@ -193,6 +193,10 @@ class WorkerProcess:
         well-formed JSON the worker is killed too, because it can no longer be trusted.
         """
         self.wait_ready()
+        # The worker is idle, so nobody writes its stderr now: start a fresh log for this job,
+        # so a crash report quotes this job's last words, not an old warning.
+        self._stderr.seek(0)
+        self._stderr.truncate()
         start = time.monotonic()
         request = json.dumps({"job": job_name, "payload": payload, "timeout": timeout}) + "\n"
         try:
