@@ -1,0 +1,419 @@
+"""Export a candidate program as a standalone ``torch.optim.Optimizer`` module.
+
+The generated module imports only torch. It holds, in order:
+
+1. the source of the vocabulary ops the program calls (and their private helpers), copied from
+   :mod:`sandbox.vocabulary` with ``inspect.getsource``;
+2. the program itself, exactly as :func:`sandbox.contract.load_program` runs it (``x += y`` is
+   spelled ``x = x + y``, which is what the sandbox executes);
+3. an ``Optimizer`` subclass: one constructor keyword per HPARAMS key, per-group hyperparameters,
+   lazy per-parameter state (the program's state tensors plus an int ``step``), closures,
+   ``state_dict``/``load_state_dict`` and LR schedulers (``group["lr"]`` is ``hp.lr``).
+
+Because the ops and the rule are the same code the sandbox ran, and the wrapper only applies
+``param.add_(delta)``, an exported optimizer reproduces the sandbox's numbers bit for bit.
+
+:func:`load_optimizer` resolves a program by file path, reference name or archive reference
+(``campaign_dir:ID``) through a small registry of source resolvers, and returns the class.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import inspect
+import keyword
+import re
+import textwrap
+import types
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from sandbox import vocabulary
+from sandbox.contract import executable_module, load_program, program_hash
+from sandbox.references import reference_names, reference_source
+
+DEFAULT_CLASS_NAME = "DiscoveredOptimizer"
+
+
+class ExportError(ValueError):
+    """A program cannot be found or exported as asked (unknown id, unreadable file, bad name)."""
+
+
+# --- where programs come from ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ResolvedSource:
+    """A program's source and the name its exported class is derived from."""
+
+    source: str
+    name: str
+    origin: str  # for messages: a path, "reference adamw", "campaigns/x:12"
+
+
+SourceResolver = Callable[[str], "ResolvedSource | None"]
+"""Turns a user's reference into a program, or returns None when the reference is not its kind."""
+
+_RESOLVERS: dict[str, SourceResolver] = {}
+
+
+def register_source_resolver(kind: str, resolver: SourceResolver) -> None:
+    """Add (or replace) a way to find programs; resolvers are tried in registration order."""
+    _RESOLVERS[kind] = resolver
+
+
+def _resolve_file(ref: str) -> ResolvedSource | None:
+    path = Path(ref).expanduser()
+    if not path.exists():
+        if ref.endswith(".py"):
+            raise ExportError(f"{ref}: no such file")
+        return None
+    if not path.is_file():
+        raise ExportError(f"{ref} is a directory, not a candidate program file")
+    try:
+        source = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ExportError(f"{ref} is not a text file (expected a candidate program in Python)") from None
+    return ResolvedSource(source=source, name=path.stem, origin=str(path))
+
+
+def _resolve_reference(ref: str) -> ResolvedSource | None:
+    if ref not in reference_names():
+        return None
+    return ResolvedSource(source=reference_source(ref), name=ref, origin=f"reference {ref}")
+
+
+def _resolve_archived(ref: str) -> ResolvedSource | None:
+    from archive.resolve import parse_program_ref, resolve_program
+    from archive.store import ArchiveError
+
+    if ":" not in ref and not ref.strip().isdigit() and ref.strip() != "best":
+        return None
+    try:
+        parse_program_ref(ref, default_dir=".")  # syntax only: DIR:ID, ID or best
+    except ArchiveError:
+        return None
+    try:
+        found = resolve_program(ref)
+    except ArchiveError as exc:
+        raise ExportError(str(exc)) from None
+    return ResolvedSource(source=found.source, name=f"program_{found.program_id}",
+                          origin=f"{found.campaign_dir}:{found.program_id}")
+
+
+register_source_resolver("file", _resolve_file)
+register_source_resolver("reference", _resolve_reference)
+register_source_resolver("archive", _resolve_archived)
+
+
+def resolve_source(path_or_id: str) -> ResolvedSource:
+    """The program ``path_or_id`` names: a candidate file, a reference name (``adamw``) or an
+    archived program (``campaign_dir:ID``); :class:`ExportError` when none matches."""
+    for resolver in _RESOLVERS.values():
+        found = resolver(path_or_id)
+        if found is not None:
+            return found
+    raise ExportError(f"{path_or_id!r}: no such candidate file, reference optimizer "
+                      f"({', '.join(reference_names())}) or archived program (campaign_dir:ID)")
+
+
+# --- generating the module -----------------------------------------------------------------------
+
+# The wrapper below refers to these module-level names; a program's own top-level names that
+# collide with them (or with anything the copied ops refer to) are renamed in the export.
+_WRAPPER = '''
+class _HParams:
+    """One parameter group's hyperparameters as attributes (``hp.lr``, ``hp.beta1``, ...)."""
+
+    def __init__(self, group):
+        for name in HPARAMS:
+            setattr(self, name, float(group[name]))
+
+
+def _own(tensor, param, grad):
+    # The rule is pure, but it may hand back `param` or `grad` themselves (e.g. a state that
+    # remembers the last gradient). Those tensors change in place later (param.add_, backward
+    # into an existing grad), so keep a private copy, as the sandbox's functional loop implies.
+    storage = tensor.untyped_storage().data_ptr()
+    if storage == param.untyped_storage().data_ptr() or storage == grad.untyped_storage().data_ptr():
+        return tensor.clone()
+    return tensor
+
+
+class {class_name}(torch.optim.Optimizer):
+    """{class_doc}"""
+
+    def __init__(
+        self,
+        params,
+{signature}
+    ):
+        if not 0.0 <= lr:
+            raise ValueError(f"Invalid learning rate: {{lr}}")
+        defaults = {{
+{defaults}
+        }}
+        super().__init__(params, defaults)
+
+    def add_param_group(self, param_group):
+        super().add_param_group(param_group)
+        for param in self.param_groups[-1]["params"]:
+            if torch.is_complex(param):
+                raise ValueError("{class_name} does not support complex parameters; "
+                                 "optimize torch.view_as_real(param) instead")
+            if not param.is_floating_point():
+                raise ValueError(f"{class_name} optimizes floating-point parameters, got {{param.dtype}}")
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        """Perform one optimization step: ``param += delta`` for every parameter with a grad.
+
+        Args:
+            closure (Callable, optional): re-evaluates the model and returns the loss.
+        """
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            hp = _HParams(group)
+            for param in group["params"]:
+                grad = param.grad
+                if grad is None:
+                    continue
+                if grad.is_sparse:
+                    raise RuntimeError("{class_name} does not support sparse gradients")
+                state = self.state[param]
+                if len(state) == 0:
+                    state.update(self._initial_state(param))
+                state["step"] += 1
+                rule_state = {{key: value for key, value in state.items() if key != "step"}}
+                delta, new_state = update(grad, param, rule_state, state["step"], hp)
+                if new_state.keys() != rule_state.keys():
+                    raise RuntimeError(f"update returned state keys {{sorted(new_state)}}, "
+                                       f"but init made {{sorted(rule_state)}}")
+                if delta.shape != param.shape:
+                    raise RuntimeError(f"update's delta has shape {{tuple(delta.shape)}}, "
+                                       f"param has {{tuple(param.shape)}}")
+                for key, value in new_state.items():
+                    state[key] = _own(value, param, grad)
+                param.add_(_own(delta, param, grad))
+        return loss
+
+    @staticmethod
+    def _initial_state(param):
+        state = init(param)
+        if "step" in state:
+            raise RuntimeError("the update rule's state has a key 'step', which the optimizer "
+                               "keeps for its own step count; rename it in the program")
+        return {{"step": 0, **{{key: _own(value, param, param) for key, value in state.items()}}}}
+'''
+
+_WRAPPER_LOCAL_NAMES = {"self", "params", "super", "defaults"}  # HPARAMS keys may not shadow these in __init__
+
+
+def export_source(source: str, class_name: str | None = None) -> str:
+    """A standalone Python module (text) defining ``class_name`` as a torch optimizer that runs
+    the candidate ``source``; raises ``CandidateError`` for an invalid program and
+    :class:`ExportError` for a class name or HPARAMS key that cannot be used."""
+    program = load_program(source)  # validates; the text below is built from the same tree
+    class_name = class_name or DEFAULT_CLASS_NAME
+    if not class_name.isidentifier() or keyword.iskeyword(class_name) or class_name.startswith("_"):
+        raise ExportError(f"class name {class_name!r} is not a valid Python class name")
+    clashes = sorted(set(program.hparams) & _WRAPPER_LOCAL_NAMES)
+    if clashes:
+        raise ExportError(f"HPARAMS key(s) {', '.join(clashes)} cannot be constructor arguments; rename them")
+
+    ops = _ops_needed(program.ops_used)
+    op_text = "\n\n\n".join(inspect.getsource(fn).strip() for fn in ops.values())
+    wrapper = _WRAPPER.format(
+        class_name=class_name,
+        class_doc=_class_doc(program.doc, program.hparams),
+        signature="\n".join(f"        {key}={value!r}," for key, value in program.hparams.items()),
+        defaults="\n".join(f"            {key!r}: {key}," for key in program.hparams),
+    )
+    reserved = {"torch", class_name} | _names_in(op_text) | _names_in(wrapper) | set(dir(builtins))
+    rule_text = _rule_text(source, reserved).strip()
+
+    header = _module_doc(class_name, program.doc, program_hash(source), program.hparams["lr"])
+    sections = [
+        header,
+        "import torch",
+        _banner("vocabulary ops the rule uses (copied from sandbox/vocabulary.py)") + "\n\n" + op_text
+        if op_text else "",
+        _banner("the update rule, as the discovery sandbox runs it") + "\n\n" + rule_text,
+        _banner("torch.optim wrapper") + "\n" + wrapper.rstrip(),
+    ]
+    return "\n\n\n".join(s for s in sections if s) + "\n"
+
+
+def _ops_needed(direct: frozenset[str]) -> dict[str, Callable]:
+    """The ops (and private helpers) the program needs, closed over ops calling ops."""
+    available = {**vocabulary.HELPERS, **vocabulary.OPS}
+    needed: set[str] = set()
+    todo = list(direct)
+    while todo:
+        name = todo.pop()
+        if name in needed:
+            continue
+        needed.add(name)
+        todo.extend(n for n in _names_in(inspect.getsource(available[name])) if n in available and n != name)
+    # helpers first, then ops in vocabulary order: stable text, definitions before use
+    return {name: fn for name, fn in available.items() if name in needed}
+
+
+def _names_in(text: str) -> set[str]:
+    tree = ast.parse(textwrap.dedent(text))
+    return {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
+
+
+def _rule_text(source: str, reserved: set[str]) -> str:
+    """The program's code (without its module docstring) as the sandbox executes it.
+
+    Where possible this is the original text with each ``x op= y`` rewritten in place, so
+    comments and layout survive; a program whose top-level names collide with the module's
+    other names gets them renamed and is printed from the syntax tree instead. Either way the
+    result parses to exactly the tree :func:`sandbox.contract.load_program` executes.
+    """
+    executed = executable_module(source)
+    if executed.body and _is_docstring(executed.body[0]):
+        executed.body = executed.body[1:]
+    top_level = {node.name for node in executed.body if isinstance(node, ast.FunctionDef)} | {
+        target.id for node in executed.body if isinstance(node, ast.Assign)
+        for target in node.targets if isinstance(target, ast.Name)}
+    collisions = sorted(top_level & reserved - {"HPARAMS", "init", "update"})
+    if collisions:
+        taken = reserved | {node.id for node in ast.walk(executed) if isinstance(node, ast.Name)}
+        renames = {}
+        for name in collisions:
+            new = f"{name}_rule"
+            while new in taken:
+                new += "_"
+            taken.add(new)
+            renames[name] = new
+        executed = _Rename(renames).visit(executed)
+        return ast.unparse(executed)
+    text = _rewrite_in_place(source)
+    if text is not None and ast.dump(ast.parse(text)) == ast.dump(executed):
+        return text
+    return ast.unparse(executed)
+
+
+def _rewrite_in_place(source: str) -> str | None:
+    """The source with its docstring dropped and every augmented assignment spelled out."""
+    tree = ast.parse(source)
+    edits = []  # (start line, start col, end line, end col, replacement), 1-based lines
+    if tree.body and _is_docstring(tree.body[0]):
+        doc = tree.body[0]
+        edits.append((doc.lineno, doc.col_offset, doc.end_lineno, doc.end_col_offset, ""))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.AugAssign):
+            if node.lineno != node.end_lineno:
+                return None  # a statement over several lines: let the tree printer lay it out
+            spelled = ast.Assign(targets=[node.target], value=ast.BinOp(
+                ast.Name(id=node.target.id, ctx=ast.Load()), node.op, node.value))
+            edits.append((node.lineno, node.col_offset, node.end_lineno, node.end_col_offset,
+                          ast.unparse(ast.fix_missing_locations(spelled))))
+    lines = source.splitlines(keepends=True)
+    for start, col, end, end_col, text in sorted(edits, reverse=True):
+        head = _utf8_prefix(lines[start - 1], col)
+        tail = _utf8_suffix(lines[end - 1], end_col)
+        lines[start - 1:end] = [head + text + tail]
+    return "".join(lines).strip("\n") + "\n"
+
+
+def _utf8_prefix(line: str, byte_col: int) -> str:
+    # ast columns are UTF-8 byte offsets
+    return line.encode("utf-8")[:byte_col].decode("utf-8")
+
+
+def _utf8_suffix(line: str, byte_col: int) -> str:
+    return line.encode("utf-8")[byte_col:].decode("utf-8")
+
+
+class _Rename(ast.NodeTransformer):
+    def __init__(self, renames: dict[str, str]):
+        self.renames = renames
+
+    def visit_Name(self, node: ast.Name) -> ast.Name:
+        node.id = self.renames.get(node.id, node.id)
+        return node
+
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> ast.FunctionDef:
+        node.name = self.renames.get(node.name, node.name)
+        for arg in node.args.args:
+            arg.arg = self.renames.get(arg.arg, arg.arg)
+        self.generic_visit(node)
+        return node
+
+
+def _is_docstring(stmt: ast.stmt) -> bool:
+    return isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant) and isinstance(stmt.value.value, str)
+
+
+def _banner(title: str) -> str:
+    return f"# --- {title} " + "-" * max(3, 96 - len(title) - 7)
+
+
+def _module_doc(class_name: str, doc: str, digest: str, lr: float) -> str:
+    about = textwrap.indent(doc.strip(), "    ") if doc.strip() else "    (the program has no docstring)"
+    text = f'''{class_name}: a torch.optim optimizer exported by optimizer-discovery (program {digest}).
+
+The update rule:
+
+{about}
+
+This file imports only torch. The rule is the candidate program exactly as the discovery sandbox
+ran it, preceded by the vocabulary ops it calls, so the optimizer reproduces the sandbox's numbers.
+
+Usage (with this file saved as my_opt.py):
+    from my_opt import {class_name}
+    optimizer = {class_name}(model.parameters(), lr={lr!r})
+    loss.backward(); optimizer.step(); optimizer.zero_grad()
+'''
+    return '"""' + text.replace("\\", "\\\\").replace('"""', '\\"\\"\\"') + '"""'
+
+
+def _class_doc(doc: str, hparams: dict[str, float]) -> str:
+    first = doc.strip().splitlines()[0] if doc.strip() else "An optimizer found by optimizer-discovery."
+    lines = [first.replace("\\", "\\\\").replace('"""', "'''"), "", "    Args:",
+             "        params (iterable): parameters to optimize, or dicts defining parameter groups."]
+    lines += [f"        {key} (float, optional): default {value!r}." for key, value in hparams.items()]
+    lines.append("    ")
+    return "\n".join(lines)
+
+
+# --- loading --------------------------------------------------------------------------------------
+
+
+_REFERENCE_CLASS_NAMES = {
+    "adadelta": "Adadelta", "adagrad": "Adagrad", "adam": "Adam", "adamw": "AdamW", "ademamix": "AdEMAMix",
+    "amsgrad": "AMSGrad", "lion": "Lion", "muon": "Muon", "nadam": "NAdam", "nesterov": "Nesterov",
+    "rmsprop": "RMSprop", "sgd": "SGD", "sgd_momentum": "SGDMomentum", "signsgd": "SignSGD", "signum": "Signum",
+}
+
+
+def class_name_for(name: str) -> str:
+    """A class name from a program name: ``adamw`` -> ``AdamW``, ``my_rule`` -> ``MyRule``."""
+    if name in _REFERENCE_CLASS_NAMES:
+        return _REFERENCE_CLASS_NAMES[name]
+    parts = [p for p in re.split(r"[^0-9A-Za-z]+", name) if p]
+    camel = "".join(p[:1].upper() + p[1:] for p in parts)
+    if not camel or not camel[0].isalpha():
+        camel = "Optimizer" + camel
+    return camel
+
+
+def load_optimizer(path_or_id: str) -> type[torch.optim.Optimizer]:
+    """The optimizer class for a candidate file, a reference name (``"adamw"``) or an archived
+    program (``"campaign_dir:ID"``), built from :func:`export_source`'s module text."""
+    found = resolve_source(path_or_id)
+    class_name = class_name_for(found.name)
+    text = export_source(found.source, class_name)
+    module = types.ModuleType(f"exported_{class_name.lower()}", f"Exported from {found.origin}")
+    exec(compile(text, f"<exported {found.origin}>", "exec"), module.__dict__)
+    return getattr(module, class_name)
