@@ -75,6 +75,22 @@ def _console() -> Console:
     return Console(highlight=False)
 
 
+Column = tuple[str, Optional[int], str]
+"""(header, width, justify); width None marks the one column that takes the rest of the line."""
+
+
+def _fitted_table(columns: list[Column], line_width: int, **options: Any) -> Table:
+    """A borderless table whose rows are one line each and never wider than ``line_width``:
+    fixed columns keep their width, the flexible one gets what is left (at least 8)."""
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, **options)
+    fixed = sum(width for _, width, _ in columns if width is not None)
+    rest = max(8, line_width - fixed - 3 * (len(columns) - 1))
+    for header, width, justify in columns:
+        size = {"min_width": width, "max_width": width} if width is not None else {"max_width": rest}
+        table.add_column(header, justify=justify, no_wrap=True, overflow="ellipsis", **size)
+    return table
+
+
 def _clean(value: Any) -> Any:
     """JSON-safe copy: NaN and infinities become null."""
     if isinstance(value, float) and not math.isfinite(value):
@@ -195,19 +211,14 @@ def list_programs(
         return
     console = _console()
     wide = console.width >= WIDE
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, title=f"{path}", title_style="dim", expand=False)
-    table.add_column("id", justify="right", no_wrap=True)
-    table.add_column("fitness", no_wrap=True)
-    table.add_column("status", no_wrap=True)
+    columns: list[Column] = [("id", 4, "right"), ("fitness", 11, "left"), ("status", 9, "left")]
     if wide:
-        table.add_column("stage", no_wrap=True)
-        table.add_column("held-out", justify="right", no_wrap=True)
-    table.add_column("proposer", no_wrap=True, max_width=12 if wide else 9, overflow="ellipsis")
-    table.add_column("parents", no_wrap=True, max_width=12 if wide else 7, overflow="ellipsis")
+        columns += [("stage", 9, "left"), ("held-out", 8, "right")]
+    columns += [("proposer", 14 if wide else 9, "left"), ("parents", 12 if wide else 7, "left")]
     if wide:
-        table.add_column("tokens", justify="right", no_wrap=True)
-        table.add_column("created", no_wrap=True)
-    table.add_column("description", no_wrap=True, overflow="ellipsis", ratio=1, min_width=12)
+        columns += [("tokens", 7, "right"), ("created", 16, "left")]
+    columns.append(("description", None, "left"))
+    table = _fitted_table(columns, console.width, caption=str(path), caption_style="dim", caption_justify="left")
     for r in records:
         row: list[Any] = [str(r.id), _fitness(r), _status(r)]
         if wide:
@@ -235,32 +246,42 @@ def _preview(text: str, full: bool) -> str:
     return "\n".join(lines[:PREVIEW_LINES]) + f"\n… ({len(lines) - PREVIEW_LINES} more lines; --full shows all)"
 
 
-def _scores_table(record: ProgramRecord) -> Table | None:
+def _scores_table(record: ProgramRecord, width: int) -> Table | None:
+    """Per-task score, the speed-up over each other tuned baseline, test metric, chosen lr."""
     tasks = _task_scores(record)
     if not tasks:
         return None
+    wide = width >= WIDE
     baselines = sorted({b for entry in tasks.values() for b in (entry.get("vs_baselines") or {})} - {"adamw"})
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, title="per-task score (speed-up over tuned AdamW; 1.0 = AdamW)",
-                  title_style="dim", title_justify="left")
-    table.add_column("task", no_wrap=True, overflow="ellipsis", max_width=24)
-    table.add_column("score", justify="right")
-    for name in baselines:
-        table.add_column(f"vs {name}", justify="right", no_wrap=True)
-    table.add_column("test", justify="right")
-    table.add_column("best lr", justify="right")
-    table.add_column("status", no_wrap=True)
+    columns: list[Column] = [("task", min(20, max(len(t) for t in tasks)), "left"), ("score", 6, "right")]
+    columns += [(f"vs\n{name}", max(6, len(name)), "right") for name in baselines]
+    if wide:
+        columns += [("test", 6, "right"), ("best lr", 7, "right")]
+    table = _fitted_table(columns + [("status", None, "left")], width)
     for task, entry in tasks.items():
         score = entry.get("score")
         style = "green" if isinstance(score, (int, float)) and score >= 1.0 else ""
         vs = entry.get("vs_baselines") or {}
-        lr = entry.get("best_lr")
-        status = entry.get("status") or "-"
+        status = str(entry.get("status") or "-")
         if entry.get("lr_at_edge"):
             status += " (lr at grid edge)"
-        table.add_row(task, Text(_number(score), style=style), *[_number(vs.get(b)) for b in baselines],
-                      _number(entry.get("test_metric")), f"{lr:.3g}" if isinstance(lr, (int, float)) else "-",
-                      status)
+        cells: list[Any] = [task, Text(_number(score), style=style), *[_number(vs.get(b)) for b in baselines]]
+        if wide:
+            lr = entry.get("best_lr")
+            cells += [_number(entry.get("test_metric")), f"{lr:.1e}" if isinstance(lr, (int, float)) else "-"]
+        table.add_row(*cells, status)
     return table
+
+
+def _pack(parts: list[str], width: int, separator: str = " · ") -> str:
+    """Join ``parts`` into lines no wider than ``width``, breaking only between parts."""
+    lines: list[str] = []
+    for part in parts:
+        if lines and len(lines[-1]) + len(separator) + len(part) <= width:
+            lines[-1] += separator + part
+        else:
+            lines.append(part)
+    return "\n".join(lines)
 
 
 def show_program(
@@ -304,12 +325,13 @@ def show_program(
         facts.append(f"tokens {record.tokens_in}+{record.tokens_out} (${record.cost_usd:.4f})")
     facts.append(f"{len(evaluations)} runs")
     facts.append(f"hash {record.hash}")
-    console.print(escape(" · ".join(facts)))
+    console.print(escape(_pack(facts, console.width)))
     for failure in failures:
         console.print(f"[bold red]failed[/] at {escape(failure.stage)}: [red]{escape(failure.reason)}[/]"
                       + (f" — {escape(failure.message)}" if failure.message else ""))
-    scores = _scores_table(record)
+    scores = _scores_table(record, console.width)
     if scores is not None:
+        console.print("[dim]score: speed-up over tuned AdamW (1.0 = as good) · vs X: speed-up over tuned X[/]")
         console.print(scores)
     console.print(Syntax(record.code, "python", line_numbers=True, word_wrap=True, theme="ansi_dark"))
     for label, text in (("critique", record.critique), ("prompt", record.prompt), ("response", record.response)):
@@ -359,11 +381,8 @@ def diff_programs(
     for line in diff:
         style = next((s for prefix, s in styles if line.startswith(prefix)), "")
         console.print(Text(line, style=style))
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-    table.add_column("task", no_wrap=True, overflow="ellipsis", max_width=28)
-    table.add_column(f"#{a}", justify="right")
-    table.add_column(f"#{b}", justify="right")
-    table.add_column("change", justify="right")
+    table = _fitted_table([("task", None, "left"), (f"#{a}", 7, "right"), (f"#{b}", 7, "right"),
+                           ("change", 7, "right")], min(console.width, 60))
     fa, fb = ra.fitness, rb.fitness
     rows = [("fitness (geo-mean)", {"a": fa, "b": fb, "delta": fb - fa if fa is not None and fb is not None else None})]
     for task, entry in [*rows, *deltas.items()]:
@@ -426,16 +445,18 @@ def lineage(
 # --- campaigns ----------------------------------------------------------------------------
 
 
-def _spend(spend: dict[str, Any]) -> str:
+def _spend(spend: dict[str, Any], compact: bool = False) -> str:
+    """Dollars, tokens and evaluations spent (only the first of them when ``compact``)."""
     parts = []
-    if spend.get("usd"):
-        parts.append(f"${spend['usd']:.2f}")
+    usd = float(spend.get("usd") or 0.0)
+    if usd:
+        parts.append(f"${usd:.2f}" if usd >= 0.01 else f"${usd:.4f}")
     tokens = int(spend.get("tokens_in", 0)) + int(spend.get("tokens_out", 0))
     if tokens:
         parts.append(f"{tokens / 1000:.1f}k tok" if tokens >= 1000 else f"{tokens} tok")
     if spend.get("evaluations"):
         parts.append(f"{spend['evaluations']} evals")
-    return " ".join(parts) or "-"
+    return (parts[0] if compact else " ".join(parts)) if parts else "-"
 
 
 def _campaign_summary(path: Path) -> dict[str, Any]:
@@ -482,23 +503,19 @@ def campaigns(
         console.print(f"no campaigns under {root}/ (`discover run` writes them there)")
         return
     wide = console.width >= WIDE
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-    table.add_column("campaign", no_wrap=True, overflow="ellipsis", ratio=1, min_width=12)
-    table.add_column("status", no_wrap=True)
-    table.add_column("progs", justify="right")
-    table.add_column("best", justify="right", no_wrap=True)
-    table.add_column("spend", no_wrap=True, overflow="ellipsis", max_width=40 if wide else 16)
-    table.add_column("updated", no_wrap=True)
+    columns: list[Column] = [("campaign", None, "left"), ("status", 10 if wide else 9, "left"), ("progs", 5, "right"),
+                             ("best", 11 if wide else 10, "right"), ("spend", 28 if wide else 10, "left"),
+                             ("updated", 16 if wide else 11, "left")]
     if wide:
-        table.add_column("seed", justify="right")
-        table.add_column("failures", no_wrap=True, overflow="ellipsis", max_width=40)
+        columns += [("seed", 6, "right"), ("failures", 30, "left")]
+    table = _fitted_table(columns, console.width)
     for row in rows:
         name = Text(row["name"] + (" *" if row["latest"] else ""), style="bold" if row["latest"] else "")
         status = Text(row["status"], style={"running": "yellow", "finished": "green", "failed": "red",
                                             "unreadable": "red"}.get(row["status"], ""))
         best = "-" if row.get("best_fitness") is None else f"{row['best_fitness']:.3f} #{row['best_id']}"
-        cells = [name, status, str(row.get("programs", "-")), best, _spend(row["spend"]),
-                 row["updated"].replace("T", " ")[:16]]
+        cells = [name, status, str(row.get("programs", "-")), best, _spend(row["spend"], compact=not wide),
+                 row["updated"].replace("T", " ")[:16] if wide else row["updated"][5:16].replace("T", " ")]
         if wide:
             failures = row.get("failures") or {}
             cells += [str(row.get("seed", "-")), ", ".join(f"{k} {v}" for k, v in failures.items()) or "-"]
