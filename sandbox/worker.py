@@ -272,14 +272,15 @@ class WorkerProcess:
         """One reply line, or (None, "timeout" | "eof" | what went wrong)."""
         assert self._proc.stdout is not None
         fd = self._proc.stdout.fileno()
+        poller = select.poll()  # not select.select: a busy controller may hold fds above 1024
+        poller.register(fd, select.POLLIN)
         while b"\n" not in self._buffer:
             if len(self._buffer) > MAX_MESSAGE_BYTES:
                 return None, f"a reply longer than {MAX_MESSAGE_BYTES} bytes"
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return None, "timeout"
-            ready, _, _ = select.select([fd], [], [], remaining)
-            if not ready:
+            if not poller.poll(max(1, int(remaining * 1000))):
                 continue
             chunk = os.read(fd, 1 << 20)
             if not chunk:
