@@ -475,7 +475,7 @@ def _campaign_summary(path: Path) -> dict[str, Any]:
             else:
                 row.update(status="empty", spend={})
     except ArchiveError as exc:
-        row.update(status="unreadable", error=str(exc), spend={})
+        row.update(status="error", error=str(exc), spend={})
     return row
 
 
@@ -503,8 +503,8 @@ def campaigns(
         console.print(f"no campaigns under {root}/ (`discover run` writes them there)")
         return
     wide = console.width >= WIDE
-    columns: list[Column] = [("campaign", None, "left"), ("status", 10 if wide else 9, "left"), ("progs", 5, "right"),
-                             ("best", 11 if wide else 10, "right"), ("spend", 28 if wide else 10, "left"),
+    columns: list[Column] = [("campaign", None, "left"), ("status", 8, "left"), ("progs", 5, "right"),
+                             ("best", 11 if wide else 10, "right"), ("spend", 28 if wide else 9, "left"),
                              ("updated", 16 if wide else 11, "left")]
     if wide:
         columns += [("seed", 6, "right"), ("failures", 30, "left")]
@@ -512,7 +512,7 @@ def campaigns(
     for row in rows:
         name = Text(row["name"] + (" *" if row["latest"] else ""), style="bold" if row["latest"] else "")
         status = Text(row["status"], style={"running": "yellow", "finished": "green", "failed": "red",
-                                            "unreadable": "red"}.get(row["status"], ""))
+                                            "error": "red"}.get(row["status"], ""))
         best = "-" if row.get("best_fitness") is None else f"{row['best_fitness']:.3f} #{row['best_id']}"
         cells = [name, status, str(row.get("programs", "-")), best, _spend(row["spend"], compact=not wide),
                  row["updated"].replace("T", " ")[:16] if wide else row["updated"][5:16].replace("T", " ")]
@@ -522,7 +522,7 @@ def campaigns(
         table.add_row(*cells)
     console.print(table)
     for row in rows:
-        if row["status"] == "unreadable":
+        if row["status"] == "error":
             console.print(f"[red]{escape(row['name'])}: {escape(row['error'])}[/]")
     if latest is not None:
         console.print("[dim]* = campaigns/latest[/]")
