@@ -101,8 +101,9 @@ def _resolve_archived(ref: str) -> ResolvedSource | None:
         found = resolve_program(ref)
     except ArchiveError as exc:
         raise ExportError(str(exc)) from None
-    return ResolvedSource(source=found.source, name=f"program_{found.program_id}",
-                          origin=f"{found.campaign_dir}:{found.program_id}")
+    # an archived program may carry a name of its own; otherwise name the class by its id
+    name = found.name if found.name and ":" not in found.name else f"program_{found.program_id}"
+    return ResolvedSource(source=found.source, name=name, origin=f"{found.campaign_dir}:{found.program_id}")
 
 
 register_source_resolver("file", _resolve_file)

@@ -1,0 +1,488 @@
+"""Exported optimizers: standalone modules that reproduce the sandbox bit for bit and behave
+like torch.optim optimizers (groups, closures, state_dict, schedulers, deepcopy)."""
+
+from __future__ import annotations
+
+import ast
+import copy
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from archive.export import (
+    ExportError,
+    class_name_for,
+    export_source,
+    load_optimizer,
+    register_source_resolver,
+    resolve_source,
+)
+from sandbox import vocabulary
+from sandbox.contract import CandidateError, load_program, run_init, run_update
+from sandbox.references import reference_names, reference_source
+
+REPO = Path(__file__).resolve().parents[1]
+SHAPES = [(6,), (5, 3), (3, 7), (2, 3, 2)]
+
+
+def exported_class(source: str, class_name: str = "Exported") -> type[torch.optim.Optimizer]:
+    namespace: dict = {}
+    exec(compile(export_source(source, class_name), "<exported>", "exec"), namespace)
+    return namespace[class_name]
+
+
+def make_params(dtype=torch.float32, shapes=SHAPES, seed=0) -> list[torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    return [torch.randn(s, generator=gen, dtype=torch.float64).to(dtype) for s in shapes]
+
+
+def grad_of(i: int, p: torch.Tensor) -> torch.Tensor:
+    # gradient of a fixed quadratic + sine loss, so each step depends on the trajectory
+    return (1.0 + 0.1 * i) * p + torch.cos(3 * p) - 0.2
+
+
+def sandbox_run(source: str, params0, steps: int, hp_for_step=None, groups=None):
+    """The harness's loop: run_update, then param = param + delta. ``groups`` maps a param
+    index to its hyperparameter overrides; ``hp_for_step(step)`` gives overrides per step."""
+    program = load_program(source)
+    params = [p.clone() for p in params0]
+    states = [run_init(program, p) for p in params]
+    for step in range(1, steps + 1):
+        for i, p in enumerate(params):
+            overrides = dict((groups or {}).get(i, {}))
+            if hp_for_step is not None:
+                overrides.update(hp_for_step(step, i))
+            delta, states[i] = run_update(program, grad_of(i, p), p, states[i], step, program.hp(**overrides))
+            params[i] = p + delta
+    return params, states
+
+
+def exported_run(cls, params0, steps: int, param_groups=None, **kw):
+    params = [p.clone().requires_grad_(True) for p in params0]
+    if param_groups is None:
+        opt = cls(params, **kw)
+    else:
+        opt = cls([{"params": [params[i] for i in idx], **g} for idx, g in param_groups], **kw)
+    for _ in range(steps):
+        for i, p in enumerate(params):
+            p.grad = grad_of(i, p.detach())
+        opt.step()
+    return params, opt
+
+
+def assert_same_bits(params, states, exported_params, opt) -> None:
+    for p, state, q in zip(params, states, exported_params):
+        assert torch.equal(p, q.detach()), (p - q).abs().max()
+        opt_state = opt.state[q]
+        assert set(opt_state) == set(state) | {"step"}
+        for key, value in state.items():
+            assert torch.equal(value, opt_state[key]), key
+
+
+# --- bit-exactness with the sandbox -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", reference_names())
+def test_exported_reference_reproduces_the_sandbox_bit_for_bit(name: str) -> None:
+    source = reference_source(name)
+    params0 = make_params()
+    params, states = sandbox_run(source, params0, steps=6)
+    exported_params, opt = exported_run(exported_class(source), params0, steps=6)
+    assert_same_bits(params, states, exported_params, opt)
+    assert all(opt.state[q]["step"] == 6 for q in exported_params)
+
+
+EVERY_OP = '''"""Calls every vocabulary op once, to prove each survives export unchanged."""
+HPARAMS = {"lr": 0.01}
+
+
+def init(param):
+    return {"m": zeros_like(param), "k": ones_like(param), "f": full_like(param, 0.5)}
+
+
+def update(grad, param, state, step, hp):
+    g = grad
+    a = abs(g) + sign(g) + sqrt(abs(g)) + rsqrt(abs(g) + 1) + exp(-square(g))
+    b = log(abs(g) + 1) + tanh(g) + sigmoid(g) + relu(g) + power(abs(g), 1.5)
+    c = clamp(g, -1, 1) + maximum(g, 0.1) + minimum(g, state["k"]) + where(g > 0, g, state["f"])
+    m = interp(g, state["m"], 0.9)
+    s = mean(g) + sum(g) / numel(g) + rms(g) + norm(g) / (1 + dot(g, g)) + amax(g)
+    o = newton_schulz(m, 3) + matmul(g, matmul(transpose(g), g)) / (1 + norm(g) ** 3)
+    scale = ndim(param) * size(param, 0) + sqrt(2) + exp(0.5) + log(3.0) + tanh(1.0)
+    return -hp.lr * (a + b + c + s + o) / scale, {"m": m, "k": state["k"], "f": state["f"]}
+'''
+
+
+def test_every_vocabulary_op_survives_export() -> None:
+    assert load_program(EVERY_OP).ops_used == frozenset(vocabulary.OPS), "add new ops to EVERY_OP"
+    params0 = make_params(shapes=[(4, 3), (3, 5)])
+    params, states = sandbox_run(EVERY_OP, params0, steps=3)
+    exported_params, opt = exported_run(exported_class(EVERY_OP), params0, steps=3)
+    assert_same_bits(params, states, exported_params, opt)
+
+
+def test_exported_module_imports_only_torch() -> None:
+    tree = ast.parse(export_source(EVERY_OP, "EveryOp"))
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            imported.add(node.module or "")
+    assert imported == {"torch"}
+
+
+def test_exported_module_runs_in_a_fresh_interpreter(tmp_path: Path) -> None:
+    (tmp_path / "my_opt.py").write_text(export_source(reference_source("lion"), "Lion"))
+    script = ("import sys; sys.modules['sandbox'] = None; sys.modules['archive'] = None\n"
+              "import torch; from my_opt import Lion\n"
+              "w = torch.nn.Parameter(torch.ones(3)); opt = Lion([w], lr=0.1)\n"
+              "w.grad = torch.tensor([1.0, -1.0, 0.0]); opt.step(); print(w.tolist())")
+    out = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[0.8999999761581421, 1.100000023841858, 1.0]"
+
+
+AUGMENTED = '''"""Momentum written with augmented assignments."""
+HPARAMS = {"lr": 0.1, "beta": 0.9}
+
+
+def init(param):
+    return {"m": zeros_like(param)}
+
+
+def update(grad, param, state, step, hp):
+    m = state["m"]
+    m *= hp.beta  # decay the old average
+    m += grad
+    grad -= 0.5 * param  # a grad that is also mutated
+    return -hp.lr * (m + grad), {"m": m}
+'''
+
+
+def test_augmented_assignment_is_spelled_out_and_comments_survive() -> None:
+    text = export_source(AUGMENTED, "Momentum")
+    assert "m = m * hp.beta  # decay the old average" in text
+    assert "grad = grad - 0.5 * param  # a grad that is also mutated" in text
+    rule = [node for node in ast.parse(text).body if isinstance(node, ast.FunctionDef) and node.name == "update"]
+    assert len(rule) == 1 and not any(isinstance(node, ast.AugAssign) for node in ast.walk(rule[0]))
+    params0 = make_params()
+    params, states = sandbox_run(AUGMENTED, params0, steps=4)
+    exported_params, opt = exported_run(exported_class(AUGMENTED), params0, steps=4)
+    assert_same_bits(params, states, exported_params, opt)
+
+
+COLLIDING = '''HPARAMS = {"lr": 0.05}
+torch = 2.0
+float = 3.0
+
+
+def max(a, b):
+    return maximum(a, b)
+
+
+def init(param):
+    return {"m": zeros_like(param)}
+
+
+def update(grad, param, state, step, hp):
+    m = max(interp(grad, state["m"], 0.9), -torch)
+    return -hp.lr * clamp(m, -float, float), {"m": m}
+'''
+
+
+def test_top_level_names_that_collide_with_the_module_are_renamed() -> None:
+    text = export_source(COLLIDING, "Colliding")
+    assert "torch_rule = 2.0" in text and "def max_rule(a, b):" in text
+    params0 = make_params()
+    params, states = sandbox_run(COLLIDING, params0, steps=4)
+    exported_params, opt = exported_run(exported_class(COLLIDING), params0, steps=4)
+    assert_same_bits(params, states, exported_params, opt)
+
+
+ALIASING = '''HPARAMS = {"lr": 0.1}
+
+
+def init(param):
+    return {"first": param, "prev": zeros_like(param)}
+
+
+def update(grad, param, state, step, hp):
+    delta = -hp.lr * (grad + state["prev"]) + 0.01 * (state["first"] - param)
+    return delta, {"first": state["first"], "prev": grad}
+'''
+
+
+def test_state_that_remembers_param_or_grad_is_not_mutated_later() -> None:
+    params0 = make_params()
+    params, states = sandbox_run(ALIASING, params0, steps=5)
+    cls = exported_class(ALIASING)
+    exported = [p.clone().requires_grad_(True) for p in params0]
+    opt = cls(exported)
+    for p in exported:
+        p.grad = torch.zeros_like(p)
+    for _ in range(5):
+        for i, p in enumerate(exported):
+            p.grad.copy_(grad_of(i, p.detach()))  # backward accumulates into the same tensor
+        opt.step()
+    assert_same_bits(params, states, exported, opt)
+
+
+# --- torch.optim behaviour ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype, tol", [(torch.float32, 1e-5), (torch.float64, 1e-12)], ids=["f32", "f64"])
+def test_exported_adamw_matches_torch_adamw_on_an_mlp(dtype: torch.dtype, tol: float) -> None:
+    exported_adamw = load_optimizer("adamw")
+    torch.manual_seed(0)
+    x, y = torch.randn(128, 16, dtype=dtype), torch.randint(0, 4, (128,))
+    models = [torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.Tanh(), torch.nn.Linear(32, 4)).to(dtype)
+              for _ in range(2)]
+    models[1].load_state_dict(models[0].state_dict())
+    initial = [p.detach().clone() for p in models[0].parameters()]
+    ours = exported_adamw(models[0].parameters(), lr=3e-3, weight_decay=0.1)
+    theirs = torch.optim.AdamW(models[1].parameters(), lr=3e-3, weight_decay=0.1)
+    for _ in range(100):
+        for model, opt in ((models[0], ours), (models[1], theirs)):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+    assert min((a - b).abs().max() for a, b in zip(models[0].parameters(), initial)) > 0.05
+    for a, b in zip(models[0].parameters(), models[1].parameters()):
+        # float32: the two round in different places (decay, then a fused addcdiv), ~1 ulp a step
+        torch.testing.assert_close(a, b, rtol=tol, atol=tol)
+
+
+def test_state_dict_round_trip_resumes_with_the_identical_next_step() -> None:
+    cls = load_optimizer("ademamix")
+    params0 = make_params()
+    params, opt = exported_run(cls, params0, steps=5, lr=0.01, weight_decay=0.1)
+    buffer = io.BytesIO()
+    torch.save(opt.state_dict(), buffer)
+    assert opt.state_dict()["state"][0]["step"] == 5
+
+    resumed_params = [p.detach().clone().requires_grad_(True) for p in params]
+    resumed = cls(resumed_params, lr=0.01, weight_decay=0.1)
+    buffer.seek(0)
+    resumed.load_state_dict(torch.load(buffer))
+    for optimizer, ps in ((opt, params), (resumed, resumed_params)):
+        for i, p in enumerate(ps):
+            p.grad = grad_of(i, p.detach())
+        optimizer.step()
+    for p, q in zip(params, resumed_params):
+        assert torch.equal(p, q)
+        assert opt.state[p]["step"] == resumed.state[q]["step"] == 6
+        for key in ("m1", "m2", "v"):
+            assert torch.equal(opt.state[p][key], resumed.state[q][key])
+
+
+def test_lr_scheduler_drives_hp_lr() -> None:
+    source = reference_source("sgd_momentum")
+    params0 = make_params()
+    params, states = sandbox_run(source, params0, steps=6, hp_for_step=lambda step, i: {"lr": 0.1 * 0.5 ** (step - 1)})
+
+    cls = exported_class(source)
+    exported = [p.clone().requires_grad_(True) for p in params0]
+    opt = cls(exported, lr=0.1)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(opt, lambda epoch: 0.5 ** epoch)
+    for _ in range(6):
+        for i, p in enumerate(exported):
+            p.grad = grad_of(i, p.detach())
+        opt.step()
+        scheduler.step()
+    assert_same_bits(params, states, exported, opt)
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.1 * 0.5 ** 6)
+
+
+def test_param_groups_have_their_own_hyperparameters() -> None:
+    source = reference_source("adamw")
+    params0 = make_params()
+    groups = {0: {"lr": 0.05, "weight_decay": 0.5}, 1: {"lr": 0.05, "weight_decay": 0.5}, 2: {"beta1": 0.5}, 3: {"beta1": 0.5}}
+    params, states = sandbox_run(source, params0, steps=4, groups=groups)
+    exported_params, opt = exported_run(exported_class(source), params0, steps=4, param_groups=[
+        ([0, 1], {"lr": 0.05, "weight_decay": 0.5}), ([2, 3], {"beta1": 0.5})])
+    assert_same_bits(params, states, exported_params, opt)
+    assert opt.param_groups[1]["lr"] == 1e-3 and opt.param_groups[0]["beta1"] == 0.9
+
+
+def test_closure_is_evaluated_with_grad_enabled_and_its_loss_returned() -> None:
+    cls = load_optimizer("sgd")
+    w = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+    opt = cls([w], lr=0.1)
+
+    def closure():
+        assert torch.is_grad_enabled()
+        opt.zero_grad()
+        loss = (w ** 2).sum()
+        loss.backward()
+        return loss
+
+    loss = opt.step(closure)
+    assert loss.item() == 5.0
+    assert torch.equal(w.detach(), torch.tensor([1.0, -2.0]) - 0.1 * torch.tensor([2.0, -4.0]))
+
+
+def test_params_without_grad_are_skipped() -> None:
+    cls = load_optimizer("adam")
+    a, b = torch.nn.Parameter(torch.ones(3)), torch.nn.Parameter(torch.ones(3))
+    opt = cls([a, b], lr=0.1)
+    a.grad = torch.ones(3)
+    opt.step()
+    assert torch.equal(b.detach(), torch.ones(3)) and len(opt.state[b]) == 0
+    assert not torch.equal(a.detach(), torch.ones(3)) and opt.state[a]["step"] == 1
+
+
+def test_sparse_gradients_and_complex_parameters_are_refused() -> None:
+    cls = load_optimizer("adam")
+    embedding = torch.nn.Embedding(10, 3, sparse=True)
+    opt = cls(embedding.parameters())
+    embedding(torch.tensor([1, 2])).sum().backward()
+    with pytest.raises(RuntimeError, match="does not support sparse gradients"):
+        opt.step()
+    with pytest.raises(ValueError, match="does not support complex parameters"):
+        cls([torch.nn.Parameter(torch.randn(3, dtype=torch.complex64))])
+    with pytest.raises(ValueError, match="Invalid learning rate"):
+        cls([torch.nn.Parameter(torch.randn(3))], lr=-1.0)
+
+
+def test_deepcopy_gives_an_independent_optimizer() -> None:
+    cls = load_optimizer("lion")
+    params, opt = exported_run(cls, make_params(), steps=2)
+    twin = copy.deepcopy(opt)
+    twin_params = twin.param_groups[0]["params"]
+    for optimizer, ps in ((opt, params), (twin, twin_params)):
+        for i, p in enumerate(ps):
+            p.grad = grad_of(i, p.detach())
+        optimizer.step()
+    for p, q in zip(params, twin_params):
+        assert p is not q and torch.equal(p, q)
+        assert opt.state[p]["m"] is not twin.state[q]["m"]
+        assert torch.equal(opt.state[p]["m"], twin.state[q]["m"])
+
+
+def test_constructor_and_repr_show_every_hyperparameter() -> None:
+    cls = load_optimizer("adamw")
+    assert cls.__name__ == "AdamW"
+    opt = cls([torch.nn.Parameter(torch.ones(2))], beta2=0.95)
+    text = repr(opt)
+    for line in ("beta1: 0.9", "beta2: 0.95", "eps: 1e-08", "lr: 0.001", "weight_decay: 0.01"):
+        assert line in text
+    with pytest.raises(TypeError):
+        cls([torch.nn.Parameter(torch.ones(2))], betas=(0.9, 0.99))
+
+
+def test_a_state_key_named_step_is_refused_clearly() -> None:
+    source = 'HPARAMS = {"lr": 0.1}\n\ndef init(param):\n    return {"step": zeros_like(param)}\n\n' \
+             'def update(grad, param, state, step, hp):\n    return -hp.lr * grad, state\n'
+    cls = exported_class(source)
+    w = torch.nn.Parameter(torch.ones(2))
+    w.grad = torch.ones(2)
+    with pytest.raises(RuntimeError, match="state has a key 'step'"):
+        cls([w]).step()
+
+
+# --- export errors and sources ---------------------------------------------------------------
+
+
+def test_export_rejects_what_it_cannot_write() -> None:
+    with pytest.raises(CandidateError) as info:
+        export_source("import os\n" + reference_source("sgd"))
+    assert info.value.reason == "forbidden_construct"
+    with pytest.raises(ExportError, match="not a valid Python class name"):
+        export_source(reference_source("sgd"), "my optimizer")
+    with pytest.raises(ExportError, match="params"):
+        export_source(reference_source("sgd").replace('"weight_decay"', '"params"').replace("hp.weight_decay", "hp.params"))
+
+
+def test_resolve_source_by_file_reference_and_registered_resolver(tmp_path: Path) -> None:
+    path = tmp_path / "my_rule.py"
+    path.write_text(reference_source("signum"))
+    assert resolve_source(str(path)).source == reference_source("signum")
+    assert load_optimizer(str(path)).__name__ == "MyRule"
+    assert resolve_source("nadam").name == "nadam"
+    with pytest.raises(ExportError, match="no such file"):
+        resolve_source(str(tmp_path / "missing.py"))
+    with pytest.raises(ExportError, match="no such candidate file, reference optimizer"):
+        resolve_source("not_an_optimizer")
+
+    from archive.export import _RESOLVERS
+    saved = dict(_RESOLVERS)
+    try:
+        register_source_resolver("test", lambda ref: None)
+        assert list(_RESOLVERS)[-1] == "test"
+    finally:
+        _RESOLVERS.clear()
+        _RESOLVERS.update(saved)
+
+
+def test_load_optimizer_from_an_archived_program(tmp_path: Path) -> None:
+    from archive.store import open_archive
+
+    with open_archive(tmp_path / "run", create=True) as archive:
+        program_id = archive.add_program(reference_source("adamw"))
+    cls = load_optimizer(f"{tmp_path / 'run'}:{program_id}")
+    assert cls.__name__ == f"Program{program_id}"
+    with pytest.raises(ExportError):
+        load_optimizer(f"{tmp_path / 'run'}:{program_id + 1}")
+
+
+def test_class_names() -> None:
+    assert [class_name_for(n) for n in ("adamw", "sgd_momentum", "my-rule", "3x")] == \
+        ["AdamW", "SGDMomentum", "MyRule", "Optimizer3x"]
+    assert all(class_name_for(n).isidentifier() for n in reference_names())
+
+
+# --- the CLI ---------------------------------------------------------------------------------
+
+
+def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
+    from discover.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["discover", *args])
+    with pytest.raises(SystemExit) as info:
+        main()
+    out, err = capsys.readouterr()
+    return info.value.code or 0, out, err
+
+
+def test_cli_export_writes_an_importable_module(tmp_path: Path, monkeypatch, capsys) -> None:
+    target = tmp_path / "my_opt.py"
+    code, out, err = run_cli(monkeypatch, capsys, "export", "lion", "-o", str(target), "--class-name", "MyLion")
+    assert code == 0, err
+    assert str(target) in out.replace("\n", "")
+    assert "from my_opt import MyLion" in out and "optimizer = MyLion(model.parameters())" in out
+    namespace: dict = {}
+    exec(target.read_text(), namespace)
+    assert issubclass(namespace["MyLion"], torch.optim.Optimizer)
+
+
+@pytest.mark.parametrize("make_input, fragment", [
+    (lambda d: str(d / "missing.py"), "no such file"),
+    (lambda d: "nonexistent_reference", "no such candidate file, reference optimizer"),
+    (lambda d: _write(d / "notes.py", "This optimizer is great.\nTrust me."), "syntax error"),
+    (lambda d: _write(d / "evil.py", "import os\n" + reference_source("sgd")), "line 1: import is not allowed"),
+])
+def test_cli_export_bad_input_is_one_line_and_exit_code_2(tmp_path: Path, monkeypatch, capsys, make_input, fragment) -> None:
+    code, out, err = run_cli(monkeypatch, capsys, "export", make_input(tmp_path), "-o", str(tmp_path / "o.py"))
+    assert code == 2
+    assert fragment in err
+    assert "Traceback" not in err + out
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o.py").exists()
+
+
+def _write(path: Path, text: str) -> str:
+    path.write_text(text)
+    return str(path)
+
+
+def test_cli_entry_point_reports_errors_without_traceback(tmp_path: Path) -> None:
+    out = subprocess.run([sys.executable, "-c", "from discover.cli import main; main()", "export",
+                          str(tmp_path / "missing.py"), "-o", str(tmp_path / "o.py")],
+                         cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2
+    assert "no such file" in out.stderr and "Traceback" not in out.stderr
