@@ -1,0 +1,424 @@
+"""Train a candidate program on a proxy task, for many (learning rate, seed) configs at once.
+
+One run of a candidate on a task with config (lr, seed) and budget T is::
+
+    params = task.init_params(seed)
+    state  = {name: init(p) for name, p in params.items()}
+    for step in 1..T:
+        grads = grad(task.loss)(params, task.batch(step, seed))
+        hp.lr = lr * task.lr_factor(step, T)               # the other HPARAMS as the program set them
+        for each name:  delta, state[name] = update(grads[name], params[name], state[name], step, hp)
+                        params[name] = params[name] + delta
+        losses[step] = task.loss(params, task.eval_batch())  # the scoring loss after the step
+
+The *batched* path runs all configs as one: every tensor gets a leading config dimension and
+``torch.func.vmap`` maps the gradient and the update over it, with ``hp.lr`` a 0-d tensor per
+config. The *sequential* path is the readable reference: one config at a time, no vmap. Both
+pass ``hp.lr`` as a float32 0-d tensor and call the same functions, so they agree to float
+rounding (bit for bit on element-wise programs); a program that vmap cannot trace (Python
+``if`` on a tensor's value, say) falls back to the sequential path automatically.
+
+For a full-batch task (``task.stochastic`` False) the training batch is the evaluation batch,
+so the loss computed with step t+1's gradient *is* the scoring loss after step t: it is
+recorded from there instead of paying for a second forward pass.
+
+A run stops early when its scoring loss becomes NaN/inf (status ``nan``) or rises above
+``DIVERGENCE_FACTOR`` times its starting loss (status ``diverged``). The batched path drops
+stopped configs from the batch and ends when none is left.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import partial
+
+import torch
+from torch.func import grad, grad_and_value, vmap
+from torch.utils._pytree import tree_map
+
+from sandbox.contract import CandidateError, HParams, Program, run_init, run_update
+from sandbox.tasks.base import Batch, Params, Task
+
+STATUSES = ("ok", "nan", "diverged")
+
+DIVERGENCE_FACTOR = 100.0
+"""A run whose scoring loss exceeds this multiple of its starting loss has diverged. Losses are
+non-negative with infimum ~0, so the test is scale-free. A factor of 10 also stopped runs that
+spike at high learning rates and then recover (cross-entropy of a few confident mistakes);
+a run 100x above its start has lost everything it learned and stopping it costs nothing."""
+
+CHECK_EVERY = {"cpu": 1, "cuda": 16}
+"""Steps between divergence checks: each check copies losses to the host, which stalls a GPU.
+The results do not depend on it (a run's losses are cut at its first bad step either way)."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One training run: a base learning rate (scaled by the task's schedule) and a seed."""
+
+    lr: float
+    seed: int
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """The outcome of one config. ``losses[t - 1]`` is the scoring loss after step t."""
+
+    lr: float
+    seed: int
+    status: str
+    """``ok``, ``nan`` (the loss became NaN/inf) or ``diverged`` (see DIVERGENCE_FACTOR)."""
+    losses: list[float]
+    """One scoring loss per step run; for a stopped run the last entry is the offending one."""
+    initial_loss: float
+    """The scoring loss of the starting parameters."""
+    test_metric: float | None
+    """The task's test metric of the final parameters; None for a run that did not finish."""
+    stopped_at: int | None
+    """The step at which a failed run was stopped; None for ``ok``."""
+    batched: bool
+    """Whether the run went through the vmapped path (False after a fallback)."""
+
+    @property
+    def final_loss(self) -> float:
+        return self.losses[-1] if self.losses else self.initial_loss
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``cpu``, ``cuda`` or ``cuda:N`` as a torch device; raises if CUDA is asked for but absent.
+
+    ``auto`` is the caller's business (it knows whether a GPU is *wanted*); here it is an error.
+    """
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"unknown device {device!r}; use 'cpu', 'cuda' or 'cuda:N'") from None
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError(f"device {device!r} was requested but CUDA is not available on this machine; use 'cpu'")
+        index = resolved.index or 0
+        if index >= torch.cuda.device_count():
+            raise RuntimeError(f"device {device!r} was requested but this machine has {torch.cuda.device_count()} CUDA device(s)")
+        return torch.device("cuda", index)
+    if resolved.type != "cpu":
+        raise ValueError(f"unsupported device {device!r}; use 'cpu', 'cuda' or 'cuda:N'")
+    return resolved
+
+
+def run_candidate(
+    program: Program,
+    task: Task,
+    configs: Sequence[RunConfig],
+    *,
+    steps: int | None = None,
+    device: str | torch.device = "cpu",
+    batched: bool = True,
+    hparam_overrides: Mapping[str, float] | None = None,
+) -> list[RunResult]:
+    """Train ``program`` on ``task`` once per config; results come back in config order.
+
+    ``steps`` overrides the task's budget (the schedule stretches to fit). ``hparam_overrides``
+    replaces HPARAMS values other than ``lr`` (which comes from each config). Raises
+    ``CandidateError`` when the program breaks the contract or crashes.
+    """
+    run = _Run(program, task, configs, steps, resolve_device(device), hparam_overrides)
+    if batched and len(run.configs) > 1:
+        try:
+            return run.batched()
+        except Exception:
+            # vmap could not trace this program (data-dependent control flow, an op without a
+            # batching rule) or it broke the contract; the sequential path is the authority on
+            # both, and raises the candidate's own error if there is one.
+            run = _Run(program, task, configs, steps, run.device, hparam_overrides)
+    return run.sequential()
+
+
+# --- calling candidate code ----------------------------------------------------------------------
+
+
+_SHAPE_WORDS = ("shape", "size of tensor", "sizes", "dimension", "mat1 and mat2", "broadcast")
+
+
+def _candidate_failure(exc: Exception, where: str) -> CandidateError:
+    """Name a crash inside candidate code by one of the contract's failure reasons."""
+    if isinstance(exc, CandidateError):
+        return exc
+    text = f"{where} raised {type(exc).__name__}: {exc}"[:400]
+    if isinstance(exc, (MemoryError, torch.OutOfMemoryError)):
+        return CandidateError("oom", text)
+    if any(word in str(exc) for word in _SHAPE_WORDS):
+        return CandidateError("shape_error", text)
+    return CandidateError("crashed", text)
+
+
+def _init_states(program: Program, params: Params) -> dict[str, dict]:
+    try:
+        return {name: run_init(program, param) for name, param in params.items()}
+    except Exception as exc:
+        raise _candidate_failure(exc, "init") from exc
+
+
+def _apply_update(program: Program, grads: Params, params: Params, states: dict[str, dict], step: int,
+                  hp: HParams) -> tuple[Params, dict[str, dict]]:
+    new_params, new_states = {}, {}
+    for name, param in params.items():
+        try:
+            delta, state = run_update(program, grads[name], param, states[name], step, hp)
+        except Exception as exc:
+            raise _candidate_failure(exc, f"update (parameter `{name}`, step {step})") from exc
+        # A float64 delta (from float64 scalar maths) must not silently promote the parameter.
+        new_params[name] = param + delta.to(param.dtype)
+        new_states[name] = state
+    return new_params, new_states
+
+
+def _train_step(task: Task, program: Program, hp: HParams, step: int, params: Params, states: dict[str, dict],
+                batch: Batch, lr: torch.Tensor) -> tuple[Params, dict[str, dict]]:
+    grads = grad(task.loss)(params, batch)
+    return _apply_update(program, grads, params, states, step, hp.replace(lr=lr))
+
+
+def _train_step_with_loss(task: Task, program: Program, hp: HParams, step: int, params: Params,
+                          states: dict[str, dict], batch: Batch, lr: torch.Tensor
+                          ) -> tuple[Params, dict[str, dict], torch.Tensor]:
+    """As _train_step, also returning the loss at the parameters the gradient was taken at."""
+    grads, value = grad_and_value(task.loss)(params, batch)
+    new_params, new_states = _apply_update(program, grads, params, states, step, hp.replace(lr=lr))
+    return new_params, new_states, value
+
+
+# --- bookkeeping shared by both paths ---------------------------------------------------------------
+
+
+class _Monitor:
+    """Per-config loss curves and the early-stopping rule."""
+
+    def __init__(self, count: int):
+        self.losses: list[list[float]] = [[] for _ in range(count)]
+        self.initial: list[float] = [math.nan] * count
+        self.status = ["ok"] * count
+        self.stopped_at: list[int | None] = [None] * count
+
+    def record(self, index: int, step: int, value: float) -> None:
+        """Record config ``index``'s scoring loss after ``step`` (0 = the starting loss)."""
+        if self.stopped_at[index] is not None:
+            return  # computed in the same chunk as the failure; not part of the run
+        if step == 0:
+            if not (math.isfinite(value) and value > 0):
+                raise RuntimeError(f"task starting loss is {value}; tasks must start at a finite positive loss")
+            self.initial[index] = value
+            return
+        assert len(self.losses[index]) == step - 1, (index, step, len(self.losses[index]))
+        self.losses[index].append(value)
+        if not math.isfinite(value):
+            self.status[index], self.stopped_at[index] = "nan", step
+        elif value > DIVERGENCE_FACTOR * self.initial[index]:
+            self.status[index], self.stopped_at[index] = "diverged", step
+
+    def running(self, index: int) -> bool:
+        return self.stopped_at[index] is None
+
+
+class _DeviceCache:
+    """Moves task tensors to the device. The evaluation batch's tensors (data sets, fixed bases)
+    are moved once and remembered, so a training batch that reuses them costs no copy; every
+    other tensor (a fresh minibatch) is moved on each use and not kept."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self._kept: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def __call__(self, tensor: torch.Tensor, keep: bool = False) -> torch.Tensor:
+        if tensor.device == self.device:
+            return tensor
+        hit = self._kept.get(id(tensor))
+        if hit is not None and hit[0] is tensor:
+            return hit[1]
+        moved = tensor.to(self.device)
+        if keep:
+            self._kept[id(tensor)] = (tensor, moved)  # holding the source keeps its id from being reused
+        return moved
+
+    def batch(self, batch: Batch, keep: bool = False) -> Batch:
+        return {key: self(value, keep) for key, value in batch.items()}
+
+
+class _Run:
+    """Everything one ``run_candidate`` call needs, and the two ways of carrying it out."""
+
+    def __init__(self, program: Program, task: Task, configs: Sequence[RunConfig], steps: int | None,
+                 device: torch.device, hparam_overrides: Mapping[str, float] | None):
+        self.configs = [self._check_config(c) for c in configs]
+        if not self.configs:
+            raise ValueError("run_candidate needs at least one RunConfig")
+        self.steps = task.steps if steps is None else int(steps)
+        if self.steps < 1:
+            raise ValueError(f"steps must be at least 1, got {steps}")
+        overrides = dict(hparam_overrides or {})
+        if "lr" in overrides:
+            raise ValueError("the learning rate comes from each RunConfig; do not pass it in hparam_overrides")
+        unknown = sorted(set(overrides) - set(program.hparams))
+        if unknown:
+            raise ValueError(f"hparam_overrides {unknown} are not in the program's HPARAMS {sorted(program.hparams)}")
+        self.program, self.task, self.device = program, task, device
+        self.hp = program.hp(**{k: float(v) for k, v in overrides.items()})
+        self.to_device = _DeviceCache(device)
+        self.eval_batch = self.to_device.batch(task.eval_batch(), keep=True)
+        # lr_table[t - 1, i]: config i's learning rate at step t, rounded to float32 once, here,
+        # so that both paths hand the candidate the very same number.
+        factors = [task.lr_factor(t, self.steps) for t in range(1, self.steps + 1)]
+        self.lr_table = torch.tensor([[c.lr * f for c in self.configs] for f in factors], dtype=torch.float32,
+                                     device=device)
+        self.monitor = _Monitor(len(self.configs))
+        self.check_every = CHECK_EVERY.get(device.type, 1)
+
+    @staticmethod
+    def _check_config(config: RunConfig) -> RunConfig:
+        if not isinstance(config, RunConfig):
+            raise TypeError(f"configs must be RunConfig(lr, seed), got {config!r}")
+        if not (math.isfinite(config.lr) and config.lr > 0):
+            raise ValueError(f"learning rate must be a positive number, got {config.lr}")
+        return config
+
+    def _init_params(self, seed: int) -> Params:
+        return {name: p.to(self.device, torch.float32) for name, p in self.task.init_params(seed).items()}
+
+    def _eval_loss(self, params: Params) -> torch.Tensor:
+        return self.task.loss(params, self.eval_batch)
+
+    # --- the sequential reference path -------------------------------------------------------------
+
+    def sequential(self) -> list[RunResult]:
+        finals = []
+        with torch.no_grad():
+            for index, config in enumerate(self.configs):
+                finals.append(self._train_one(index, config))
+        return self._results(finals, batched=False)
+
+    def _train_one(self, index: int, config: RunConfig) -> Params:
+        task, monitor, full_batch = self.task, self.monitor, not self.task.stochastic
+        params = self._init_params(config.seed)
+        states = _init_states(self.program, params)
+        pending: list[tuple[int, torch.Tensor]] = []  # (step, loss) awaiting the divergence check
+        if not full_batch:
+            pending.append((0, self._eval_loss(params)))
+        for step in range(1, self.steps + 1):
+            lr = self.lr_table[step - 1, index]
+            if full_batch:
+                params, states, value = _train_step_with_loss(task, self.program, self.hp, step, params, states,
+                                                              self.eval_batch, lr)
+                pending.append((step - 1, value))
+            else:
+                batch = self.to_device.batch(task.batch(step, config.seed))
+                params, states = _train_step(task, self.program, self.hp, step, params, states, batch, lr)
+                pending.append((step, self._eval_loss(params)))
+            if step % self.check_every == 0 or step == self.steps:
+                self._flush_one(index, pending)
+                if not monitor.running(index):
+                    return params
+        if full_batch:
+            pending.append((self.steps, self._eval_loss(params)))
+            self._flush_one(index, pending)
+        return params
+
+    def _flush_one(self, index: int, pending: list[tuple[int, torch.Tensor]]) -> None:
+        values = torch.stack([v for _, v in pending]).tolist()
+        for (step, _), value in zip(pending, values):
+            self.monitor.record(index, step, value)
+        pending.clear()
+
+    # --- the batched (vmapped) path -----------------------------------------------------------------
+
+    def batched(self) -> list[RunResult]:
+        with torch.no_grad():
+            finals = self._train_batched()
+        return self._results(finals, batched=True)
+
+    def _train_batched(self) -> list[Params]:
+        task, monitor, full_batch = self.task, self.monitor, not self.task.stochastic
+        seeds = sorted({c.seed for c in self.configs})
+        # active[j] is the config index held in row j of every stacked tensor.
+        active = list(range(len(self.configs)))
+        seed_rows = torch.tensor([seeds.index(c.seed) for c in self.configs], device=self.device)
+        per_seed = {seed: self._init_params(seed) for seed in seeds}
+        params = {name: torch.stack([per_seed[c.seed][name] for c in self.configs]) for name in per_seed[seeds[0]]}
+        states = vmap(partial(_init_states, self.program))(params)
+        finals: list[Params | None] = [None] * len(self.configs)
+        eval_loss = vmap(self._eval_loss)
+        pending: list[tuple[int, list[int], torch.Tensor]] = []  # (step, configs, losses)
+        if not full_batch:
+            pending.append((0, list(active), eval_loss(params)))
+        rows = torch.arange(len(active), device=self.device)  # == active, as a tensor
+        for step in range(1, self.steps + 1):
+            lr = self.lr_table[step - 1, rows]
+            if full_batch:
+                fn = partial(_train_step_with_loss, task, self.program, self.hp, step)
+                params, states, value = vmap(fn, in_dims=(0, 0, None, 0))(params, states, self.eval_batch, lr)
+                pending.append((step - 1, list(active), value))
+            else:
+                batch, batch_dims = self._stacked_batch(step, seeds, seed_rows[rows])
+                fn = partial(_train_step, task, self.program, self.hp, step)
+                params, states = vmap(fn, in_dims=(0, 0, batch_dims, 0))(params, states, batch, lr)
+                pending.append((step, list(active), eval_loss(params)))
+            if step % self.check_every == 0 or step == self.steps:
+                self._flush_batched(pending)
+                keep = [j for j, i in enumerate(active) if monitor.running(i)]
+                if len(keep) < len(active):
+                    for j, i in enumerate(active):
+                        if j not in keep:
+                            finals[i] = {name: p[j] for name, p in params.items()}
+                    if not keep:
+                        return finals
+                    index = torch.tensor(keep, device=self.device)
+                    params, states = tree_map(lambda x: x[index], (params, states))
+                    active = [active[j] for j in keep]
+                    rows = rows[index]
+        if full_batch:
+            pending.append((self.steps, list(active), eval_loss(params)))
+            self._flush_batched(pending)
+        for j, i in enumerate(active):
+            finals[i] = {name: p[j] for name, p in params.items()}
+        return finals
+
+    def _stacked_batch(self, step: int, seeds: list[int], seed_rows: torch.Tensor) -> tuple[Batch, dict]:
+        """This step's batch for every active config, and the vmap in_dims saying which entries
+        are per config (stacked along dim 0) and which are shared (the same tensor for all seeds,
+        like a data set or a fixed basis: passed once, unstacked)."""
+        by_seed = [self.task.batch(step, seed) for seed in seeds]
+        batch, dims = {}, {}
+        for key, first in by_seed[0].items():
+            if all(b[key] is first for b in by_seed):
+                batch[key], dims[key] = self.to_device(first), None
+            else:
+                stacked = self.to_device(torch.stack([b[key] for b in by_seed]))
+                batch[key], dims[key] = stacked[seed_rows], 0
+        return batch, dims
+
+    def _flush_batched(self, pending: list[tuple[int, list[int], torch.Tensor]]) -> None:
+        values = [v.tolist() for v in torch.cat([v for _, _, v in pending]).split([len(a) for _, a, _ in pending])]
+        for (step, active, _), row in zip(pending, values):
+            for index, value in zip(active, row):
+                self.monitor.record(index, step, value)
+        pending.clear()
+
+    # --- results ------------------------------------------------------------------------------------
+
+    def _results(self, finals: Sequence[Params], batched: bool) -> list[RunResult]:
+        monitor, results = self.monitor, []
+        for index, (config, params) in enumerate(zip(self.configs, finals)):
+            status = monitor.status[index]
+            metric = None
+            if status == "ok":
+                cpu_params = {name: p.detach().cpu() for name, p in params.items()}
+                metric = float(self.task.test_metric(cpu_params, config.seed))
+            results.append(RunResult(
+                lr=config.lr, seed=config.seed, status=status, losses=monitor.losses[index],
+                initial_loss=monitor.initial[index], test_metric=metric, stopped_at=monitor.stopped_at[index],
+                batched=batched))
+        return results

@@ -1,0 +1,76 @@
+"""Matrix completion with a deep linear network (Arora et al., NeurIPS 2019).
+
+    W = W_4 W_3 W_2 W_1,    loss = mean over observed (i, j) of (W_ij - M_ij)^2
+
+M is a fixed 24x24 rank-4 matrix (singular values spread over a factor of 10, entries of unit
+mean square) with 40% of its entries observed. Factors start small, so training sits near the
+saddle at zero and then learns the singular directions one at a time, largest first
+("incremental learning"): plateaus followed by drops, which reward optimizers that escape
+saddles quickly (momentum SGD stalls at the start for most of the budget). Depth biases the
+product towards low rank, which is what recovers the unobserved entries; the test metric is
+their mean squared error, and optimizers differ in it as much as in the training loss.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from sandbox.tasks.base import Batch, Params, Task
+
+DATA_SEED = 5
+
+
+class DeepLinearCompletion(Task):
+    name = "deep_linear"
+    version = 1
+    steps = 300
+    schedule = "constant"
+    description = "depth-4 linear network completing a 24x24 rank-4 matrix from 40% of its entries, from a small init"
+    loss_name = "observed_mse"
+    test_metric_name = "unobserved_mse"
+    higher_is_better = False
+    stochastic = False
+    default_device_ok = False
+
+    size = 24
+    rank = 4
+    depth = 4
+    observed_fraction = 0.4
+    init_scale = 0.1  # per-entry std of each factor, times 1/sqrt(size): near the saddle at zero
+    spectrum = 10.0  # ratio of the target's largest to smallest non-zero singular value
+
+    def __init__(self) -> None:
+        gen = torch.Generator().manual_seed(DATA_SEED)
+        n, r = self.size, self.rank
+        u = torch.linalg.qr(torch.randn(n, r, generator=gen)).Q
+        v = torch.linalg.qr(torch.randn(n, r, generator=gen)).Q
+        singular = torch.logspace(0, -torch.log10(torch.tensor(float(self.spectrum))).item(), r)
+        singular *= n / singular.square().sum().sqrt()  # entries of unit mean square
+        target = (u * singular) @ v.T
+        mask = (torch.rand(n, n, generator=gen) < self.observed_fraction).float()
+        self._train = {"target": target, "mask": mask}
+        self._test = {"target": target, "mask": 1.0 - mask}
+
+    def init_params(self, seed: int) -> Params:
+        gen = torch.Generator().manual_seed(seed)
+        scale = self.init_scale / self.size**0.5
+        return {f"w{k}": scale * torch.randn(self.size, self.size, generator=gen) for k in range(1, self.depth + 1)}
+
+    def _product(self, params: Params) -> torch.Tensor:
+        product = params["w1"]
+        for k in range(2, self.depth + 1):
+            product = params[f"w{k}"] @ product
+        return product
+
+    def loss(self, params: Params, batch: Batch) -> torch.Tensor:
+        error = (self._product(params) - batch["target"]) * batch["mask"]
+        return (error * error).sum() / batch["mask"].sum()
+
+    def batch(self, step: int, seed: int) -> Batch:
+        return self._train
+
+    def eval_batch(self) -> Batch:
+        return self._train
+
+    def test_metric(self, params: Params, seed: int) -> float:
+        return float(self.loss(params, self._test))

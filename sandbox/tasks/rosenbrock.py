@@ -1,0 +1,53 @@
+"""Rosenbrock's banana valley, as several independent 2-D copies side by side.
+
+    f(z) = mean over pairs i of  (1 - x_i)^2 + 100 (y_i - x_i^2)^2,   z = (x_1, y_1, x_2, y_2, ...)
+
+Minimum 0 at x_i = y_i = 1. Each pair starts near the classic (-1.2, 1), jittered by the seed.
+The valley floor is curved and its curvature ratio is ~2500: gradient steps zig-zag across it,
+and a per-coordinate preconditioner helps only partly because the valley is not axis-aligned.
+The test metric is the distance to the minimiser.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from sandbox.tasks.base import Batch, Params, Task
+
+PAIRS = 8
+START = (-1.2, 1.0)
+JITTER = 0.2
+
+
+class Rosenbrock(Task):
+    name = "rosenbrock"
+    version = 1
+    steps = 400
+    schedule = "constant"
+    description = f"{PAIRS} independent 2-D Rosenbrock valleys from (-1.2, 1) +- {JITTER}; full-batch, noise-free"
+    loss_name = "mean_rosenbrock"
+    test_metric_name = "dist_to_opt"
+    higher_is_better = False
+    stochastic = False
+    default_device_ok = False
+
+    def __init__(self) -> None:
+        self._batch: Batch = {"a": torch.tensor(1.0), "b": torch.tensor(100.0)}
+
+    def init_params(self, seed: int) -> Params:
+        start = torch.tensor(START).repeat(PAIRS)
+        jitter = JITTER * torch.randn(2 * PAIRS, generator=torch.Generator().manual_seed(seed))
+        return {"z": start + jitter}
+
+    def loss(self, params: Params, batch: Batch) -> torch.Tensor:
+        x, y = params["z"][0::2], params["z"][1::2]
+        return ((batch["a"] - x) ** 2 + batch["b"] * (y - x * x) ** 2).mean()
+
+    def batch(self, step: int, seed: int) -> Batch:
+        return self._batch
+
+    def eval_batch(self) -> Batch:
+        return self._batch
+
+    def test_metric(self, params: Params, seed: int) -> float:
+        return float((params["z"] - 1.0).norm())
