@@ -12,14 +12,20 @@ Two tests, cheapest first:
 Fingerprints are compared in float64 with a symmetric tolerance (:data:`RTOL`, :data:`ATOL`),
 ``|a - b| <= atol + rtol * max(|a|, |b|)`` entry by entry, and only between fingerprints of the
 same length. A fingerprint holding NaN or inf never matches (a diverging probe says nothing
-about behaviour). An archive holds a few thousand programs at most, so matching is one
-vectorised pass over a matrix of the stored fingerprints; no quantised index is needed, and
-so no value can fall on the wrong side of a rounding boundary.
+about behaviour).
+
+Lookup without rounding buckets (so no value can fall on the wrong side of a boundary): the
+archive indexes each fingerprint's length and L1 norm, and entry-wise closeness implies
+``|L1(a) - L1(b)| <= n * atol + rtol * (L1(a) + L1(b))``, so an indexed range query on the norm
+(:func:`l1_bounds`) finds every possible match; the few candidates are then compared exactly,
+in one vectorised pass.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Iterable, Literal, Sequence
+
+import math
 
 import numpy as np
 
@@ -35,6 +41,22 @@ ATOL = 1e-7
 """Absolute tolerance, for entries at or near zero."""
 
 DuplicateKind = Literal["exact", "behavioural"]
+
+
+def l1_norm(fingerprint: Sequence[float]) -> float | None:
+    """The L1 norm the archive indexes, or None for an empty or non-finite fingerprint."""
+    if len(fingerprint) == 0 or not all(math.isfinite(x) for x in fingerprint):
+        return None
+    return math.fsum(abs(float(x)) for x in fingerprint)
+
+
+def l1_bounds(l1: float, size: int, rtol: float = RTOL, atol: float = ATOL) -> tuple[float, float]:
+    """The range of L1 norms a fingerprint matching one of norm ``l1`` (and ``size`` entries)
+    can have; widened a little for the rounding of the sums themselves."""
+    slack = 1e-9 * (l1 + size * atol) + 1e-300
+    low = (l1 * (1 - rtol) - size * atol) / (1 + rtol) - slack
+    high = (l1 * (1 + rtol) + size * atol) / (1 - rtol) + slack
+    return low, high
 
 
 def fingerprints_match(a: Sequence[float], b: Sequence[float], rtol: float = RTOL, atol: float = ATOL) -> bool:

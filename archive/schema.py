@@ -47,6 +47,8 @@ def _v1_core_tables(conn: sqlite3.Connection) -> None:
             code TEXT NOT NULL,
             hash TEXT NOT NULL,
             fingerprint TEXT,
+            fingerprint_size INTEGER,
+            fingerprint_l1 REAL,
             parent_ids TEXT NOT NULL DEFAULT '[]',
             proposer TEXT NOT NULL DEFAULT '',
             prompt TEXT,
@@ -96,7 +98,8 @@ def _v1_core_tables(conn: sqlite3.Connection) -> None:
 
 
 def _v2_llm_calls(conn: sqlite3.Connection) -> None:
-    """Every LLM request and answer (proposer, critic, retry), and a lookup for cached results."""
+    """Every LLM request and answer (proposer, critic, retry); lookups for cached results and
+    for fingerprints (by length and L1 norm, the behavioural de-duplication prefilter)."""
     conn.execute(
         """CREATE TABLE llm_calls (
             id INTEGER PRIMARY KEY,
@@ -115,6 +118,7 @@ def _v2_llm_calls(conn: sqlite3.Connection) -> None:
     )
     conn.execute("CREATE INDEX llm_calls_program ON llm_calls(program_id)")
     conn.execute("CREATE INDEX evaluations_lookup ON evaluations(task, task_version, seed, lr)")
+    conn.execute("CREATE INDEX programs_fingerprint ON programs(fingerprint_size, fingerprint_l1)")
 
 
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1_core_tables, _v2_llm_calls]

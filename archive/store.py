@@ -490,8 +490,15 @@ class Archive:
             _check_choice("program status", values["status"], PROGRAM_STATUSES)
         if values.get("stage") is not None:
             _check_choice("stage", values["stage"], STAGES)
-        if "fingerprint" in values and values["fingerprint"] is not None:
-            values = {**values, "fingerprint": [float(x) for x in values["fingerprint"]]}
+        if "fingerprint" in values:
+            # The length and L1 norm are indexed: the prefilter of behavioural de-duplication.
+            from archive.dedup import l1_norm
+
+            fingerprint = values["fingerprint"]
+            fingerprint = None if fingerprint is None else [float(x) for x in fingerprint]
+            values = {**values, "fingerprint": fingerprint,
+                      "fingerprint_size": None if fingerprint is None else len(fingerprint),
+                      "fingerprint_l1": None if fingerprint is None else l1_norm(fingerprint)}
         return values
 
     def update_program(self, program_id: int, **fields_: Any) -> None:
@@ -558,13 +565,17 @@ class Archive:
         """The original program whose behaviour fingerprint equals ``fingerprint`` within
         tolerance (default: :data:`archive.dedup.RTOL`, :data:`~archive.dedup.ATOL`), ignoring
         ``exclude_id``; None when nothing matches."""
-        from archive.dedup import ATOL, RTOL, first_match
+        from archive.dedup import ATOL, RTOL, first_match, l1_bounds, l1_norm
 
         rtol = RTOL if rtol is None else rtol
         atol = ATOL if atol is None else atol
-
-        rows = self._query("SELECT id, fingerprint FROM programs WHERE fingerprint IS NOT NULL AND id IS NOT ? "
-                           "ORDER BY id", (exclude_id,))
+        l1 = l1_norm(fingerprint)
+        if l1 is None:
+            return None
+        low, high = l1_bounds(l1, len(fingerprint), rtol, atol)
+        rows = self._query("SELECT id, fingerprint FROM programs WHERE fingerprint_size = ? "
+                           "AND fingerprint_l1 BETWEEN ? AND ? AND id IS NOT ? ORDER BY id",
+                           (len(fingerprint), low, high, exclude_id))
         candidates = [(row["id"], json.loads(row["fingerprint"])) for row in rows]
         match = first_match(fingerprint, candidates, rtol=rtol, atol=atol)
         return None if match is None else self._original(self.program(match))

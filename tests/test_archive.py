@@ -11,11 +11,12 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import archive
 from archive import schema
-from archive.dedup import find_duplicate, fingerprints_match, first_match
+from archive.dedup import ATOL, RTOL, find_duplicate, fingerprints_match, first_match
 from archive.resolve import default_campaign_dir, parse_program_ref, resolve_program
 from archive.store import ArchiveError, open_archive
 from sandbox.contract import program_hash
@@ -359,6 +360,20 @@ def test_fingerprint_tolerance_edges() -> None:
     assert fingerprints_match([0.12344999], [0.12345001])
     assert first_match([1.0, 2.0], [(3, [1.0, 2.5]), (8, [1.0, 2.0]), (9, [1.0, 2.0])]) == 8
     assert first_match([1.0, 2.0], [(3, [float("nan"), 2.0])]) is None
+
+
+def test_norm_prefilter_keeps_every_match_at_the_tolerance_edge(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    base = [rng.normal(size=145) * 10.0 ** rng.uniform(-7, 1, size=145) for _ in range(40)]
+    with archive.open(tmp_path, create=True) as store:
+        ids = [store.add_program(f"program {i}", fingerprint=fp.tolist()) for i, fp in enumerate(base)]
+        for pid, fp in zip(ids, base):
+            # Every entry moved (almost) as far as allowed, all the same way: the largest norm change.
+            allowed = 0.98 * (ATOL + RTOL * np.abs(fp))
+            for direction in (1.0, -1.0):
+                moved = fp + direction * np.sign(fp) * allowed
+                assert store.find_by_fingerprint(moved.tolist()).id == pid
+            assert store.find_by_fingerprint((fp + np.sign(fp) * 3 * (ATOL + RTOL * np.abs(fp))).tolist()) is None
 
 
 # --- resolving DIR:ID ---------------------------------------------------------------------
