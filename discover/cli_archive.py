@@ -106,9 +106,12 @@ def _print_json(data: Any) -> None:
     typer.echo(json.dumps(_clean(data), indent=2, allow_nan=False, default=str))
 
 
-def _number(value: float | None, digits: int = 3) -> str:
+def _number(value: Any, digits: int = 3) -> str:
+    """A score or metric for a table cell; "-" when missing or NaN, as-is when not a number."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
     return f"{value:.{digits}f}"
 
 
@@ -223,7 +226,7 @@ def list_programs(
         row: list[Any] = [str(r.id), _fitness(r), _status(r)]
         if wide:
             row += [r.stage or "-", _number(r.heldout_fitness)]
-        row += [r.proposer or "-", _parents(r)]
+        row += [Text(r.proposer or "-"), _parents(r)]
         if wide:
             row += [str(r.tokens_in + r.tokens_out) if r.tokens_in or r.tokens_out else "-", _when(r.created_at)]
         row.append(escape(_description(r, failures)))
@@ -265,11 +268,11 @@ def _scores_table(record: ProgramRecord, width: int) -> Table | None:
         status = str(entry.get("status") or "-")
         if entry.get("lr_at_edge"):
             status += " (lr at grid edge)"
-        cells: list[Any] = [task, Text(_number(score), style=style), *[_number(vs.get(b)) for b in baselines]]
+        cells: list[Any] = [Text(task), Text(_number(score), style=style), *[_number(vs.get(b)) for b in baselines]]
         if wide:
             lr = entry.get("best_lr")
             cells += [_number(entry.get("test_metric")), f"{lr:.1e}" if isinstance(lr, (int, float)) else "-"]
-        table.add_row(*cells, status)
+        table.add_row(*cells, Text(status))
     return table
 
 
@@ -341,7 +344,7 @@ def show_program(
     if calls:
         tokens = sum(c.tokens_in + c.tokens_out for c in calls)
         console.print(f"[dim]{len(calls)} LLM call(s), {tokens} tokens: "
-                      + ", ".join(f"{c.role}/{c.model}→{c.outcome or '?'}" for c in calls) + "[/]")
+                      + escape(", ".join(f"{c.role}/{c.model}→{c.outcome or '?'}" for c in calls)) + "[/]")
 
 
 # --- archive diff -------------------------------------------------------------------------
@@ -388,7 +391,7 @@ def diff_programs(
     for task, entry in [*rows, *deltas.items()]:
         delta = entry["delta"]
         style = "" if delta is None or delta == 0 else ("green" if delta > 0 else "red")
-        table.add_row(task, _number(entry["a"]), _number(entry["b"]),
+        table.add_row(Text(task), _number(entry["a"]), _number(entry["b"]),
                       Text("-" if delta is None else f"{delta:+.3f}", style=style))
     console.print(table)
 
@@ -518,7 +521,7 @@ def campaigns(
                  row["updated"].replace("T", " ")[:16] if wide else row["updated"][5:16].replace("T", " ")]
         if wide:
             failures = row.get("failures") or {}
-            cells += [str(row.get("seed", "-")), ", ".join(f"{k} {v}" for k, v in failures.items()) or "-"]
+            cells += [str(row.get("seed", "-")), Text(", ".join(f"{k} {v}" for k, v in failures.items()) or "-")]
         table.add_row(*cells)
     console.print(table)
     for row in rows:
