@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "discover.cli_eval",
     "discover.cli_run",
     "discover.cli_archive",
+    "discover.cli_report",
 )
 
 for _module in COMMAND_MODULES:
