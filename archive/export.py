@@ -126,9 +126,9 @@ def resolve_source(path_or_id: str) -> ResolvedSource:
 
 # The wrapper below refers to these module-level names; a program's own top-level names that
 # collide with them (or with anything the copied ops refer to) are renamed in the export.
-_WRAPPER = '''
+_WRAPPER = """
 class _HParams:
-    """One parameter group's hyperparameters as attributes (``hp.lr``, ``hp.beta1``, ...)."""
+    \"\"\"One parameter group's hyperparameters as attributes (``hp.lr``, ``hp.beta1``, ...).\"\"\"
 
     def __init__(self, group):
         for name in HPARAMS:
@@ -146,8 +146,8 @@ def _own(tensor, param, grad):
 
 
 class {class_name}(torch.optim.Optimizer):
-    """{class_doc}"""
-
+    \"\"\"{class_doc}\"\"\"
+{flat_attributes}
     def __init__(
         self,
         params,
@@ -171,39 +171,42 @@ class {class_name}(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
-        """Perform one optimization step: ``param += delta`` for every parameter with a grad.
+        \"\"\"Perform one optimization step: ``param += delta`` for every parameter with a grad.
 
         Args:
             closure (Callable, optional): re-evaluates the model and returns the loss.
-        """
+        \"\"\"
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
             hp = _HParams(group)
+            params = []
             for param in group["params"]:
-                grad = param.grad
-                if grad is None:
+                if param.grad is None:
                     continue
-                if grad.is_sparse:
+                if param.grad.is_sparse:
                     raise RuntimeError("{class_name} does not support sparse gradients")
-                state = self.state[param]
-                if len(state) == 0:
-                    state.update(self._initial_state(param))
-                state["step"] += 1
-                rule_state = {{key: value for key, value in state.items() if key != "step"}}
-                delta, new_state = update(grad, param, rule_state, state["step"], hp)
-                if new_state.keys() != rule_state.keys():
-                    raise RuntimeError(f"update returned state keys {{sorted(new_state)}}, "
-                                       f"but init made {{sorted(rule_state)}}")
-                if delta.shape != param.shape:
-                    raise RuntimeError(f"update's delta has shape {{tuple(delta.shape)}}, "
-                                       f"param has {{tuple(param.shape)}}")
-                for key, value in new_state.items():
-                    state[key] = _own(value, param, grad)
-                param.add_(_own(delta, param, grad))
+                if len(self.state[param]) == 0:
+                    self.state[param].update(self._initial_state(param))
+                params.append(param)
+{dispatch}
         return loss
+
+    def _step_param(self, param, hp):
+        # The reference loop: one call of the rule per parameter, as the sandbox runs it.
+        grad, state = param.grad, self.state[param]
+        state["step"] += 1
+        rule_state = {{key: value for key, value in state.items() if key != "step"}}
+        delta, new_state = update(grad, param, rule_state, state["step"], hp)
+        if new_state.keys() != rule_state.keys():
+            raise RuntimeError(f"update returned state keys {{sorted(new_state)}}, but init made {{sorted(rule_state)}}")
+        if delta.shape != param.shape:
+            raise RuntimeError(f"update's delta has shape {{tuple(delta.shape)}}, param has {{tuple(param.shape)}}")
+        for key, value in new_state.items():
+            state[key] = _own(value, param, grad)
+        param.add_(_own(delta, param, grad))
 
     @staticmethod
     def _initial_state(param):
@@ -212,7 +215,82 @@ class {class_name}(torch.optim.Optimizer):
             raise RuntimeError("the update rule's state has a key 'step', which the optimizer "
                                "keeps for its own step count; rename it in the program")
         return {{"step": 0, **{{key: _own(value, param, param) for key, value in state.items()}}}}
-'''
+{flat_methods}"""
+
+_DISPATCH_PER_PARAM = """\
+            for param in params:
+                self._step_param(param, hp)"""
+
+_DISPATCH_FLAT = """\
+            for bucket in self._buckets(params):
+                if len(bucket) == 1 or not self._step_flat(bucket, hp):
+                    for param in bucket:
+                        self._step_param(param, hp)"""
+
+_FLAT_ATTRIBUTES = """
+    # The rule is elementwise and uses only ops that round the same wherever an element sits, so
+    # it may run once over a concatenation of same-dtype parameters with the same bits as running
+    # it parameter by parameter. That saves kernel launches on GPUs and calls on small CPU
+    # tensors; CPU tensors of `flat_cpu_numel` entries or more keep the per-parameter loop, where
+    # concatenating would only add copies. Set `flatten = False` to always use the loop.
+    flatten = True
+    flat_cpu_numel = 65536
+"""
+
+_FLAT_METHODS = """
+    def _buckets(self, params):
+        # Parameters that can share one call of the rule: same device, dtype and step count,
+        # contiguous, with state tensors shaped like the parameter. Any other goes alone.
+        buckets = {{}}
+        for param in params:
+            state = self.state[param]
+            key = (param.device, param.dtype, state["step"], tuple(state))
+            fits = self.flatten and param.is_contiguous() and param.grad.is_contiguous() and \\
+                param.grad.dtype == param.dtype and all(
+                    value.shape == param.shape and value.dtype == param.dtype and value.is_contiguous()
+                    for name, value in state.items() if name != "step")
+            small = param.device.type != "cpu" or param.numel() < self.flat_cpu_numel
+            buckets.setdefault(key if fits and small else id(param), []).append(param)
+        return buckets.values()
+
+    def _step_flat(self, bucket, hp):
+        # One call of the rule over the concatenated parameters; False (nothing changed) when
+        # its output is not shaped like its input, so the caller takes the per-parameter loop.
+        states = [self.state[param] for param in bucket]
+        keys = [key for key in states[0] if key != "step"]
+        flat_param = torch.cat([param.view(-1) for param in bucket])
+        flat_grad = torch.cat([param.grad.view(-1) for param in bucket])
+        flat_state = {{key: _tiled([state[key] for state in states]) for key in keys}}
+        step = states[0]["step"] + 1
+        delta, new_state = update(flat_grad, flat_param, flat_state, step, hp)
+        if delta.shape != flat_param.shape or new_state.keys() != flat_state.keys() or not all(
+                value.shape == flat_param.shape and value.dtype == flat_param.dtype for value in new_state.values()):
+            return False
+        deltas, start = [], 0
+        for param, state in zip(bucket, states):
+            stop = start + param.numel()
+            state["step"] = step
+            for key in keys:
+                # views of the new flat state: next step finds them tiled and skips the copy
+                state[key] = new_state[key][start:stop].view_as(param)
+            deltas.append(delta[start:stop].view_as(param))
+            start = stop
+        torch._foreach_add_(bucket, deltas)
+        return True
+
+
+def _tiled(tensors):
+    # The 1-D tensor that `tensors` tile end to end when they are consecutive views of one
+    # buffer (as _step_flat leaves them), else their concatenation.
+    first = tensors[0]
+    offset = first.storage_offset()
+    for tensor in tensors:
+        if tensor.untyped_storage().data_ptr() != first.untyped_storage().data_ptr() or \\
+                tensor.storage_offset() != offset or not tensor.is_contiguous():
+            return torch.cat([tensor.view(-1) for tensor in tensors])
+        offset += tensor.numel()
+    return first.as_strided((offset - first.storage_offset(),), (1,), first.storage_offset())
+"""
 
 _WRAPPER_LOCAL_NAMES = {"self", "params", "super", "defaults"}  # HPARAMS keys may not shadow these in __init__
 
@@ -231,8 +309,12 @@ def export_source(source: str, class_name: str | None = None) -> str:
 
     ops = _ops_needed(program.ops_used)
     op_text = "\n\n\n".join(inspect.getsource(fn).strip() for fn in ops.values())
+    flat = _position_independent(executable_module(source))
     wrapper = _WRAPPER.format(
         class_name=class_name,
+        flat_attributes=_FLAT_ATTRIBUTES if flat else "",
+        dispatch=_DISPATCH_FLAT if flat else _DISPATCH_PER_PARAM,
+        flat_methods=_FLAT_METHODS.format() if flat else "",
         class_doc=_class_doc(program.doc, program.hparams),
         signature="\n".join(f"        {key}={value!r}," for key, value in program.hparams.items()),
         defaults="\n".join(f"            {key!r}: {key}," for key in program.hparams),
@@ -250,6 +332,76 @@ def export_source(source: str, class_name: str | None = None) -> str:
         _banner("torch.optim wrapper") + "\n" + wrapper.rstrip(),
     ]
     return "\n\n\n".join(s for s in sections if s) + "\n"
+
+
+# Ops whose every output element is one correctly rounded operation (or a selection) on the
+# inputs' elements at the same position. torch's vectorised and scalar code paths agree on these,
+# so running them over a concatenation gives the same bits as running them tensor by tensor.
+# Transcendentals (exp, log, tanh, sigmoid, rsqrt, power) are left out: their vectorised and
+# scalar implementations may round differently, and concatenating moves elements between paths.
+POSITION_INDEPENDENT_OPS = frozenset({
+    "abs", "sign", "sqrt", "square", "relu", "clamp", "maximum", "minimum", "where", "interp",
+    "zeros_like", "ones_like", "full_like",
+})
+_TENSOR_ONLY_BINOPS = (ast.Pow, ast.Mod, ast.FloorDiv, ast.MatMult)
+
+
+def _position_independent(tree: ast.Module) -> bool:
+    """Whether the rule gives the same bits on a concatenation of parameters as on each one.
+
+    A taint analysis marks what may be a tensor: the arguments grad, param and state of update
+    (param of init), a helper's arguments wherever a call passes it a tensor, and anything
+    computed from those. The rule qualifies when tensors only meet :data:`POSITION_INDEPENDENT_OPS`
+    and + - * / and comparisons, and never decide Python control flow (``if``, ``and``/``or``/
+    ``not``) or get indexed; numbers (``step``, ``hp.*``, constants, bias corrections) may do
+    anything.
+    """
+    functions = {node.name: node for node in tree.body if isinstance(node, ast.FunctionDef)}
+    tainted = {name: set() for name in functions}
+    tainted["update"] |= {a.arg for a in functions["update"].args.args[:3]}
+    tainted["init"] |= {a.arg for a in functions["init"].args.args}
+    changed = True
+    while changed:  # to a fixed point: loops, branches and helper calls may come in any order
+        changed = False
+        for name, fn in functions.items():
+            for node in ast.walk(fn):
+                found: list[tuple[str, set[str]]] = []
+                if isinstance(node, ast.Assign) and _uses(node.value, tainted[name]):
+                    found += [(n.id, tainted[name]) for t in node.targets for n in ast.walk(t) if isinstance(n, ast.Name)]
+                elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in functions:
+                    params = [a.arg for a in functions[node.func.id].args.args]
+                    passed = list(zip(params, node.args)) + [(k.arg, k.value) for k in node.keywords]
+                    found += [(p, tainted[node.func.id]) for p, arg in passed if _uses(arg, tainted[name])]
+                for var, into in found:
+                    if var not in into:
+                        into.add(var)
+                        changed = True
+    return all(_tensors_stay_in_place(fn, tainted[name], set(functions)) for name, fn in functions.items())
+
+
+def _uses(expr: ast.AST, names: set[str]) -> bool:
+    return any(isinstance(node, ast.Name) and node.id in names for node in ast.walk(expr))
+
+
+def _tensors_stay_in_place(fn: ast.FunctionDef, tainted: set[str], helpers: set[str]) -> bool:
+    for node in ast.walk(fn):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id not in helpers:
+            if node.func.id not in POSITION_INDEPENDENT_OPS and any(_uses(a, tainted) for a in node.args):
+                return False
+        elif isinstance(node, ast.BinOp) and isinstance(node.op, _TENSOR_ONLY_BINOPS):
+            if _uses(node.left, tainted) or _uses(node.right, tainted):
+                return False
+        elif isinstance(node, (ast.If, ast.IfExp)) and _uses(node.test, tainted):
+            return False
+        elif isinstance(node, ast.BoolOp) and any(_uses(v, tainted) for v in node.values):
+            return False
+        elif isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not) and _uses(node.operand, tainted):
+            return False
+        elif isinstance(node, ast.Subscript) and _uses(node.value, tainted):
+            key = node.slice
+            if not (isinstance(key, ast.Constant) and isinstance(key.value, str)):
+                return False
+    return True
 
 
 def _ops_needed(direct: frozenset[str]) -> dict[str, Callable]:
