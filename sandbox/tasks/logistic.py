@@ -4,8 +4,10 @@
 
 On separable data the loss has no minimiser: it falls towards 0 only as |w| grows along the
 max-margin direction, at a rate set by how fast an optimizer can grow the weights (gradient
-descent slows to O(1/t); normalised and sign-based steps keep going). The generic case is
-strongly convex, with a finite optimum an optimizer must actually settle into.
+descent slows to O(1/t); normalised and sign-based steps keep going). Larger steps are always
+better for plain gradient methods here, so their tuned learning rate sits at the top of any
+grid; AdamW instead levels off where weight decay balances its bounded steps. The generic case
+is strongly convex, with a finite optimum an optimizer must actually settle into.
 """
 
 from __future__ import annotations
@@ -56,6 +58,8 @@ class SeparableLogReg(Task):
         score = x @ direction
         keep = score.abs() >= self.margin  # rejection sampling leaves a margin around the plane
         x, score = x[keep], score[keep]
+        if len(x) < count // 4:
+            raise RuntimeError(f"{self.name}: only {len(x)} of {count} samples clear the margin")
         return x.contiguous(), torch.sign(score)
 
     def init_params(self, seed: int) -> Params:
