@@ -62,9 +62,10 @@ def sandbox_run(source: str, params0, steps: int, hp_for_step=None, groups=None)
     return params, states
 
 
-def exported_run(cls, params0, steps: int, param_groups=None, flat: bool = False, **kw):
-    """Step an exported optimizer as the harness would; ``flat`` sends every parameter the
-    rule allows down the concatenated path, however large it is."""
+def exported_run(cls, params0, steps: int, param_groups=None, flat: bool | None = None, **kw):
+    """Step an exported optimizer as the harness would. ``flat=True`` sends every parameter the
+    rule allows down the concatenated path, however large; ``False`` keeps the per-parameter
+    loop; None leaves the optimizer's own choice (small tensors are flattened)."""
     params = [p.clone().requires_grad_(True) for p in params0]
     if param_groups is None:
         opt = cls(params, **kw)
@@ -72,6 +73,8 @@ def exported_run(cls, params0, steps: int, param_groups=None, flat: bool = False
         opt = cls([{"params": [params[i] for i in idx], **g} for idx, g in param_groups], **kw)
     if flat:
         opt.flat_cpu_numel = 2 ** 62
+    elif flat is False:
+        opt.flatten = False
     for _ in range(steps):
         for i, p in enumerate(params):
             p.grad = grad_of(i, p.detach())
@@ -96,7 +99,7 @@ def test_exported_reference_reproduces_the_sandbox_bit_for_bit(name: str) -> Non
     source = reference_source(name)
     params0 = make_params()
     params, states = sandbox_run(source, params0, steps=6)
-    exported_params, opt = exported_run(exported_class(source), params0, steps=6)
+    exported_params, opt = exported_run(exported_class(source), params0, steps=6, flat=False)
     assert_same_bits(params, states, exported_params, opt)
     assert all(opt.state[q]["step"] == 6 for q in exported_params)
 
@@ -348,16 +351,18 @@ def test_exported_adamw_matches_torch_adamw_on_an_mlp(dtype: torch.dtype, tol: f
         torch.testing.assert_close(a, b, rtol=tol, atol=tol)
 
 
-def test_state_dict_round_trip_resumes_with_the_identical_next_step() -> None:
+@pytest.mark.parametrize("flat", [True, False], ids=["flat", "per-param"])
+def test_state_dict_round_trip_resumes_with_the_identical_next_step(flat: bool) -> None:
     cls = load_optimizer("ademamix")
     params0 = make_params()
-    params, opt = exported_run(cls, params0, steps=5, lr=0.01, weight_decay=0.1)
+    params, opt = exported_run(cls, params0, steps=5, flat=flat, lr=0.01, weight_decay=0.1)
     buffer = io.BytesIO()
     torch.save(opt.state_dict(), buffer)
     assert opt.state_dict()["state"][0]["step"] == 5
 
     resumed_params = [p.detach().clone().requires_grad_(True) for p in params]
     resumed = cls(resumed_params, lr=0.01, weight_decay=0.1)
+    resumed.flatten, resumed.flat_cpu_numel = opt.flatten, opt.flat_cpu_numel
     buffer.seek(0)
     resumed.load_state_dict(torch.load(buffer))
     for optimizer, ps in ((opt, params), (resumed, resumed_params)):
