@@ -25,10 +25,8 @@ def export(
 ) -> None:
     """Export a program as a standalone torch.optim optimizer (the file imports only torch).
 
-    The module holds the update rule exactly as the sandbox ran it, so the optimizer reproduces
-    the sandbox's numbers; it supports parameter groups, closures, state_dict/load_state_dict
-    and LR schedulers.
-    """
+    The module holds the update rule exactly as the sandbox ran it, so the optimizer reproduces the sandbox's numbers; it supports parameter groups, closures, state_dict/load_state_dict and LR schedulers.
+    """  # noqa: E501 (one line per paragraph: the help renderer wraps it)
     from archive.export import ExportError, class_name_for, export_source, resolve_source
 
     try:
