@@ -413,7 +413,7 @@ class ReportData:
             points.append(plots.ProgressPoint(
                 index=index, spend=spent if online else self._result_time(rec, start),
                 measured=rec.fitness if full else None,
-                confirmed=_num(rec.meta.get("confirmed_fitness")) if full else None))
+                confirmed=_num(rec.meta.get("confirmed_fitness")) if full else None, label=_label(rec)))
         seeded = [r for r in self.references if r.status == "evaluated" and r.stage != "screen" and r.fitness]
         seed_measured = max((r.fitness for r in seeded), default=None)
         seed_confirmed = max((c for r in seeded if (c := _num(r.meta.get("confirmed_fitness"))) is not None),
@@ -609,13 +609,16 @@ class ReportData:
         nbins = max(position.values()) + 1
         labels = [f"{b * size + 1}-{min((b + 1) * size, len(ordered))}" if size > 1 else str(b + 1)
                   for b in range(nbins)]
-        counts: dict[str, list[int]] = {}
+        # Each candidate counts once: by its first failure (a program may fail several tasks), or
+        # as a duplicate, so a batch's bar never exceeds the number of candidates proposed in it.
+        first_reason: dict[int, str] = {}
         for f in self.failures:
-            if f.program_id in position:
-                counts.setdefault(f.reason, [0] * nbins)[position[f.program_id]] += 1
+            first_reason.setdefault(f.program_id, f.reason)
+        counts: dict[str, list[int]] = {}
         for rec in ordered:
-            if rec.status == "duplicate":
-                counts.setdefault("duplicate", [0] * nbins)[position[rec.id]] += 1
+            reason = "duplicate" if rec.status == "duplicate" else first_reason.get(rec.id)
+            if reason is not None:
+                counts.setdefault(reason, [0] * nbins)[position[rec.id]] += 1
         proposed = [0] * nbins
         for b in position.values():
             proposed[b] += 1

@@ -120,6 +120,7 @@ class ProgressPoint:
     spend: float
     measured: float | None
     confirmed: float | None
+    label: str = ""
 
 
 def _running_best(xs: Sequence[float], values: Sequence[float | None], start: float | None) -> tuple[list, list]:
@@ -142,7 +143,7 @@ def fitness_progress(points: Sequence[ProgressPoint], baselines: Mapping[str, fl
                      seed_measured: float | None, seed_confirmed: float | None, spend_label: str) -> str:
     """Best measured and best confirmed fitness so far, against the candidate index (left) and
     the spend (right), with the baselines' fitness as horizontal lines."""
-    fig, axes = _figure(10.5, 3.6, ncols=2, sharey=True)
+    fig, axes = _figure(10.5, 4.0, ncols=2, sharey=True)
     values = [v for p in points for v in (p.measured, p.confirmed) if v is not None]
     values += [v for v in (*baselines.values(), seed_measured, seed_confirmed) if v is not None]
     log = bool(values) and min(values) > 0 and max(values) / min(values) > 6
@@ -156,17 +157,25 @@ def fitness_progress(points: Sequence[ProgressPoint], baselines: Mapping[str, fl
         mx, my = _running_best(xs, [p.measured for p in ordered], seed_measured)
         cx, cy = _running_best(xs, [p.confirmed for p in ordered], seed_confirmed)
         end = max(xs, default=0.0)
-        for sx, sy, style, name in ((mx, my, {"color": "#1f77b4", "linewidth": 1.2}, "best measured"),
-                                    (cx, cy, {"color": "#d62728", "linewidth": 2.0}, "best confirmed (fresh seeds)")):
+        for sx, sy, style, name in ((cx, cy, {"color": "#d62728", "linewidth": 2.0, "zorder": 3},
+                                     "best confirmed (fresh seeds)"),
+                                    (mx, my, {"color": "#1f77b4", "linewidth": 1.0, "zorder": 4}, "best measured")):
             if sx:
-                ax.step(sx + [end], sy + [sy[-1]], where="post", zorder=3, label=name, **style)
+                ax.step(sx + [end], sy + [sy[-1]], where="post", label=name, **style)
+        best = seed_confirmed
+        for x, p in zip(xs, ordered):  # mark and name each new confirmed best
+            if p.confirmed is not None and (best is None or p.confirmed > best):
+                best = p.confirmed
+                ax.plot([x], [best], marker="*", markersize=9, color="#d62728", zorder=5, linestyle="none")
+                ax.annotate(p.label, (x, best), textcoords="offset points", xytext=(-4, 6), ha="right",
+                            fontsize=8, color="#d62728")
         for name, value in baselines.items():
             ax.axhline(value, linewidth=1.0, zorder=1, label=f"{name} (baseline)", **baseline_style(name))
         ax.set_xlabel(label)
         if log:
             ax.set_yscale("log")
             _readable_log_axis(ax.yaxis)
-        ax.set_xlim(left=0)
+        ax.set_xlim(0, end * 1.04 if end > 0 else 1.0)
     axes[0][0].set_ylabel("fitness (speed-up over tuned AdamW)")
     axes[0][0].set_title("best fitness over candidates")
     axes[0][1].set_title(f"best fitness over {spend_label.split(' (')[0]}")
@@ -221,6 +230,13 @@ def loss_curves(panels: Sequence[Panel], ncols: int = 3) -> str:
             legend.setdefault(series.label, line)
         if positive and ax.lines:
             ax.set_yscale("log")
+            low, high = ax.get_ylim()
+            if high / low < 30:  # within ~1.5 decades: 1-2-5 labels instead of crowded minor ticks
+                _readable_log_axis(ax.yaxis)
+            else:
+                from matplotlib.ticker import NullFormatter
+
+                ax.yaxis.set_minor_formatter(NullFormatter())
         ax.set_title(panel.title)
         ax.set_xlabel("step")
         if i % ncols == 0:
@@ -231,7 +247,7 @@ def loss_curves(panels: Sequence[Panel], ncols: int = 3) -> str:
     if legend:
         fig.legend(list(legend.values()), list(legend), loc="lower center", ncol=min(5, len(legend)), frameon=False)
     rows = math.ceil(len(legend) / 5)
-    fig.tight_layout(rect=(0, min(0.3, (0.35 * rows + 0.1) / (2.5 * nrows + 0.5)), 1, 1))
+    fig.tight_layout(rect=(0, min(0.3, (0.3 * rows + 0.05) / (2.5 * nrows + 0.5)), 1, 1))
     return to_svg(fig)
 
 
@@ -253,7 +269,7 @@ def performance_profile(scores: Mapping[str, Mapping[str, float]], styles: Mappi
     finite = [r for rs in ratios.values() for r in rs if np.isfinite(r)]
     tau_max = max(2.0, max(finite, default=2.0) * 1.25)
     taus = np.geomspace(1.0, tau_max, 200)
-    fig, axes = _figure(6.4, 3.6)
+    fig, axes = _figure(7.4, 3.8)
     ax = axes[0][0]
     for method, rs in ratios.items():
         frac = [(rs <= tau * (1 + 1e-12)).mean() for tau in taus]
@@ -274,7 +290,8 @@ def performance_profile(scores: Mapping[str, Mapping[str, float]], styles: Mappi
 
 
 def failures_over_time(bins: Sequence[str], counts: Mapping[str, Sequence[int]], proposed: Sequence[int]) -> str:
-    """Stacked bars: failures by reason in each batch of candidates, beside how many were proposed."""
+    """Stacked bars: candidates that failed (by reason) or were duplicates in each batch of
+    candidates, beside how many were proposed."""
     fig, axes = _figure(6.4, 3.2)
     ax = axes[0][0]
     x = np.arange(len(bins))
@@ -288,7 +305,7 @@ def failures_over_time(bins: Sequence[str], counts: Mapping[str, Sequence[int]],
     ax.set_xticklabels(bins, rotation=30 if len(bins) > 6 else 0, ha="right" if len(bins) > 6 else "center")
     ax.set_xlabel("candidates (by proposal index)")
     ax.set_ylabel("count")
-    ax.set_title("failures and duplicates by reason, per batch of candidates")
+    ax.set_title("failed and duplicate candidates, per batch of candidates")
     ax.yaxis.get_major_locator().set_params(integer=True)
     ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     fig.tight_layout()

@@ -74,7 +74,8 @@ def test_report_of_a_real_campaign(campaign_dir):
         candidates = [p for p in store.programs() if p.proposer == "mutation"]
     assert campaign.status == "finished" and "Still running" not in html
     assert f"discover export {campaign_dir.resolve()}:{winner.id} -o my_optimizer.py" in html
-    assert f"(#{winner.id})" in html  # named in the winner's section
+    winner_section = html.split('<section id="winner">')[1]
+    assert f"<b>{winner.name or f'#{winner.id}'}</b>" in winner_section
     assert "noisy_quadratic" in html and "vs SGD-momentum" in html
     assert "not run" in html  # held-out was off in this campaign
     assert f"<td class=\"l\">mutation</td><td>{len(candidates)}</td>" in html
