@@ -11,7 +11,10 @@ The generated module imports only torch. It holds, in order:
    ``state_dict``/``load_state_dict`` and LR schedulers (``group["lr"]`` is ``hp.lr``).
 
 Because the ops and the rule are the same code the sandbox ran, and the wrapper only applies
-``param.add_(delta)``, an exported optimizer reproduces the sandbox's numbers bit for bit.
+``param.add_(delta)``, an exported optimizer reproduces the sandbox's numbers bit for bit. When
+a taint analysis proves the rule elementwise and built from ops that round the same wherever an
+element sits (:data:`POSITION_INDEPENDENT_OPS`), the class also gets a flattened path that runs the
+rule once over same-dtype parameters concatenated (fewer kernel launches; same bits).
 
 :func:`load_optimizer` resolves a program by file path, reference name or archive reference
 (``campaign_dir:ID``) through a small registry of source resolvers, and returns the class.
@@ -32,6 +35,8 @@ from typing import Callable
 
 import torch
 
+from archive.resolve import parse_program_ref, resolve_program
+from archive.store import ArchiveError
 from sandbox import vocabulary
 from sandbox.contract import executable_module, load_program, program_hash
 from sandbox.references import reference_names, reference_source
@@ -88,9 +93,6 @@ def _resolve_reference(ref: str) -> ResolvedSource | None:
 
 
 def _resolve_archived(ref: str) -> ResolvedSource | None:
-    from archive.resolve import parse_program_ref, resolve_program
-    from archive.store import ArchiveError
-
     if ":" not in ref and not ref.strip().isdigit() and ref.strip() != "best":
         return None
     try:
@@ -343,7 +345,9 @@ POSITION_INDEPENDENT_OPS = frozenset({
     "abs", "sign", "sqrt", "square", "relu", "clamp", "maximum", "minimum", "where", "interp",
     "zeros_like", "ones_like", "full_like",
 })
-_TENSOR_ONLY_BINOPS = (ast.Pow, ast.Mod, ast.FloorDiv, ast.MatMult)
+# fine on numbers; on tensors they are shape-dependent (@) or, like power, may round differently
+# in vectorised and scalar code
+_UNSAFE_TENSOR_BINOPS = (ast.Pow, ast.Mod, ast.FloorDiv, ast.MatMult)
 
 
 def _position_independent(tree: ast.Module) -> bool:
@@ -386,9 +390,10 @@ def _uses(expr: ast.AST, names: set[str]) -> bool:
 def _tensors_stay_in_place(fn: ast.FunctionDef, tainted: set[str], helpers: set[str]) -> bool:
     for node in ast.walk(fn):
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id not in helpers:
-            if node.func.id not in POSITION_INDEPENDENT_OPS and any(_uses(a, tainted) for a in node.args):
+            arguments = [*node.args, *(k.value for k in node.keywords)]
+            if node.func.id not in POSITION_INDEPENDENT_OPS and any(_uses(a, tainted) for a in arguments):
                 return False
-        elif isinstance(node, ast.BinOp) and isinstance(node.op, _TENSOR_ONLY_BINOPS):
+        elif isinstance(node, ast.BinOp) and isinstance(node.op, _UNSAFE_TENSOR_BINOPS):
             if _uses(node.left, tainted) or _uses(node.right, tainted):
                 return False
         elif isinstance(node, (ast.If, ast.IfExp)) and _uses(node.test, tainted):

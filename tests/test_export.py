@@ -158,6 +158,7 @@ def test_flat_path_handles_missing_grads_and_odd_layouts() -> None:
     ("    return -hp.lr * sigmoid(grad), state", False),
     ("    return -hp.lr * grad ** 2, state", False),
     ("    return -hp.lr * grad / rms(grad), state", False),
+    ("    return -hp.lr * grad / mean(x=grad), state", False),
     ("    g = grad if mean(grad) > 0 else -grad\n    return -hp.lr * g, state", False),
     ("    return -hp.lr * grad * ndim(param), state", False),
     ("    return -hp.lr * helper(grad), state", True),
