@@ -234,9 +234,12 @@ _FLAT_ATTRIBUTES = """
     # it may run once over a concatenation of same-dtype parameters with the same bits as running
     # it parameter by parameter. That saves kernel launches on GPUs and calls on small CPU
     # tensors; CPU tensors of `flat_cpu_numel` entries or more keep the per-parameter loop, where
-    # concatenating would only add copies. Set `flatten = False` to always use the loop.
+    # concatenating would only add copies, and one concatenation holds at most `flat_max_numel`
+    # entries, since each temporary of the rule is that large. Set `flatten = False` to always
+    # use the loop.
     flatten = True
     flat_cpu_numel = 65536
+    flat_max_numel = 2 ** 25
 """
 
 _FLAT_METHODS = """
@@ -253,7 +256,18 @@ _FLAT_METHODS = """
                     for name, value in state.items() if name != "step")
             small = param.device.type != "cpu" or param.numel() < self.flat_cpu_numel
             buckets.setdefault(key if fits and small else id(param), []).append(param)
-        return buckets.values()
+        # cap each concatenation: its temporaries are as large as the bucket
+        capped = []
+        for bucket in buckets.values():
+            capped.append([])
+            numel = 0
+            for param in bucket:
+                if capped[-1] and numel + param.numel() > self.flat_max_numel:
+                    capped.append([])
+                    numel = 0
+                capped[-1].append(param)
+                numel += param.numel()
+        return capped
 
     def _step_flat(self, bucket, hp):
         # One call of the rule over the concatenated parameters; False (nothing changed) when

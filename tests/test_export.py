@@ -125,6 +125,18 @@ def test_flat_path_reproduces_the_sandbox_bit_for_bit(name: str) -> None:
         assert len(storages) == len(states[0])
 
 
+def test_flat_buckets_are_capped() -> None:
+    cls = load_optimizer("adamw")
+    params = [torch.nn.Parameter(torch.randn(n)) for n in (30, 50, 40, 10, 80)]
+    opt = cls(params)
+    opt.flat_max_numel = 90
+    for p in params:
+        p.grad = torch.ones_like(p)
+    opt.step()
+    sizes = sorted(sorted(p.numel() for p in bucket) for bucket in opt._buckets(params))
+    assert sizes == [[10, 40], [30, 50], [80]]
+
+
 def test_flat_path_handles_missing_grads_and_odd_layouts() -> None:
     source = reference_source("adamw")
     params0 = make_params()
