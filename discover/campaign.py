@@ -130,7 +130,7 @@ class Campaign:
         self.cache = cache or RunCache()
         ev = config.evaluation
         self.settings = EvalSettings(
-            suite=ev.suite, selection_seeds=tuple(ev.selection_seeds), measure_seeds=tuple(ev.measure_seeds),
+            suite=ev.suite, tasks=tuple(ev.tasks), selection_seeds=tuple(ev.selection_seeds), measure_seeds=tuple(ev.measure_seeds),
             confirm_seeds=tuple(ev.confirm_seeds), grid_half_decades=ev.grid_half_decades, screen=ev.screen,
             screen_threshold=ev.screen_threshold, device=self.device, job_timeout=ev.job_timeout,
             steps_scale=ev.steps_scale)
@@ -158,7 +158,7 @@ class Campaign:
         settings = LLMSettings(
             models=models, base_url=c.base_url, api_key_env=c.api_key_env, temperature=c.temperature,
             max_tokens=c.max_tokens, timeout=c.timeout, max_attempts=c.max_attempts,
-            max_concurrency=c.max_concurrency, stream=c.stream, cache_dir=self.directory / "llm-cache",
+            max_concurrency=c.max_concurrency, backoff_base=c.backoff_base, stream=c.stream, cache_dir=self.directory / "llm-cache",
             cache_mode=c.cache, prices={**DEFAULT_PRICES, **{k: tuple(v) for k, v in c.prices.items()}})
         return LLMClient(settings, spend=self.spend)
 
@@ -208,14 +208,22 @@ class Campaign:
         try:
             self._seed_references()
             self._finish_pending()
+            stalled = 0
+            limit = self.config.search.max_stalled_proposals
             while True:
                 reason = self.spend.exhausted()
                 if reason:
                     stop_reason = reason
                     break
-                exhausted = self._run_batch()
+                exhausted, proposed, evaluated = self._run_batch()
                 if exhausted:
                     stop_reason = exhausted
+                    break
+                stalled = 0 if evaluated else stalled + proposed
+                if stalled >= limit:
+                    stop_reason = (f"{stalled} proposals in a row were failures or duplicates "
+                                   f"(search.max_stalled_proposals = {limit}): the proposer is stuck; "
+                                   "see `discover archive list --status failed`")
                     break
             if self.config.evaluation.heldout:
                 self._score_heldout()
@@ -263,8 +271,9 @@ class Campaign:
             self.on_event(Event("note", text=f"resuming: finishing {len(pending)} pending program(s)"))
             self._evaluate_all(pending, count_budget=True, kind="resumed")
 
-    def _run_batch(self) -> str | None:
-        """One batch of proposals; returns a budget-exhausted reason if an LLM call hit the budget."""
+    def _run_batch(self) -> tuple[str | None, int, int]:
+        """One batch of proposals. Returns (budget-exhausted reason if an LLM call hit the budget,
+        proposals made, new programs evaluated)."""
         first = self._next_index()
         remaining = self.spend.remaining()["evaluations"]
         size = self.config.search.in_flight if remaining is None else max(1, min(self.config.search.in_flight, int(remaining)))
@@ -281,8 +290,8 @@ class Campaign:
                 exhausted = proposal.budget_exhausted
             if pid is not None:
                 to_evaluate.append((pid, proposal.source))
-        self._evaluate_all(to_evaluate, count_budget=True, kind="candidate")
-        return exhausted
+        evaluated = self._evaluate_all(to_evaluate, count_budget=True, kind="candidate")
+        return exhausted, len(indices), evaluated
 
     def _context(self, index: int) -> tuple[str, ProposalContext]:
         rng = random.Random(f"{self.config.seed}:{index}")
@@ -348,10 +357,11 @@ class Campaign:
 
     # --- evaluation -------------------------------------------------------------------------
 
-    def _evaluate_all(self, items: list[tuple[int, str]], *, count_budget: bool, kind: str) -> None:
-        """Probe (behavioural de-dup), then evaluate survivors concurrently; archive in order."""
+    def _evaluate_all(self, items: list[tuple[int, str]], *, count_budget: bool, kind: str) -> int:
+        """Probe (behavioural de-dup), then evaluate survivors concurrently; archive in order.
+        Returns how many programs were evaluated."""
         if not items:
-            return
+            return 0
         probes = [self.executor.submit("probe", {"source": src}, 30.0) for _, src in items]
         survivors = []
         for (pid, source), future in zip(items, probes):
@@ -377,6 +387,7 @@ class Campaign:
             if result.failure is None and result.stage == "full":
                 self._maybe_confirm(pid, source, result)
         self.archive.update_spend(self.campaign_id, self.spend.to_dict())
+        return len(survivors)
 
     def _record_failure(self, pid: int, stage: str, reason: str, message: str) -> None:
         self.archive.update_program(pid, status="failed", stage=None)

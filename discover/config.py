@@ -33,6 +33,7 @@ class LLMConfig(_Strict):
     timeout: float = Field(120.0, gt=0, description="seconds per request")
     max_attempts: int = Field(5, ge=1, description="attempts per request (retries on 429/5xx/timeouts)")
     max_concurrency: int = Field(4, ge=1, description="LLM requests in flight at once")
+    backoff_base: float = Field(1.0, gt=0, description="first retry wait in seconds (doubles each retry, plus jitter)")
     prices: dict[str, tuple[float, float]] = Field(
         default_factory=dict, description="model -> (USD per 1M input tokens, USD per 1M output tokens)")
     cache: Literal["off", "read_write", "replay"] = "read_write"
@@ -50,6 +51,7 @@ class BudgetConfig(_Strict):
 
 class EvaluationConfig(_Strict):
     suite: Literal["search", "heldout", "all"] = "search"
+    tasks: list[str] = Field(default_factory=list, description="evaluate on exactly these tasks (default: the suite's)")
     selection_seeds: list[int] = [0, 1]
     measure_seeds: list[int] = [100, 101]
     confirm_seeds: list[int] = [200, 201, 202]
@@ -70,6 +72,16 @@ class EvaluationConfig(_Strict):
         if value in ("auto", "cpu", "cuda") or (value.startswith("cuda:") and value[5:].isdigit()):
             return value
         raise ValueError("device must be auto, cpu, cuda or cuda:N")
+
+    @field_validator("tasks")
+    @classmethod
+    def _known_tasks(cls, value: list[str]) -> list[str]:
+        from sandbox.tasks import task_names
+
+        unknown = [t for t in value if t not in task_names()]
+        if unknown:
+            raise ValueError(f"unknown task(s) {', '.join(unknown)}; known: {', '.join(task_names())}")
+        return value
 
     @field_validator("selection_seeds")
     @classmethod
@@ -92,6 +104,8 @@ class SearchConfig(_Strict):
     mutation_edits: int = Field(2, ge=1, le=8, description="edits per offline mutation (at most)")
     parse_retries: int = Field(1, ge=0, le=3, description="re-asks in the same conversation after a bad answer")
     top_k_in_prompt: int = Field(5, ge=1, le=20)
+    max_stalled_proposals: int = Field(
+        60, ge=1, description="stop after this many proposals in a row that were all failures or duplicates")
 
 
 class CampaignConfig(_Strict):

@@ -22,7 +22,7 @@ from typing import Any, Callable, ClassVar
 
 from discover import feedback, mutation, parsing
 from discover.llm import BudgetExhausted, Completion, LLMClient, LLMError
-from prompts import render
+from prompts import render, template
 from sandbox import contract, vocabulary
 
 Program = Mapping[str, Any]
@@ -55,6 +55,7 @@ class Proposal:
     edits: list[str] = field(default_factory=list)
     llm_calls: list[LLMCall] = field(default_factory=list)
     budget_exhausted: str | None = None
+    seed: int = 0
 
     @property
     def prompt(self) -> str | None:
@@ -100,14 +101,14 @@ class Proposer(ABC):
     # --- shared LLM conversation with parse-and-retry -------------------------------------
 
     def _system(self) -> str:
-        return render("system", vocabulary=vocabulary.describe(), contract=CONTRACT_TEXT)
+        return render("system", vocabulary=vocabulary.describe(), contract=template("contract"))
 
     def _ask(self, proposal: Proposal, messages: list[dict[str, str]], role: str,
              parse: Callable[[str], str], retries: int) -> str | None:
         """Ask, parse and validate; on failure re-ask in the same conversation with the error."""
         for attempt in range(retries + 1):
             try:
-                completion = self.llm.complete(messages, role=role)
+                completion = self.llm.complete(messages, role=role, seed=self._seed(proposal))
             except BudgetExhausted as exc:
                 proposal.budget_exhausted = str(exc)
                 proposal.error = ("crashed", f"budget exhausted before the request: {exc}")
@@ -135,6 +136,12 @@ class Proposer(ABC):
         return None
 
     @staticmethod
+    def _seed(proposal: Proposal) -> int:
+        # A sampling seed per request: a repeated prompt in a later proposal is a new sample
+        # (not a response-cache hit), yet a replayed campaign sends identical requests.
+        return proposal.seed + len(proposal.llm_calls)
+
+    @staticmethod
     def _record(proposal: Proposal, role: str, messages, completion: Completion, outcome: str) -> None:
         proposal.llm_calls.append(LLMCall(
             role=role, model=completion.model, messages=list(messages), response=completion.text,
@@ -148,20 +155,6 @@ class Proposer(ABC):
     @staticmethod
     def _summary(ctx: ProposalContext) -> str:
         return feedback.archive_summary(ctx.top, ctx.failure_counts, ctx.feedback_mode) or "(no archive summary)"
-
-
-CONTRACT_TEXT = """\
-A candidate is a Python module defining:
-  HPARAMS = {"lr": <float>, ...}     # number literals only; "lr" is required
-  def init(param): return {<name>: <tensor>, ...}            # per-parameter state
-  def update(grad, param, state, step, hp): return delta, new_state
-The harness applies param += delta. `step` starts at 1. `hp.<name>` reads HPARAMS, with hp.lr
-already multiplied by the task's LR schedule. new_state must have exactly init's keys.
-Only the vocabulary ops, arithmetic, comparisons, if/else, ternaries and
-`for i in range(N)` (N a literal <= 16, nesting <= 2) are allowed. No imports, no attribute
-access except hp.<name>, no names starting with "_", no while/lambda/comprehensions,
-no assignment into subscripts (build new dicts). The learning rate is tuned over a
-log-spaced grid around HPARAMS["lr"], so choose lr for the scale of your update."""
 
 
 class MutationProposer(Proposer):
@@ -208,7 +201,7 @@ class FullProgramProposer(Proposer):
     kind = "full"
 
     def propose(self, ctx: ProposalContext) -> Proposal:
-        proposal = Proposal(self.kind, [p["id"] for p in ctx.parents])
+        proposal = Proposal(self.kind, [p["id"] for p in ctx.parents], seed=ctx.rng.randrange(2**31))
         examples = "\n\n".join(
             f"# Program #{p['id']}\n{p['code']}\n# Feedback\n{self._feedback(ctx, p)}" for p in ctx.parents)
         messages = [
@@ -226,7 +219,7 @@ class DiffProposer(Proposer):
 
     def propose(self, ctx: ProposalContext) -> Proposal:
         parent = ctx.parents[0]
-        proposal = Proposal(self.kind, [parent["id"]])
+        proposal = Proposal(self.kind, [parent["id"]], seed=ctx.rng.randrange(2**31))
         messages = [
             {"role": "system", "content": self._system()},
             {"role": "user", "content": render("diff", program=parent["code"], parent_feedback=self._feedback(ctx, parent),
@@ -247,7 +240,7 @@ class TextGradProposer(Proposer):
 
     def propose(self, ctx: ProposalContext) -> Proposal:
         parent = ctx.parents[0]
-        proposal = Proposal(self.kind, [parent["id"]])
+        proposal = Proposal(self.kind, [parent["id"]], seed=ctx.rng.randrange(2**31))
         fb = self._feedback(ctx, parent)
         critic_messages = [
             {"role": "system", "content": self._system()},
@@ -255,7 +248,7 @@ class TextGradProposer(Proposer):
                                                archive_summary=self._summary(ctx))},
         ]
         try:
-            completion = self.llm.complete(critic_messages, role="critic")
+            completion = self.llm.complete(critic_messages, role="critic", seed=self._seed(proposal))
         except BudgetExhausted as exc:
             proposal.budget_exhausted = str(exc)
             proposal.error = ("crashed", f"budget exhausted before the request: {exc}")
@@ -285,7 +278,7 @@ class CrossoverProposer(Proposer):
 
     def propose(self, ctx: ProposalContext) -> Proposal:
         a, b = ctx.parents[0], ctx.parents[-1]
-        proposal = Proposal(self.kind, [a["id"], b["id"]])
+        proposal = Proposal(self.kind, [a["id"], b["id"]], seed=ctx.rng.randrange(2**31))
         messages = [
             {"role": "system", "content": self._system()},
             {"role": "user", "content": render(

@@ -45,6 +45,7 @@ class EvalSettings:
     """How hard to evaluate. Defaults are the `standard` protocol."""
 
     suite: str = "search"
+    tasks: tuple[str, ...] = ()  # non-empty: evaluate on exactly these tasks instead of the suite's
     selection_seeds: tuple[int, ...] = (0, 1)
     measure_seeds: tuple[int, ...] = (100, 101)
     confirm_seeds: tuple[int, ...] = (200, 201, 202)
@@ -198,7 +199,7 @@ class Evaluator:
             return self._failed(source, suite, "screen", exc, started, stats)
         phash = program_hash(source)
         base_lr = program.hparams["lr"]
-        tasks = suite_tasks(suite)
+        tasks = self.tasks_for(suite)
         records: list[dict] = []
         try:
             if stage in ("auto", "screen") and self.settings.screen:
@@ -295,6 +296,12 @@ class Evaluator:
                                 failure=(exc.reason, str(exc)), runs_executed=stats["executed"],
                                 runs_cached=stats["cached"], seconds=time.perf_counter() - started)
 
+    def tasks_for(self, suite: str) -> list:
+        """The tasks of ``suite``; on the search suite, ``settings.tasks`` narrows it when set."""
+        if self.settings.tasks and suite == self.settings.suite:
+            return [get_task(name) for name in self.settings.tasks]
+        return suite_tasks(suite)
+
     # --- baselines --------------------------------------------------------------------------
 
     def baseline_names(self) -> tuple[str, ...]:
@@ -326,7 +333,7 @@ class Evaluator:
                        progress: Callable[[str], None] | None = None) -> dict[str, dict[str, TaskResult]]:
         """{task: {baseline: TaskResult}} for the suite, computing what is not cached yet."""
         table: dict[str, dict[str, TaskResult]] = {}
-        for task in suite_tasks(suite or self.settings.suite):
+        for task in self.tasks_for(suite or self.settings.suite):
             row = {}
             for name in self.baseline_names():
                 if progress:

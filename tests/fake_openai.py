@@ -108,6 +108,7 @@ class FakeOpenAIServer:
 
     def __init__(self) -> None:
         self.requests: list[dict] = []
+        self.answered: list[Reply] = []  # replies sent promptly with status 200, in order
         self.responder: Responder | None = None
         self.max_in_flight = 0
         self._in_flight = 0
@@ -243,12 +244,18 @@ def _make_handler(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
                 self._send_json(400, {"error": {"message": "fake OpenAI server: request body is not JSON"}})
                 return
             item = server._next_item(request)
+            delayed = False
             while isinstance(item, Delay):
+                delayed = True
                 if server._stopping.wait(item.seconds):
                     return
                 item = item.then
             self._answering()
             streaming = bool(request.get("stream"))
+            if isinstance(item, Reply) and not delayed:
+                # A delayed reply goes to a client that has usually given up; it is not "answered".
+                with server._lock:
+                    server.answered.append(item)
             if isinstance(item, Reply):
                 if streaming:
                     self._send_stream(request, item)
