@@ -15,8 +15,10 @@ The *batched* path runs all configs as one: every tensor gets a leading config d
 ``torch.func.vmap`` maps the gradient and the update over it, with ``hp.lr`` a 0-d tensor per
 config. The *sequential* path is the readable reference: one config at a time, no vmap. Both
 pass ``hp.lr`` as a float32 0-d tensor and call the same functions, so they agree to float
-rounding (bit for bit on element-wise programs); a program that vmap cannot trace (Python
-``if`` on a tensor's value, say) falls back to the sequential path automatically.
+rounding: bit for bit on most tasks; where a matmul runs as a different kernel under vmap, to
+~1e-6 relative, except that a run at a learning rate on the edge of stability is chaotic and
+amplifies even that (teacher_student at lr=1). A program that vmap cannot trace (Python ``if``
+on a tensor's value, say) falls back to the sequential path automatically.
 
 For a full-batch task (``task.stochastic`` False) the training batch is the evaluation batch,
 so the loss computed with step t+1's gradient *is* the scoring loss after step t: it is

@@ -54,7 +54,10 @@ class NoisyQuadratic(Task):
 
     def loss(self, params: Params, batch: Batch) -> torch.Tensor:
         offset = params["x"] - batch["c"]
-        z = offset @ batch["q"] if "q" in batch else offset  # coordinates in H's eigenbasis
+        # Coordinates in H's eigenbasis, offset @ Q, written as a product and a sum: a matmul runs
+        # as a different kernel under vmap, and its rounding, amplified by noisy large-step runs,
+        # would make batched and sequential results differ; this way they agree bit for bit.
+        z = (offset.unsqueeze(-1) * batch["q"]).sum(0) if "q" in batch else offset
         return 0.5 * (batch["h"] * z * z).sum()
 
     def batch(self, step: int, seed: int) -> Batch:
