@@ -184,7 +184,7 @@ def test_batched_equals_sequential(name):
     assert_same_runs(batched, sequential, rtol=1e-5)
 
 
-@pytest.mark.parametrize("name", ["rosenbrock", "quadratic_diagonal"])
+@pytest.mark.parametrize("name", ["rosenbrock", "quadratic_diagonal", "noisy_quadratic"])
 def test_batched_is_bit_exact_on_elementwise_tasks(name):
     task = get_task(name)
     configs = [RunConfig(lr, seed) for lr in (1e-2, 1e-1) for seed in (0, 1)]
