@@ -120,6 +120,7 @@ class _Analysis:
         self.returned_state: dict[str, str] = {}  # init only: key -> kind
         self.state_key_sets: list[frozenset[str]] = []
         self.opaque_state = False  # a state dict that is not a literal: keys unknown
+        self.hp_reads: set[str] = set()  # hyperparameters read (membership only)
         self._report = True
         names = [a.arg for a in fn.args.args]
         kinds = _ARG_KINDS.get(fn.name, ())
@@ -229,8 +230,10 @@ class _Analysis:
         if isinstance(node, ast.Constant):
             return SCALAR if isinstance(node.value, (int, float)) else UNKNOWN
         if isinstance(node, ast.Attribute):
-            base = self.kind(node.value, env, defined)
-            return SCALAR if base == HP else UNKNOWN
+            if self.kind(node.value, env, defined) != HP:
+                return UNKNOWN
+            self.hp_reads.add(node.attr)
+            return SCALAR
         if isinstance(node, ast.Subscript):
             base = self.kind(node.value, env, defined)
             if base == STATE and isinstance(node.slice, ast.Constant):
@@ -404,7 +407,7 @@ class _Work:
         """Editable expressions of the named functions (all by default). When init's state
         depends on an ``if`` (Muon: one state for matrices, another for vectors), the ``if``
         conditions are left alone: update's must keep choosing the branch init chose."""
-        tests = not any(isinstance(n, ast.If) for n in ast.walk(self.init))
+        tests = not any(isinstance(s, ast.If) for s in _statements(self.init.body))
         return [site for name, fn in self.functions.items() if not names or name in names
                 for site in _sites(fn, tests)]
 
@@ -426,9 +429,7 @@ class _Work:
         init, update = analyses["init"], analyses["update"]
         if not (init.opaque_state or update.opaque_state) and set(init.state_key_sets) != set(update.state_key_sets):
             errors.append("init's and update's state keys differ")
-        hp_name = self.arg(self.update, 4)
-        if not any(isinstance(n, ast.Attribute) and n.attr == "lr" and isinstance(n.value, ast.Name)
-                   and n.value.id == hp_name for n in ast.walk(self.update)):
+        if "lr" not in update.hp_reads:
             errors.append("update does not read hp.lr, so the task's schedule and LR grid cannot scale it")
         return errors
 
@@ -465,7 +466,7 @@ class _Work:
 
 
 def _returns(fn: ast.FunctionDef) -> list[ast.Return]:
-    return [node for node in ast.walk(fn) if isinstance(node, ast.Return) and node.value is not None]
+    return [s for s in _statements(fn.body) if isinstance(s, ast.Return) and s.value is not None]
 
 
 # --- sites: places in the code an edit may change ------------------------------------------
@@ -568,7 +569,8 @@ def _top_index(body: list[ast.stmt]) -> dict[int, int]:
 
 def _state_value_ids(work: _Work) -> set[int]:
     """ids of the dict literals ``update`` returns as new state."""
-    return {id(r.value.elts[1]) for r in _returns(work.update) if isinstance(r.value, ast.Tuple) and len(r.value.elts) == 2}
+    return {id(r.value.elts[1]) for r in _returns(work.update)
+            if isinstance(r.value, ast.Tuple) and len(r.value.elts) == 2}
 
 
 # --- numbers ---------------------------------------------------------------------------------
@@ -618,8 +620,12 @@ def _fmt(value: float) -> str:
     return f"{value:g}"
 
 
-def _is_code_number(node: ast.AST) -> bool:
-    return _number(node) is not None and isinstance(node, ast.Constant) and node.value != 0
+def _is_code_number(site: _Site) -> bool:
+    """A non-zero number literal of the code that is a quantity, not a dimension (``size(x, 1)``)."""
+    node, holder = site.node, site.holder
+    if not (isinstance(node, ast.Constant) and _number(node) is not None and node.value != 0):
+        return False
+    return not (isinstance(holder, ast.Call) and isinstance(holder.func, ast.Name) and holder.func.id == "size")
 
 
 # --- the edits ---------------------------------------------------------------------------------
@@ -705,24 +711,33 @@ def _replace_binary(work: _Work, rng: random.Random) -> str | None:
     site = rng.choice(sites)
     node, old = site.node, _code(site.node)
     if isinstance(node, ast.BinOp):
-        node.op = rng.choice(_BINOP_SWAPS[type(node.op)])()
+        ops = _BINOP_SWAPS[type(node.op)]
+        if _is_zero(node.right, work, site.fn):  # `hp.lr * hp.weight_decay` must not become a division by 0
+            ops = tuple(op for op in ops if op is not ast.Div)
+        node.op = rng.choice(ops)()
     elif node.func.id in _BINARY_CALL_SWAPS:
         node.func = ast.Name(id=_BINARY_CALL_SWAPS[node.func.id], ctx=ast.Load())
     else:
+        options = [repr(beta) for beta in _NEW_BETAS]
+        if site.fn is work.update:  # only update can read hyperparameters
+            options += [f"{work.arg(site.fn, 4)}.{k}" for k, v in hp.items() if 0 < v < 1]
         current = ast.unparse(node.args[2])
-        options = []
-        if site.fn is work.update:
-            hp_name = work.arg(site.fn, 4)
-            options = [f"{hp_name}.{k}" for k, v in hp.items() if 0 < v < 1 and f"{hp_name}.{k}" != current]
-        options.append(repr(rng.choice(_NEW_BETAS)))
-        node.args[2] = _expr(rng.choice(options))
+        node.args[2] = _expr(rng.choice([text for text in options if text != current]))
     return f"{_where(site.stmt, site.fn)}: replaced {old} with {_code(node)}"
+
+
+def _is_zero(node: ast.expr, work: _Work, fn: ast.FunctionDef) -> bool:
+    """Whether ``node`` is a literal 0 or reads a hyperparameter whose value is 0."""
+    if _number(node) == 0:
+        return True
+    return (fn is work.update and isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+            and node.value.id == work.arg(fn, 4) and work.hparams().get(node.attr) == 0)
 
 
 def _perturb_constant(work: _Work, rng: random.Random) -> str | None:
     """Move a hyperparameter (``HPARAMS: beta1 0.9 -> 0.95``) or a number in the code."""
     hp = work.hparams()
-    code_sites = [s for s in work.sites() if _is_code_number(s.node)]
+    code_sites = [s for s in work.sites() if _is_code_number(s)]
     if hp and (not code_sites or rng.random() < 0.6):
         keys = list(hp)
         key = rng.choices(keys, [0.3 if k == "lr" else 1.0 for k in keys])[0]
@@ -923,7 +938,8 @@ def _swap_arguments(work: _Work, rng: random.Random) -> str | None:
             options.append((site, "left", "right"))
         elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and len(node.args) == 3:
             pair = {"interp": (0, 1), "where": (1, 2)}.get(node.func.id)
-            if pair and analysis.kind_at(node.args[pair[0]], site.stmt) == analysis.kind_at(node.args[pair[1]], site.stmt):
+            kinds = [analysis.kind_at(node.args[i], site.stmt) for i in pair] if pair else []
+            if pair and kinds[0] == kinds[1]:
                 options.append((site, *pair))
     if not options:
         return None
@@ -1002,7 +1018,7 @@ def _add_hparam(work: _Work, rng: random.Random) -> str | None:
     hp = work.hparams()
     hp_name = work.arg(work.update, 4)
     # Whole numbers stay literals: they may count steps or index a dimension (`size(x, 1)`).
-    sites = [s for s in work.sites("update") if _is_code_number(s.node) and isinstance(s.node.value, float)
+    sites = [s for s in work.sites("update") if _is_code_number(s) and isinstance(s.node.value, float)
              or isinstance(s.node, ast.Attribute) and isinstance(s.node.value, ast.Name)
              and s.node.value.id == hp_name and s.node.attr in hp and s.node.attr != "lr"]
     if not sites:
@@ -1278,7 +1294,8 @@ def _unclashed(name: str, taken: set[str]) -> str:
 
 def _cross_average(work: _Work, donor: _Work, rng: random.Random, labels: tuple[str, str]) -> str | None:
     """Run both parents' update rules side by side (the donor's clashing names and state keys
-    renamed) and step by a weighted average of their updates; init makes both states."""
+    renamed) and step by a weighted average of their updates; init makes both states. Shared
+    hyperparameters keep the recipient's values; the donor's others are copied in."""
     mine_ret, their_ret = _single_return(work.update), _single_return(donor.update)
     mine_init, their_init = _single_return(work.init), _single_return(donor.init)
     if not (mine_ret and their_ret and mine_init and their_init and len(donor.init.body) == 1
@@ -1357,16 +1374,16 @@ def crossover(a: str, b: str, rng: random.Random, *, max_attempts: int = 20) -> 
     if parents[0].hash == parents[1].hash:
         raise MutationError("the two parents are the same program; crossover needs two different ones")
     options = [(name, flip) for name in CROSSOVERS for flip in (False, True)]
-    for attempt in range(1, max_attempts + 1):
-        if not options:
-            break
+    attempt = 0
+    while options and attempt < max_attempts:
         name, flip = rng.choices(options, [CROSSOVERS[n].weight for n, _ in options])[0]
         recipient, donor, labels = (b, a, ("B", "A")) if flip else (a, b, ("A", "B"))
         work = _Work(recipient)
         description = CROSSOVERS[name].apply(work, _Work(donor), rng, labels)
-        if description is None:
+        if description is None:  # nothing to do for this pair this way round: never try it again
             options.remove((name, flip))
             continue
+        attempt += 1
         child = _finish(work, parents, f"Crossover of A and B: {description.removeprefix('crossover: ')}.")
         if child is not None:
             return Mutation(child[0], [description], [f"crossover_{name}"], child[1], attempt)
