@@ -13,16 +13,14 @@ from archive.resolve import CAMPAIGNS_ROOT, LATEST_LINK
 
 def report(
     campaign_dir: Optional[Path] = typer.Argument(
-        None, metavar="[CAMPAIGN_DIR]", show_default=False,
+        None, metavar="CAMPAIGN_DIR", show_default=False,
         help=f"the campaign directory (default: {CAMPAIGNS_ROOT / LATEST_LINK})"),
     output: Path = typer.Option(Path("report.html"), "-o", "--output", help="where to write the HTML page"),
 ) -> None:
-    """Write an HTML report of a campaign: progress, leaderboard, loss curves, performance
-    profile, the winner's lineage and code.
+    """Write an HTML report of a campaign: progress, leaderboard, loss curves, performance profile, the winner's lineage and code.
 
-    The page is one file with everything inline (it opens offline). The archive is only read,
-    so a report can be made while the campaign is still running.
-    """
+    The page is one file with everything inline (it opens offline). The archive is only read, so a report can be made while the campaign is still running.
+    """  # noqa: E501  (one line per paragraph: the --help text reflows it to the terminal)
     from discover.report import write_report
 
     directory = campaign_dir if campaign_dir is not None else CAMPAIGNS_ROOT / LATEST_LINK

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import jinja2
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
 import archive as archive_store
 from archive.store import Archive, ArchiveError, Campaign, LineageNode, ProgramRecord
@@ -223,8 +223,6 @@ def code_diff(before: str, after: str, context: int = 2) -> list[DiffLine]:
 
 def highlight_python(code: str) -> Markup:
     """Escaped code with ``<span>`` classes for keywords, names, strings, numbers and comments."""
-    from markupsafe import escape
-
     lines = code.splitlines(keepends=True)
     offsets = [0]
     for line in lines:

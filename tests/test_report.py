@@ -179,6 +179,7 @@ def test_lineage_heldout_and_critique(tmp_path):
     child_code = parent_code.replace("hp.eps", "hp.eps * 10")
     mid = store.add_program(parent_code.replace("0.999", "0.99"), campaign_id=cid, parent_ids=[ids["adamw"]],
                             proposer="mutation", status="evaluated", fitness=1.2, fitness_spread=0.02, stage="full",
+                            cost_usd=0.02,
                             scores={"noisy_quadratic": task_entry(1.3, {"adamw": 1.3}, curve)},
                             meta={"proposal_index": 0, "edits": ["HPARAMS: beta2 0.999 -> 0.99"]})
     heldout = {"cnn_digits": task_entry(1.7, {"adamw": 1.7, "adam": 1.8, "sgd_momentum": 3.0, "lion": 2.0}, curve)}
@@ -205,6 +206,7 @@ def test_lineage_heldout_and_critique(tmp_path):
     assert "cnn_digits (held-out)" in html  # a loss-curve panel for the held-out task
     assert len(svgs(html)) == 3  # progress, curves, profile (no failures)
     assert f":{winner} -o my_optimizer.py" in html
+    assert "dollars spent on LLM calls" in html  # LLM spend: progress over dollars, not wall time
 
 
 # --- pieces -------------------------------------------------------------------------------
