@@ -131,7 +131,7 @@ class Campaign:
         ev = config.evaluation
         self.settings = EvalSettings(
             suite=ev.suite, tasks=tuple(ev.tasks), selection_seeds=tuple(ev.selection_seeds), measure_seeds=tuple(ev.measure_seeds),
-            confirm_seeds=tuple(ev.confirm_seeds), grid_half_decades=ev.grid_half_decades, screen=ev.screen,
+            confirm_seeds=tuple(ev.confirm_seeds), lr_grid=tuple(ev.lr_grid), screen=ev.screen,
             screen_threshold=ev.screen_threshold, device=self.device, job_timeout=ev.job_timeout,
             steps_scale=ev.steps_scale)
         options: dict[str, Any] = {"device": self.device}

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from discover.errors import UserError
+from sandbox.evaluate import DEFAULT_LR_GRID
 
 
 class _Strict(BaseModel):
@@ -55,7 +56,9 @@ class EvaluationConfig(_Strict):
     selection_seeds: list[int] = [0, 1]
     measure_seeds: list[int] = [100, 101]
     confirm_seeds: list[int] = [200, 201, 202]
-    grid_half_decades: int = Field(4, ge=1, le=8)
+    lr_grid: list[float] = Field(
+        default_factory=lambda: list(DEFAULT_LR_GRID),
+        description="learning rates tried for every program and baseline alike (absolute, log-spaced)")
     screen: bool = True
     screen_threshold: float = Field(0.3, ge=0)
     steps_scale: float = Field(1.0, gt=0, le=4)
@@ -72,6 +75,13 @@ class EvaluationConfig(_Strict):
         if value in ("auto", "cpu", "cuda") or (value.startswith("cuda:") and value[5:].isdigit()):
             return value
         raise ValueError("device must be auto, cpu, cuda or cuda:N")
+
+    @field_validator("lr_grid")
+    @classmethod
+    def _grid(cls, value: list[float]) -> list[float]:
+        if len(value) < 3 or any(not lr > 0 for lr in value) or len(set(value)) != len(value):
+            raise ValueError("the LR grid needs at least 3 distinct positive learning rates")
+        return sorted(value)
 
     @field_validator("tasks")
     @classmethod
@@ -127,7 +137,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "quick": {
         "name": "quick",
         "budget": {"max_evaluations": 24, "max_seconds": 240},
-        "evaluation": {"steps_scale": 0.5, "grid_half_decades": 2, "heldout": False,
+        "evaluation": {"steps_scale": 0.5, "lr_grid": [1e-4, 1e-3, 1e-2, 0.1, 1.0], "heldout": False,
                        "confirm_seeds": [200, 201]},
         "search": {"in_flight": 2},
     },

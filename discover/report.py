@@ -369,8 +369,8 @@ class ReportData:
             ("proposers", proposers or "-"),
             ("budget", budget_text or "none"),
             ("tasks", tasks),
-            ("evaluation", f"steps x{ev.get('steps_scale', 1):g}, LR grid ±{ev.get('grid_half_decades', '?')} "
-                           f"half-decades, selection seeds {ev.get('selection_seeds')}, measure seeds "
+            ("evaluation", f"steps x{ev.get('steps_scale', 1):g}, LR grid {_grid_text(ev.get('lr_grid') or [])}, "
+                           f"selection seeds {ev.get('selection_seeds')}, measure seeds "
                            f"{ev.get('measure_seeds')}, confirm seeds {ev.get('confirm_seeds')}, "
                            f"screening {'on' if ev.get('screen') else 'off'}, held-out "
                            f"{'on' if ev.get('heldout') else 'off'}"),
@@ -736,3 +736,7 @@ def write_report(campaign_dir: str | os.PathLike, output_path: str | os.PathLike
     except OSError as exc:
         raise UserError(f"cannot write {output}: {exc.strerror or exc}") from None
     return output
+
+
+def _grid_text(grid: list[float]) -> str:
+    return f"{len(grid)} points {min(grid):g}..{max(grid):g}" if grid else "-"

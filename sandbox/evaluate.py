@@ -10,10 +10,11 @@ The protocol (shared/DESIGN.md section 3), identical for candidates and baseline
 3. *Funnel*: a cheap screen (one seed, a coarse grid, a few tasks) first; a program whose screen
    fitness is clearly bad stops there.
 
-The LR grid is log-spaced and *relative to the program's declared lr*: ``lr * 10**(k/2)`` for
-k = -4..4 by default, four decades centred on what the program asks for. Every program gets the
-same number of points and the same spacing, so tuning effort is equal; a program that rescales
-its update is not penalised for picking a different default.
+The LR grid is log-spaced, absolute and *the same for every program*: half-decade steps from
+3e-5 to 3 by default (11 points), wide enough for Lion-like sign updates at the bottom and
+SGD-momentum at the top. A program's own ``HPARAMS["lr"]`` is only its default for export; it
+does not move the grid, so no baseline can be "badly tuned" relative to a candidate. The screen
+uses every other point.
 
 Untrusted code runs only in executor workers; this module sees raw losses and scores them.
 Every run is cached by (normalised program hash, task, version, seed, lr, steps, device).
@@ -38,6 +39,8 @@ from sandbox.tasks import get_task, suite as suite_tasks
 BASELINES = ("adamw", "adam", "sgd_momentum", "lion")
 """Tuned baselines every candidate is compared with; AdamW is the reference for scores."""
 REFERENCE_BASELINE = "adamw"
+DEFAULT_LR_GRID = (3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0)
+"""Half-decade steps, identical for candidates and baselines."""
 
 
 @dataclass(frozen=True)
@@ -49,7 +52,7 @@ class EvalSettings:
     selection_seeds: tuple[int, ...] = (0, 1)
     measure_seeds: tuple[int, ...] = (100, 101)
     confirm_seeds: tuple[int, ...] = (200, 201, 202)
-    grid_half_decades: int = 4  # grid = lr * 10 ** (k / 2) for k in [-n, n]
+    lr_grid: tuple[float, ...] = DEFAULT_LR_GRID
     screen: bool = True
     screen_tasks: tuple[str, ...] = ()  # empty: the suite's first two tasks
     screen_threshold: float = 0.3  # screen fitness below this stops the program
@@ -57,9 +60,12 @@ class EvalSettings:
     job_timeout: float = 300.0
     steps_scale: float = 1.0  # multiply every task budget (quick demos use < 1)
 
-    def lr_grid(self, base_lr: float, coarse: bool = False) -> list[float]:
-        ks = range(-self.grid_half_decades, self.grid_half_decades + 1, 2 if coarse else 1)
-        return [float(f"{base_lr * 10 ** (k / 2):.6g}") for k in ks]
+    def grid(self, coarse: bool = False) -> list[float]:
+        """The LR grid; ``coarse`` keeps every other point (the screen's), ends included."""
+        grid = sorted(self.lr_grid)
+        if not coarse or len(grid) <= 3:
+            return grid
+        return grid[::2] if len(grid) % 2 else grid[::2] + [grid[-1]]
 
     def steps_for(self, task) -> int:
         return max(10, int(round(task.steps * self.steps_scale)))
@@ -164,8 +170,8 @@ class Evaluator:
 
     # --- one task ---------------------------------------------------------------------------
 
-    def _select(self, source, phash, base_lr, task, seeds, coarse, steps, stats):
-        grid = self.settings.lr_grid(base_lr, coarse=coarse)
+    def _select(self, source, phash, task, seeds, coarse, steps, stats):
+        grid = self.settings.grid(coarse=coarse)
         configs = [(lr, seed) for lr in grid for seed in seeds]
         return grid, configs, self._submit_runs(source, phash, task, configs, steps, stats)
 
@@ -198,30 +204,29 @@ class Evaluator:
         except CandidateError as exc:
             return self._failed(source, suite, "screen", exc, started, stats)
         phash = program_hash(source)
-        base_lr = program.hparams["lr"]
         tasks = self.tasks_for(suite)
         records: list[dict] = []
         try:
             if stage in ("auto", "screen") and self.settings.screen:
-                screen = self._screen(source, phash, base_lr, suite, tasks, stats, records)
+                screen = self._screen(source, phash, suite, tasks, stats, records)
                 if stage == "screen" or screen.fitness < self.settings.screen_threshold:
                     screen.seconds = time.perf_counter() - started
                     return screen
-            result = self._full(source, phash, base_lr, suite, tasks, stats, records, on_task,
+            result = self._full(source, phash, suite, tasks, stats, records, on_task,
                                 measure_seeds or self.settings.measure_seeds)
         except CandidateError as exc:
             return self._failed(source, suite, "full" if stage == "full" else "screen", exc, started, stats)
         result.seconds = time.perf_counter() - started
         return result
 
-    def _screen(self, source, phash, base_lr, suite, tasks, stats, records) -> EvaluationResult:
+    def _screen(self, source, phash, suite, tasks, stats, records) -> EvaluationResult:
         names = self.settings.screen_tasks or tuple(t.name for t in tasks[:2])
         seed = self.settings.selection_seeds[:1]
         pending = {}
         for name in names:
             task = get_task(name)
             steps = self.settings.steps_for(task)
-            pending[name] = (task, steps, self._select(source, phash, base_lr, task, seed, True, steps, stats))
+            pending[name] = (task, steps, self._select(source, phash, task, seed, True, steps, stats))
         results: dict[str, TaskResult] = {}
         for name, (task, steps, (grid, configs, sub)) in pending.items():
             recs = self._collect(sub)
@@ -233,12 +238,12 @@ class Evaluator:
         return EvaluationResult(phash, suite, "screen", scoring.geometric_mean(scores), 0.0, results,
                                 runs_executed=stats["executed"], runs_cached=stats["cached"], run_records=records)
 
-    def _full(self, source, phash, base_lr, suite, tasks, stats, records, on_task, measure_seeds) -> EvaluationResult:
+    def _full(self, source, phash, suite, tasks, stats, records, on_task, measure_seeds) -> EvaluationResult:
         seeds = self.settings.selection_seeds
         selections = {}
         for task in tasks:
             steps = self.settings.steps_for(task)
-            selections[task.name] = (task, steps, self._select(source, phash, base_lr, task, seeds, False, steps, stats))
+            selections[task.name] = (task, steps, self._select(source, phash, task, seeds, False, steps, stats))
         measures = {}
         for name, (task, steps, (grid, configs, sub)) in selections.items():
             recs = self._collect(sub)
@@ -318,11 +323,10 @@ class Evaluator:
     def _baseline_curve(self, name, task, seeds, screen) -> list[float]:
         source = reference_source(name)
         phash = program_hash(source)
-        base_lr = load_program(source).hparams["lr"]
         steps = self.settings.steps_for(task)
         stats = {"executed": 0, "cached": 0}
         sel_seeds = self.settings.selection_seeds[:1] if screen else self.settings.selection_seeds
-        grid, configs, sub = self._select(source, phash, base_lr, task, sel_seeds, screen, steps, stats)
+        grid, configs, sub = self._select(source, phash, task, sel_seeds, screen, steps, stats)
         best, _, best_recs = self._best_lr(grid, configs, self._collect(sub), steps)
         if screen:
             return scoring.mean_curve([r["losses"] for r in best_recs], steps)
@@ -347,7 +351,7 @@ class Evaluator:
         phash = program_hash(source)
         steps = self.settings.steps_for(task)
         stats = {"executed": 0, "cached": 0}
-        grid, configs, sub = self._select(source, phash, load_program(source).hparams["lr"], task,
+        grid, configs, sub = self._select(source, phash, task,
                                           self.settings.selection_seeds, False, steps, stats)
         best, edge, _ = self._best_lr(grid, configs, self._collect(sub), steps)
         recs = self._collect(self._measure(source, phash, task, best, self.settings.measure_seeds, steps, stats))

@@ -34,12 +34,13 @@ def sign(x):
 
 def sqrt(x):
     """Square root, elementwise (x >= 0)."""
-    return torch.sqrt(x) if isinstance(x, torch.Tensor) else float(x) ** 0.5
+    # On numbers, match torch: NaN for a negative input (Python would return a complex number).
+    return torch.sqrt(x) if isinstance(x, torch.Tensor) else float(torch.sqrt(_f64(x)))
 
 
 def rsqrt(x):
     """1 / sqrt(x), elementwise."""
-    return torch.rsqrt(x) if isinstance(x, torch.Tensor) else float(x) ** -0.5
+    return torch.rsqrt(x) if isinstance(x, torch.Tensor) else float(torch.rsqrt(_f64(x)))
 
 
 def exp(x):
