@@ -233,12 +233,11 @@ _FLAT_ATTRIBUTES = """
     # The rule is elementwise and uses only ops that round the same wherever an element sits, so
     # it may run once over a concatenation of same-dtype parameters with the same bits as running
     # it parameter by parameter. That saves kernel launches on GPUs and calls on small CPU
-    # tensors; CPU tensors of `flat_cpu_numel` entries or more keep the per-parameter loop, where
-    # concatenating would only add copies, and one concatenation holds at most `flat_max_numel`
-    # entries, since each temporary of the rule is that large. Set `flatten = False` to always
-    # use the loop.
+    # tensors. Every temporary of the rule is as large as the concatenation, so one holds at most
+    # `flat_max_numel` entries, and on CPU at most `flat_cpu_numel` (temporaries that stay in
+    # cache; larger CPU tensors keep the per-parameter loop). `flatten = False` always loops.
     flatten = True
-    flat_cpu_numel = 65536
+    flat_cpu_numel = 2 ** 18
     flat_max_numel = 2 ** 25
 """
 
@@ -256,13 +255,14 @@ _FLAT_METHODS = """
                     for name, value in state.items() if name != "step")
             small = param.device.type != "cpu" or param.numel() < self.flat_cpu_numel
             buckets.setdefault(key if fits and small else id(param), []).append(param)
-        # cap each concatenation: its temporaries are as large as the bucket
+        # cap each concatenation: every temporary of the rule is as large as the bucket
         capped = []
         for bucket in buckets.values():
+            cap = self.flat_cpu_numel if bucket[0].device.type == "cpu" else self.flat_max_numel
             capped.append([])
             numel = 0
             for param in bucket:
-                if capped[-1] and numel + param.numel() > self.flat_max_numel:
+                if capped[-1] and numel + param.numel() > cap:
                     capped.append([])
                     numel = 0
                 capped[-1].append(param)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import random
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -377,13 +377,21 @@ class Campaign:
                 continue
             self.archive.update_program(pid, fingerprint=probe.value)
             survivors.append((pid, source))
-        workers = max(1, min(len(survivors), getattr(self.executor, "capacity", 2)))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="evaluate") as pool:
-            results = list(pool.map(lambda item: self.evaluator.evaluate(item[1]), survivors))
-        for (pid, source), result in zip(survivors, results):
-            if count_budget:
-                self.spend.charge_evaluations(1)
-            self._record_result(pid, result)
+        # Every program's tasks are submitted at once (the evaluator fans them out to the
+        # executor's slots); each result is archived the moment it finishes, in any order.
+        results: dict[int, EvaluationResult] = {}
+        with ThreadPoolExecutor(max_workers=max(1, len(survivors)), thread_name_prefix="evaluate") as pool:
+            futures = {pool.submit(self.evaluator.evaluate, source): pid for pid, source in survivors}
+            for future in as_completed(futures):
+                pid = futures[future]
+                results[pid] = result = future.result()
+                if count_budget:
+                    self.spend.charge_evaluations(1)
+                self._record_result(pid, result)
+                self.archive.update_spend(self.campaign_id, self.spend.to_dict())
+        # Confirmation compares with the best so far, so it runs in proposal order: reruns agree.
+        for pid, source in survivors:
+            result = results[pid]
             if result.failure is None and result.stage == "full":
                 self._maybe_confirm(pid, source, result)
         self.archive.update_spend(self.campaign_id, self.spend.to_dict())

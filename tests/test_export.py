@@ -129,7 +129,7 @@ def test_flat_buckets_are_capped() -> None:
     cls = load_optimizer("adamw")
     params = [torch.nn.Parameter(torch.randn(n)) for n in (30, 50, 40, 10, 80)]
     opt = cls(params)
-    opt.flat_max_numel = 90
+    opt.flat_cpu_numel = 90  # on CPU, both the size limit of a tensor to flatten and of a bucket
     for p in params:
         p.grad = torch.ones_like(p)
     opt.step()
