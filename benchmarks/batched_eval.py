@@ -2,6 +2,9 @@
 
 Runs AdamW on the digits MLP task for 16 configurations (8 learning rates x 2 seeds) both ways,
 in the same process and with the same thread count, and prints the wall times and their ratio.
+Then it measures the worker sandbox's overhead: the same batched evaluation as an ``evaluate``
+job through a one-worker :class:`~sandbox.pool.WorkerPool` (separate process, rlimits, JSON
+replies) against calling the job function in this process.
 Each path is warmed up once, then timed ``--repeats`` times; the minimum is reported (the
 least-disturbed run: on a shared machine every other number is mostly noise from neighbours).
 
@@ -73,6 +76,33 @@ def main() -> None:
     print(f"batched:    {bat:7.2f} s   (all repeats: {', '.join(f'{t:.2f}' for t in times['batched'])}); "
           f"{per_step:.3f} ms per config-step")
     print(f"speed-up:   {seq / bat:7.2f}x   (largest relative loss difference between the paths: {worst:.1e})")
+    sandbox_overhead(args, program, configs, steps)
+
+
+def sandbox_overhead(args, program, configs, steps: int) -> None:
+    """The same job in-process and through a sandboxed worker, interleaved; minimum of repeats."""
+    from sandbox.jobs import evaluate_job
+    from sandbox.pool import WorkerPool
+
+    payload = {"source": program.source, "task": args.task, "steps": steps,
+               "configs": [[c.lr, c.seed] for c in configs]}
+    times: dict[str, list[float]] = {"in-process": [], "sandboxed": []}
+    with WorkerPool(1, device=args.device, num_threads=args.threads) as pool:
+        pool.submit("evaluate", {**payload, "steps": 5}, timeout=600).result()  # warm the worker up
+        evaluate_job({**payload, "steps": 5}, args.device)
+        for _ in range(args.repeats):
+            start = time.perf_counter()
+            local = evaluate_job(payload, args.device)
+            times["in-process"].append(time.perf_counter() - start)
+            start = time.perf_counter()
+            remote = pool.submit("evaluate", payload, timeout=600).result()
+            times["sandboxed"].append(time.perf_counter() - start)
+    if not remote.ok:
+        raise SystemExit(f"the sandboxed evaluation failed: {remote.reason}: {remote.message}")
+    same = remote.value == local
+    inproc, boxed = min(times["in-process"]), min(times["sandboxed"])
+    print(f"in-process: {inproc:7.2f} s   sandboxed worker: {boxed:7.2f} s   "
+          f"overhead: {100 * (boxed / inproc - 1):+.1f}%   (identical results: {same})")
 
 
 if __name__ == "__main__":

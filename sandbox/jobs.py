@@ -22,18 +22,23 @@ from sandbox.contract import CandidateError, HParams, load_program, program_hash
 
 JobFunction = Callable[[dict, str], Any]
 
-PROBE_SHAPES: tuple[tuple[int, ...], ...] = ((5,), (3, 4), (6, 2))
-"""A bias-like vector, a wide and a tall matrix (matrix ops treat the two differently)."""
+PROBE_SHAPES: tuple[tuple[int, ...], ...] = ((5,), (3, 4), (6, 2), (4,))
+"""A bias-like vector, a wide and a tall matrix (matrix ops treat the two differently), and a
+vector whose gradients are tiny (see PROBE_GRAD_SCALES)."""
+PROBE_GRAD_SCALES: tuple[float, ...] = (1.0, 1.0, 1.0, 1e-8)
+"""Gradient scale per probe tensor: at 1e-8 an `eps` of 1e-8 vs 2e-8 changes the update, so two
+programs that differ only in eps are not mistaken for twins."""
 PROBE_SEED = 1234
-MAX_PROBE_STEPS = 8  # 29 numbers a step: at most 232 numbers in a probe
+MAX_PROBE_STEPS = 8  # 33 numbers a step: at most 264 numbers in a probe
 PROBE_DIGITS = 6  # significant digits kept, so float noise in the last bits does not split twins
 
 
 def _probe_problem(steps: int) -> tuple[list[torch.Tensor], list[list[torch.Tensor]]]:
     """Initial parameters and per-step gradient noise, the same on every machine (CPU, seeded)."""
     gen = torch.Generator().manual_seed(PROBE_SEED)
-    params = [torch.randn(shape, generator=gen) for shape in PROBE_SHAPES]
-    noise = [[torch.randn(shape, generator=gen) for shape in PROBE_SHAPES] for _ in range(steps)]
+    params = [torch.randn(shape, generator=gen) * scale for shape, scale in zip(PROBE_SHAPES, PROBE_GRAD_SCALES)]
+    noise = [[torch.randn(shape, generator=gen) * scale for shape, scale in zip(PROBE_SHAPES, PROBE_GRAD_SCALES)]
+             for _ in range(steps)]
     return params, noise
 
 

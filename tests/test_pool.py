@@ -124,7 +124,7 @@ def test_probe_in_a_worker_matches_in_process(pool):
     result = pool.submit("probe", payload, timeout=30).result()
     assert result.ok, result.message
     assert result.value == probe_job(payload)
-    assert len(result.value) == 3 * (5 + 12 + 12)
+    assert len(result.value) == 3 * (5 + 12 + 12 + 4)  # 3 steps of the four probe tensors
 
 
 def test_validate_job_reports_the_program(pool):
