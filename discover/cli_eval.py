@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -15,6 +16,7 @@ from rich.table import Table
 from discover.errors import UserError
 
 console = Console()
+_SHORT = {"sgd_momentum": "sgd-m"}
 
 SuiteOpt = typer.Option("search", "--suite", help="search (used for selection), heldout (generalisation) or all")
 DeviceOpt = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N (auto: cuda if available)")
@@ -95,29 +97,31 @@ def eval_command(
         reason, message = result.failure
         console.print(f"[bold red]{label} failed[/] ([bold]{reason}[/]): {message}")
         raise typer.Exit(1)
-    table = Table(title=f"{label} on the {suite} suite ({len(evaluator.settings.measure_seeds)} fresh seeds)",
-                  title_justify="left")
-    table.add_column("task")
-    table.add_column("score", justify="right")
+    others = [b for b in evaluator.baseline_names() if b != "adamw"]
+    table = Table(title=f"{label} on the {suite} suite ({len(evaluator.settings.measure_seeds)} fresh seeds); "
+                        "score = speed-up over tuned AdamW", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("task", no_wrap=True, min_width=len(max(result.tasks, key=len, default="task")))
+    table.add_column("score", justify="right", no_wrap=True)
     table.add_column("best lr", justify="right")
-    table.add_column("final loss", justify="right")
-    table.add_column("test metric", justify="right")
-    for name in evaluator.baseline_names():
-        table.add_column(f"vs {name}", justify="right")
+    table.add_column("loss", justify="right", no_wrap=True, min_width=8)
+    table.add_column("test", justify="right")
+    for name in others:
+        table.add_column(f"vs {_SHORT.get(name, name)}", justify="right")
     for name, t in result.tasks.items():
-        lr = _fmt(t.best_lr) + (" [yellow](edge)[/]" if t.lr_at_edge else "")
-        metric = "-" if t.test_metric is None else f"{_fmt(t.test_metric, '.4g')}"
+        lr = _fmt(t.best_lr, ".2g") + ("[yellow]*[/]" if t.lr_at_edge else "")
+        metric = "-" if t.test_metric is None else f"{_fmt(t.test_metric, '.3g')}"
         score = f"{t.score:.2f}x" + ("" if t.status == "ok" else f" [red]{t.status}[/]")
-        table.add_row(name, score, lr, _fmt(t.final_loss, ".4g"), metric,
-                      *[f"{t.vs_baselines.get(b, float('nan')):.2f}x" for b in evaluator.baseline_names()])
+        table.add_row(name, score, lr, _fmt(t.final_loss, ".3g"), metric,
+                      *[f"{t.vs_baselines.get(b, float('nan')):.2f}x" for b in others])
     console.print(table)
+    console.print("loss = final loss; test = the task's test metric (`discover tasks`); vs X = speed-up over tuned X", style="dim")
     console.print(f"fitness (geometric mean over tasks): [bold]{result.fitness:.3f}[/] "
                   f"± {result.fitness_spread:.3f} over seeds  (1.0 = tuned AdamW; "
                   f"{result.runs_executed} runs executed, {result.runs_cached} from cache, {result.seconds:.0f} s)")
     edges = [n for n, t in result.tasks.items() if t.lr_at_edge]
     if edges:
-        console.print(f"[yellow]note:[/] the best lr sits at the edge of the grid on {', '.join(edges)}: "
-                      "the program's HPARAMS['lr'] is far from what these tasks want")
+        console.print(f"[yellow]*[/] the best lr sits at the edge of the LR grid on {', '.join(edges)}: "
+                      "the grid may be too narrow for this program there")
 
 
 def baselines_command(
