@@ -35,9 +35,10 @@ from discover.proposers import Proposal, ProposalContext, Proposer, make_propose
 from discover.selection import select_parents
 from sandbox.contract import CandidateError, program_hash
 from sandbox.evaluate import EvalSettings, EvaluationResult, Evaluator
-from sandbox.executor import make_executor
+from sandbox.executor import ExecutorUnavailable, make_executor
 from sandbox.references import reference_names, reference_source
 from sandbox.runcache import RunCache
+from sandbox.tasks import suite as suite_tasks
 
 CONFIG_FILE = "config.toml"
 LLM_KINDS = ("full", "diff", "textgrad", "crossover")
@@ -101,6 +102,14 @@ class Campaign:
         self.on_event = on_event or (lambda event: None)
         self.notes: list[str] = []
         self.device = resolve_device(config.evaluation.device)
+        self.executor = _make_executor(config, self.device)
+        if not resume:  # a resumed campaign keeps the batch size its config.toml recorded
+            in_flight = in_flight_for(config, self.executor.capacity)
+            if in_flight != config.search.in_flight:
+                config = self.config = config.model_copy(
+                    update={"search": config.search.model_copy(update={"in_flight": in_flight})})
+                self.notes.append(f"search.in_flight = {in_flight}: enough proposals per batch to keep the "
+                                  f"executor's {self.executor.capacity} slots busy (set it to pin the batch size)")
         self.archive: Archive = archive_store.open(self.directory, create=True)
         b = config.budget
         budget = Budget(max_tokens=b.max_tokens, max_usd=b.max_usd, max_evaluations=b.max_evaluations,
@@ -134,12 +143,6 @@ class Campaign:
             confirm_seeds=tuple(ev.confirm_seeds), lr_grid=tuple(ev.lr_grid), screen=ev.screen,
             screen_threshold=ev.screen_threshold, device=self.device, job_timeout=ev.job_timeout,
             steps_scale=ev.steps_scale)
-        options: dict[str, Any] = {"device": self.device}
-        if ev.workers:
-            options["size"] = ev.workers
-        if ev.executor == "ray" and ev.ray_address:
-            options["address"] = ev.ray_address
-        self.executor = make_executor(ev.executor, **options)
         self.evaluator = Evaluator(self.executor, self.cache, self.settings)
 
     @classmethod
@@ -297,8 +300,13 @@ class Campaign:
         rng = random.Random(f"{self.config.seed}:{index}")
         kinds = sorted(self.weights)
         kind = rng.choices(kinds, weights=[self.weights[k] for k in kinds], k=1)[0]
-        pool = self._selection_pool()
-        parent_ids = select_parents(pool, rng, self.proposers[kind].parents_needed)
+        needed = self.proposers[kind].parents_needed
+        if self.config.search.selection == "random":
+            # The control: mutations of the seed programs, with no selection at all.
+            seeds = sorted(r.id for r in self.archive.programs(status="evaluated") if r.proposer == "reference")
+            parent_ids = rng.sample(seeds, min(needed, len(seeds)))
+        else:
+            parent_ids = select_parents(self._selection_pool(), rng, needed)
         parents = [self._as_dict(self.archive.program(i)) for i in parent_ids]
 
         def parent_of(program: dict[str, Any]) -> dict[str, Any] | None:
@@ -473,6 +481,31 @@ class Campaign:
                                         meta={**rec.meta, "heldout_scores": scores,
                                               "heldout_spread": result.fitness_spread})
             self.on_event(Event("heldout", pid, f"held-out fitness {result.fitness:.3f}", result.fitness))
+
+
+def _make_executor(config: CampaignConfig, device: str):
+    """The executor the config asks for; one that cannot be built here is the user's to fix."""
+    ev = config.evaluation
+    options: dict[str, Any] = {"device": device}
+    if ev.workers:
+        options["size"] = ev.workers
+    if ev.executor == "ray" and ev.ray_address:
+        options["address"] = ev.ray_address
+    try:
+        return make_executor(ev.executor, **options)
+    except ExecutorUnavailable as exc:
+        raise UserError(str(exc)) from None
+
+
+def in_flight_for(config: CampaignConfig, capacity: int) -> int:
+    """Proposals per batch: ``search.in_flight`` when the config sets it; left at its default,
+    enough programs to fill ``capacity`` executor slots (a program runs one job per task at a
+    time). The result is recorded in config.toml, so the campaign reruns with the same batches."""
+    search, ev = config.search, config.evaluation
+    if "in_flight" in search.model_fields_set:
+        return search.in_flight
+    tasks = len(ev.tasks) or len(suite_tasks(ev.suite))
+    return max(search.in_flight, capacity // max(1, tasks))
 
 
 def _reason(status: str) -> str:

@@ -111,6 +111,9 @@ class SearchConfig(_Strict):
         default_factory=lambda: ["adamw", "adam", "lion", "sgd_momentum", "signum", "rmsprop"],
         description="reference programs the archive starts from")
     in_flight: int = Field(2, ge=1, description="proposals being evaluated at once")
+    selection: Literal["pareto", "random"] = Field(
+        "pareto", description="pareto: parents from the Pareto front over per-task scores; random: "
+                              "parents drawn uniformly from the seed programs (the no-selection control)")
     mutation_edits: int = Field(2, ge=1, le=8, description="edits per offline mutation (at most)")
     parse_retries: int = Field(1, ge=0, le=3, description="re-asks in the same conversation after a bad answer")
     top_k_in_prompt: int = Field(5, ge=1, le=20)
