@@ -460,10 +460,14 @@ class Campaign:
                                              f"fresh seeds: seed noise, not a new best"))
 
     def _score_heldout(self) -> None:
-        """Score the best programs on the held-out suite (reported, never used for selection)."""
-        ranked = sorted(((r.meta.get("confirmed_fitness") or -1.0, r.id) for r in self.archive.programs(status="evaluated")
-                         if r.meta.get("confirmed_fitness") is not None), reverse=True)[:3]
-        for _, pid in ranked:
+        """Score the best programs, and the tuned baselines beside them, on the held-out suite
+        (reported, never used for selection)."""
+        evaluated = self.archive.programs(status="evaluated")
+        ranked = sorted(((r.meta.get("confirmed_fitness") or -1.0, r.id) for r in evaluated
+                         if r.meta.get("confirmed_fitness") is not None and r.proposer != "reference"),
+                        reverse=True)[:3]
+        baselines = [r.id for r in evaluated if r.proposer == "reference" and r.name in self.evaluator.baseline_names()]
+        for pid in [pid for _, pid in ranked] + sorted(baselines):
             rec = self.archive.program(pid)
             if rec.heldout_fitness is not None:
                 continue
