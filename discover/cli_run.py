@@ -111,15 +111,15 @@ def print_summary(summary, campaign, console: Console) -> None:
         console.print("failures by reason: " + ", ".join(f"{k} {v}" for k, v in summary.failure_counts.items()))
     console.print(leaderboard(campaign.archive, limit=8))
     where = summary.directory
-    console.print(f"archive:  {where / 'archive.db'}")
-    console.print(f"browse:   discover archive list --db {where}")
-    console.print(f"report:   discover report {where} -o {where / 'report.html'}")
+    console.print(f"archive:  {where / 'archive.db'}", soft_wrap=True)
+    console.print(f"browse:   discover archive list --db {where}", soft_wrap=True)
+    console.print(f"report:   discover report {where} -o {where / 'report.html'}", soft_wrap=True)
     if summary.best_id is not None:
         best = campaign.archive.program(summary.best_id)
         label = f" ({best.name})" if best.name else ""
         console.print(f"[bold]best:[/] #{summary.best_id}{label}, confirmed fitness {summary.best_fitness:.3f} "
                       f"on fresh seeds (1.0 = tuned AdamW)")
-        console.print(f"export:   discover export {where}:{summary.best_id} -o my_optimizer.py")
+        console.print(f"export:   discover export {where}:{summary.best_id} -o my_optimizer.py", soft_wrap=True)
 
 
 def run_command(
