@@ -147,6 +147,8 @@ class Campaign:
 
     @classmethod
     def create(cls, config: CampaignConfig, **kwargs: Any) -> Campaign:
+        """A campaign in a new directory (checked first, so a bad device leaves no empty directory)."""
+        resolve_device(config.evaluation.device)
         return cls(config, new_campaign_dir(config), **kwargs)
 
     def _make_llm(self):

@@ -22,6 +22,22 @@ SuiteOpt = typer.Option("search", "--suite", help="search (used for selection), 
 DeviceOpt = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N (auto: cuda if available)")
 WorkersOpt = typer.Option(None, "--workers", help="sandbox worker processes (default: CPU cores, or one per GPU)")
 JsonOpt = typer.Option(False, "--json", help="print machine-readable JSON instead of tables")
+StepsScaleOpt = typer.Option(1.0, "--steps-scale", min=0.05, max=4.0, help="multiply every task's step budget")
+
+
+TasksOpt = typer.Option([], "--task", help="only this task (repeatable); default: every task of the suite")
+
+
+def _suite_tasks(suite: str, only: list[str]) -> list:
+    from sandbox.tasks import get_task, task_names
+    from sandbox.tasks import suite as suite_tasks
+
+    if suite not in ("search", "heldout", "all"):
+        raise UserError(f"unknown suite {suite!r}: choose search, heldout or all")
+    unknown = [t for t in only if t not in task_names()]
+    if unknown:
+        raise UserError(f"unknown task(s) {', '.join(unknown)}; `discover tasks` lists them")
+    return [get_task(t) for t in only] if only else suite_tasks(suite)
 
 
 def _read_source(path_or_name: str) -> tuple[str, str]:
@@ -41,7 +57,7 @@ def _read_source(path_or_name: str) -> tuple[str, str]:
 
 
 def _evaluator(device: str, workers: Optional[int], seeds: Optional[int] = None, steps_scale: float = 1.0,
-               screen: bool = False):
+               screen: bool = False, suite: str = "search", tasks: tuple[str, ...] = ()):
     from discover.devices import resolve_device
     from sandbox.evaluate import EvalSettings, Evaluator
     from sandbox.executor import make_executor
@@ -49,7 +65,8 @@ def _evaluator(device: str, workers: Optional[int], seeds: Optional[int] = None,
 
     device = resolve_device(device)
     measure = tuple(range(100, 100 + seeds)) if seeds else (100, 101)
-    settings = EvalSettings(measure_seeds=measure, device=device, screen=screen, steps_scale=steps_scale)
+    settings = EvalSettings(suite=suite, tasks=tasks, measure_seeds=measure, device=device, screen=screen,
+                            steps_scale=steps_scale)
     options = {"device": device}
     if workers:
         options["size"] = workers
@@ -70,19 +87,17 @@ def eval_command(
     seeds: int = typer.Option(2, "--seeds", min=1, max=16, help="fresh measurement seeds per task"),
     device: str = DeviceOpt,
     workers: Optional[int] = WorkersOpt,
-    steps_scale: float = typer.Option(1.0, "--steps-scale", min=0.05, max=4.0, help="multiply every task's step budget"),
+    steps_scale: float = StepsScaleOpt,
+    task: list[str] = TasksOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Score one program on a suite: speed-up over tuned AdamW per task, vs every baseline."""
     from sandbox.contract import load_program
-    from sandbox.tasks import suite as suite_tasks
 
-    if suite not in ("search", "heldout", "all"):
-        raise UserError(f"unknown suite {suite!r}: choose search, heldout or all")
+    tasks = _suite_tasks(suite, task)
     source, label = _read_source(program)
     load_program(source)  # a bad program fails here, in one clear line, before any worker starts
-    tasks = suite_tasks(suite)
-    evaluator = _evaluator(device, workers, seeds, steps_scale)
+    evaluator = _evaluator(device, workers, seeds, steps_scale, suite=suite, tasks=tuple(t.name for t in tasks))
     try:
         with _progress(as_json) as progress:
             bar = progress.add_task(f"evaluating {label}", total=len(tasks))
@@ -128,16 +143,13 @@ def baselines_command(
     suite: str = SuiteOpt,
     device: str = DeviceOpt,
     workers: Optional[int] = WorkersOpt,
-    steps_scale: float = typer.Option(1.0, "--steps-scale", min=0.05, max=4.0, help="multiply every task's step budget"),
+    steps_scale: float = StepsScaleOpt,
+    task: list[str] = TasksOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Compute (or show, when cached) the tuned baselines: AdamW, Adam, SGD-momentum, Lion."""
-    from sandbox.tasks import suite as suite_tasks
-
-    if suite not in ("search", "heldout", "all"):
-        raise UserError(f"unknown suite {suite!r}: choose search, heldout or all")
-    evaluator = _evaluator(device, workers, steps_scale=steps_scale)
-    tasks = suite_tasks(suite)
+    tasks = _suite_tasks(suite, task)
+    evaluator = _evaluator(device, workers, steps_scale=steps_scale, suite=suite, tasks=tuple(t.name for t in tasks))
     try:
         with _progress(as_json) as progress:
             bar = progress.add_task("baselines", total=len(tasks) * len(evaluator.baseline_names()))

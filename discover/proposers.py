@@ -107,14 +107,8 @@ class Proposer(ABC):
              parse: Callable[[str], str], retries: int) -> str | None:
         """Ask, parse and validate; on failure re-ask in the same conversation with the error."""
         for attempt in range(retries + 1):
-            try:
-                completion = self.llm.complete(messages, role=role, seed=self._seed(proposal))
-            except BudgetExhausted as exc:
-                proposal.budget_exhausted = str(exc)
-                proposal.error = ("crashed", f"budget exhausted before the request: {exc}")
-                return None
-            except LLMError as exc:
-                proposal.error = ("crashed", f"LLM request failed: {exc}")
+            completion = self._complete(proposal, messages, role)
+            if completion is None:
                 return None
             try:
                 source = parse(completion.text)
@@ -133,6 +127,17 @@ class Proposer(ABC):
                 {"role": "assistant", "content": completion.text},
                 {"role": "user", "content": render("retry", error=proposal.error[1])},
             ]
+        return None
+
+    def _complete(self, proposal: Proposal, messages: list[dict[str, str]], role: str) -> Completion | None:
+        """One LLM request; on failure the proposal records why and None comes back."""
+        try:
+            return self.llm.complete(messages, role=role, seed=self._seed(proposal))
+        except BudgetExhausted as exc:
+            proposal.budget_exhausted = str(exc)
+            proposal.error = ("crashed", f"budget exhausted before the request: {exc}")
+        except LLMError as exc:
+            proposal.error = ("crashed", f"{role} request failed: {exc}")
         return None
 
     @staticmethod
@@ -247,14 +252,8 @@ class TextGradProposer(Proposer):
             {"role": "user", "content": render("critique", program=parent["code"], parent_feedback=fb,
                                                archive_summary=self._summary(ctx))},
         ]
-        try:
-            completion = self.llm.complete(critic_messages, role="critic", seed=self._seed(proposal))
-        except BudgetExhausted as exc:
-            proposal.budget_exhausted = str(exc)
-            proposal.error = ("crashed", f"budget exhausted before the request: {exc}")
-            return proposal
-        except LLMError as exc:
-            proposal.error = ("crashed", f"critic request failed: {exc}")
+        completion = self._complete(proposal, critic_messages, "critic")
+        if completion is None:
             return proposal
         critique = parsing.extract_critique(completion.text)
         self._record(proposal, "critic", critic_messages, completion, "critique")

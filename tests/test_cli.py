@@ -1,0 +1,101 @@
+"""The eval/baselines/tasks/run commands as a user types them: output, JSON, and bad input
+(one clear line, exit code 2, never a traceback)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from discover.cli import app, main
+
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def private_run_cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("DISCOVER_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cli-run-cache"))
+
+
+def run_main(argv, monkeypatch, capsys) -> tuple[int, str, str]:
+    """Run the console-script entry point (which maps user errors to exit code 2)."""
+    monkeypatch.setattr("sys.argv", ["discover", *argv])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    out, err = capsys.readouterr()
+    return exit_info.value.code, out, err
+
+
+def test_tasks_lists_both_suites():
+    result = runner.invoke(app, ["tasks", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)
+    suites = {r["suite"] for r in rows}
+    assert {"search", "heldout"} <= suites and all(r["steps"] > 0 for r in rows)
+
+
+def test_eval_prints_a_table_and_json(tmp_path):
+    args = ["eval", "sgd_momentum", "--task", "noisy_quadratic", "--steps-scale", "0.2", "--workers", "1"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "noisy_quadratic" in result.output and "fitness" in result.output
+    result = runner.invoke(app, [*args, "--json"])
+    data = json.loads(result.output)
+    task = data["tasks"]["noisy_quadratic"]
+    assert set(task["vs_baselines"]) == {"adamw", "adam", "sgd_momentum", "lion"}
+    assert task["vs_baselines"]["sgd_momentum"] == pytest.approx(1.0)  # itself, same runs
+
+
+def test_baselines_table_comes_from_the_cache_the_second_time():
+    args = ["baselines", "--task", "noisy_quadratic", "--steps-scale", "0.2", "--workers", "1", "--json"]
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0, first.output
+    table = json.loads(first.output)
+    assert table["noisy_quadratic"]["adamw"]["score"] == pytest.approx(1.0)
+    second = runner.invoke(app, args)
+    assert json.loads(second.output) == table
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["eval", "no_such_program"], "no such file"),
+    (["eval", "adamw", "--suite", "bogus"], "unknown suite"),
+    (["eval", "adamw", "--task", "bogus"], "unknown task"),
+    (["run", "--set", "evaluation.bogus=1"], "unknown field `evaluation.bogus`"),
+    (["run", "--set", "evaluation.selection_seeds=[1]"], "at least two selection seeds"),
+    (["run", "--preset", "huge"], "unknown preset"),
+    (["run", "--resume", "/no/such/campaign"], "not a campaign directory"),
+    (["run", "--device", "cuda:7"], "device"),
+])
+def test_bad_input_is_one_line_and_exit_code_2(argv, message, monkeypatch, capsys, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_main(argv, monkeypatch, capsys)
+    assert code == 2
+    assert message in err and "Traceback" not in err + out
+
+
+def test_a_forbidden_program_is_rejected_with_its_line(tmp_path, monkeypatch, capsys):
+    bad = tmp_path / "bad.py"
+    bad.write_text('HPARAMS = {"lr": 0.1}\ndef init(param):\n    return {}\n'
+                   'def update(grad, param, state, step, hp):\n    return grad.__class__, {}\n')
+    code, out, err = run_main(["eval", str(bad)], monkeypatch, capsys)
+    assert code == 2 and "line 5" in err and "__class__" in err
+
+
+def test_run_from_the_cli_writes_a_campaign_and_a_json_summary(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    code = 0
+    argv = ["run", "--max-evaluations", "2", "--workers", "1", "--json", "--output-dir", str(tmp_path / "c"),
+            "--set", 'evaluation.tasks=["noisy_quadratic"]', "--set", "evaluation.steps_scale=0.2",
+            "--set", "evaluation.lr_grid=[0.001, 0.01, 0.1]", "--set", 'search.seed_programs=["adamw"]']
+    monkeypatch.setattr("sys.argv", ["discover", *argv])
+    try:
+        main()
+    except SystemExit as exc:
+        code = exc.code
+    out, err = capsys.readouterr()
+    assert code in (0, None), err
+    summary = json.loads(out)
+    assert summary["spend"]["evaluations"] == 2 and "evaluation budget" in summary["stop_reason"]
+    assert (tmp_path / "c" / "latest" / "archive.db").exists()
+    assert (tmp_path / "c" / "latest" / "config.toml").exists()
