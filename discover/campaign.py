@@ -391,7 +391,9 @@ class Campaign:
         # executor's slots); each result is archived the moment it finishes, in any order.
         results: dict[int, EvaluationResult] = {}
         with ThreadPoolExecutor(max_workers=max(1, len(survivors)), thread_name_prefix="evaluate") as pool:
-            futures = {pool.submit(self.evaluator.evaluate, source): pid for pid, source in survivors}
+            # References are the yardsticks: always scored on the full suite, never screened out.
+            stage = "full" if kind == "reference" else "auto"
+            futures = {pool.submit(self.evaluator.evaluate, source, stage=stage): pid for pid, source in survivors}
             for future in as_completed(futures):
                 pid = futures[future]
                 results[pid] = result = future.result()
