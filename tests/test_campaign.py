@@ -4,6 +4,7 @@ OpenAI-compatible server (with faults), exact spend accounting, and resume after
 from __future__ import annotations
 
 import itertools
+import threading
 import os
 import signal
 import sqlite3
@@ -85,6 +86,9 @@ def update(grad, param, state, step, hp):
     return -hp.lr * tanh(m / (rms(m) + 1e-8)), {"m": m}
 '''
 
+PROSE = "I would use a sign-based momentum method, as it is robust."
+BROKEN = "```python\nHPARAMS = {'lr': 0.1}\ndef update(grad):\n    return grad\n```"
+
 DIFF = '''<<<<<<< SEARCH
     m = interp(grad, state["m"], hp.beta1)
 =======
@@ -115,10 +119,20 @@ def test_llm_campaign_exercises_every_proposer_and_counts_spend(tmp_path, fake_l
         Status(429, retry_after=0.2),
         Status(500),
         Delay(1.5, then=Reply("```python\n" + GOOD + "```")),  # longer than the client timeout
-        Reply("I would use a sign-based momentum method, as it is robust."),  # prose, no code
-        Reply("```python\nHPARAMS = {'lr': 0.1}\ndef update(grad):\n    return grad\n```"),  # broken
     ])
-    fake_llm_server.responder = responder
+    # The first two program requests get prose without code, then a broken program.
+    faults = [Reply(PROSE), Reply(BROKEN)]
+    lock = threading.Lock()
+
+    def faulty(request: dict) -> Reply:
+        text = request["messages"][-1]["content"]
+        asks_program = text.startswith(("Write a new", "Revise this", "Combine two"))
+        with lock:
+            if asks_program and faults:
+                return faults.pop(0)
+        return responder(request)
+
+    fake_llm_server.responder = faulty
     config = load_config(overrides=[
         SMALL, {"output_dir": str(tmp_path), "seed": 3},  # seed 3 draws all four kinds early
         {"budget": {"max_evaluations": 8}, "search": {"in_flight": 4, "parse_retries": 1,
@@ -138,7 +152,7 @@ def test_llm_campaign_exercises_every_proposer_and_counts_spend(tmp_path, fake_l
         # The prose answer and the broken program are archived with their outcome; the retry in
         # the same conversation (with the exact error) is archived too.
         by_response = {c.response: c for c in calls}
-        assert by_response["I would use a sign-based momentum method, as it is robust."].outcome == "invalid_code"
+        assert by_response[PROSE].outcome == "invalid_code"
         broken = next(c for r, c in by_response.items() if "def update(grad):" in r)
         assert broken.outcome == "invalid_code"
         retries = [c for c in calls if c.role == "retry"]
