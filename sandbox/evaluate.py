@@ -282,7 +282,9 @@ class Evaluator:
             seed_scores=seed_scores,
             best_lr=lr,
             lr_at_edge=edge,
-            final_loss=float(np.mean(finals)) if all(math.isfinite(f) for f in finals) else math.inf,
+            # What the score sees: the smoothed mean curve's last value (a raw last step can sit
+            # in a trough of an oscillating curve and look far better than the run was).
+            final_loss=float(scoring.smooth(mean, steps)[-1]) if all(math.isfinite(f) for f in finals) else math.inf,
             test_metric=float(np.mean(tests)) if tests else None,
             status=status,
             reason=None if status == "ok" else status,
