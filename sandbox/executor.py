@@ -5,10 +5,11 @@ job is a name from :mod:`sandbox.jobs`, the payload plain JSON data, and the fut
 resolves to a :class:`~sandbox.worker.JobResult` for whatever the candidate does. ``capacity``
 says how many jobs run at once, so a caller knows how many to keep in flight.
 
-``local`` (the default) is a :class:`~sandbox.pool.WorkerPool` on this machine. A remote
-implementation (Ray, say) registers itself with :func:`register_executor`; its remote task
-only has to start a :class:`~sandbox.worker.WorkerProcess` there and call ``run`` on it, which
-keeps the same sandbox walls around the same job functions.
+``local`` (the default) is a :class:`~sandbox.pool.WorkerPool` on this machine. ``ray``
+(:mod:`sandbox.ray_executor`, the optional ``[ray]`` extra) runs the same jobs on a Ray
+cluster: every Ray actor holds a :class:`~sandbox.worker.WorkerProcess` there and calls ``run``
+on it, which keeps the same sandbox walls around the same job functions. Ray is imported only
+when a ``ray`` executor is built, so nothing else needs it installed.
 """
 
 from __future__ import annotations
@@ -68,7 +69,19 @@ class LocalExecutor(Executor):
         self.pool.close()
 
 
-EXECUTORS: dict[str, Callable[..., Executor]] = {"local": LocalExecutor}
+class ExecutorUnavailable(RuntimeError):
+    """An executor cannot be built here: a missing optional package, an unreachable cluster.
+    The message says what to do about it."""
+
+
+def _ray_executor(**options: Any) -> Executor:
+    """Build a :class:`~sandbox.ray_executor.RayExecutor`; ray is imported only now."""
+    from sandbox.ray_executor import RayExecutor
+
+    return RayExecutor(**options)
+
+
+EXECUTORS: dict[str, Callable[..., Executor]] = {"local": LocalExecutor, "ray": _ray_executor}
 """Executor kind -> factory taking keyword options."""
 
 
