@@ -43,6 +43,16 @@ def test_missing_ray_is_one_clear_error(monkeypatch, tmp_path):
         Campaign.create(config)
 
 
+def test_cli_without_ray_prints_the_install_command(tmp_path):
+    code = ("import sys; sys.modules['ray'] = None; sys.argv[0] = 'discover'; "
+            "from discover.cli import main; main()")
+    done = subprocess.run([sys.executable, "-c", code, "run", "--executor", "ray", "--output-dir", str(tmp_path)],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip() == "error: the ray executor needs the ray package, which is not installed: " \
+                                  "pip install -e '.[ray]'"
+
+
 def test_nothing_else_imports_ray():
     code = ("import sys, sandbox.executor, sandbox.evaluate, discover.campaign, discover.cli; "
             "assert 'ray' not in sys.modules, 'ray was imported'")
