@@ -101,8 +101,11 @@ class Campaign:
         self.directory = Path(directory)
         self.on_event = on_event or (lambda event: None)
         self.notes: list[str] = []
-        self.device = resolve_device(config.evaluation.device)
+        # On Ray the cluster's GPUs count, not this machine's: that executor resolves the device.
+        on_ray = config.evaluation.executor == "ray"
+        self.device = config.evaluation.device if on_ray else resolve_device(config.evaluation.device)
         self.executor = _make_executor(config, self.device)
+        self.device = getattr(self.executor, "device", self.device)
         if not resume:  # a resumed campaign keeps the batch size its config.toml recorded
             in_flight = in_flight_for(config, self.executor.capacity)
             if in_flight != config.search.in_flight:

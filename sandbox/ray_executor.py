@@ -265,7 +265,8 @@ class RayExecutor(Executor):
     client to a remote head. If Ray is already initialised in this process, that session is used.
     ``size``: number of slots (actors); default: every slot the cluster has, that is
     ``CPU // num_cpus`` and, on ``cuda``, at most ``GPU / num_gpus``.
-    ``device``: ``cpu`` or ``cuda`` (Ray picks the GPU of each actor; ``cuda:N`` means ``cuda``).
+    ``device``: ``cpu``, ``cuda`` (Ray picks the GPU of each actor; ``cuda:N`` means ``cuda``) or
+    ``auto`` (``cuda`` when the cluster has GPUs); ``self.device`` is the resolved kind.
     ``num_cpus``, ``num_gpus``: Ray resources of one evaluation (defaults 1 and, on ``cuda``, 0.25).
     ``max_retries``: retries of a job whose actor was lost, each on another, fresh actor.
     ``start_timeout``: seconds the first actor may take to start; also how long the executor
@@ -282,34 +283,28 @@ class RayExecutor(Executor):
                  start_timeout: float = DEFAULT_START_TIMEOUT, stall_timeout: float | None = None,
                  runtime_env: dict[str, Any] | None = None, **worker_options: Any):
         ray = import_ray()
-        if device != "cpu" and not device.startswith("cuda"):
-            raise ValueError(f"unknown device {device!r}: use 'cpu' or 'cuda'")
-        cuda = device.startswith("cuda")
-        num_gpus = (DEFAULT_GPU_FRACTION if cuda else 0.0) if num_gpus is None else float(num_gpus)
-        if cuda and not num_gpus > 0:
-            raise ValueError(f"device {device!r} needs num_gpus > 0 per evaluation, got {num_gpus}")
-        if not cuda and num_gpus:
-            raise ValueError(f"num_gpus={num_gpus} asked for on device 'cpu'; use device='cuda'")
+        if device not in ("auto", "cpu") and not device.startswith("cuda"):
+            raise ValueError(f"unknown device {device!r}: use 'auto', 'cpu' or 'cuda'")
         if not num_cpus > 0 or max_retries < 0 or (size is not None and size < 1):
             raise ValueError(f"need num_cpus > 0, max_retries >= 0 and size >= 1; got {num_cpus}, "
                              f"{max_retries}, {size}")
         self._ray = ray
         self._lost = _lost_errors(ray)
-        self.device = "cuda" if cuda else "cpu"
-        self.num_cpus, self.num_gpus = float(num_cpus), num_gpus
+        self.num_cpus = float(num_cpus)
         self.max_retries = max_retries
         self.start_timeout = float(start_timeout)
-        self.worker_options = self._worker_options(worker_options)
-        if stall_timeout is None:  # an actor may have to restart its sandbox worker twice (pool.py)
-            stall_timeout = 2 * float(self.worker_options.get("start_timeout", DEFAULT_START_TIMEOUT)) + 60.0
-        self.stall_timeout = float(stall_timeout)
         self.runtime_env = _default_runtime_env() if runtime_env is None else runtime_env
-        self._owns_ray = self._connect(address, size)
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._closing = threading.Event()
         self._slots: list[_ActorSlot] = []
+        self._owns_ray = self._connect(address, size)
         try:
+            self.device, self.num_gpus = self._placement(device, num_gpus)
+            self.worker_options = self._worker_options(worker_options)
+            if stall_timeout is None:  # an actor may have to restart its sandbox worker twice (pool.py)
+                stall_timeout = 2 * float(self.worker_options.get("start_timeout", DEFAULT_START_TIMEOUT)) + 60.0
+            self.stall_timeout = float(stall_timeout)
             self._slots = [_ActorSlot(i, self) for i in range(size or self._cluster_slots())]
             self._wait_first_ready()
         except BaseException:
@@ -320,6 +315,19 @@ class RayExecutor(Executor):
             slot.thread.start()
 
     # --- set-up -----------------------------------------------------------------------------
+
+    def _placement(self, device: str, num_gpus: float | None) -> tuple[str, float]:
+        """The device kind and GPU share of one evaluation. ``auto`` is ``cuda`` when the
+        cluster has GPUs (the driver's own machine may have none)."""
+        if device == "auto":
+            device = "cuda" if self._ray.cluster_resources().get("GPU") else "cpu"
+        cuda = device.startswith("cuda")
+        share = (DEFAULT_GPU_FRACTION if cuda else 0.0) if num_gpus is None else float(num_gpus)
+        if cuda and not share > 0:
+            raise ValueError(f"device {device!r} needs num_gpus > 0 per evaluation, got {share}")
+        if not cuda and share:
+            raise ValueError(f"num_gpus={share} asked for on device 'cpu'; use device='cuda'")
+        return ("cuda" if cuda else "cpu"), share
 
     def _worker_options(self, options: dict[str, Any]) -> dict[str, Any]:
         """Sandbox worker settings inside each actor: threads match the CPUs Ray gave it, and on

@@ -231,6 +231,8 @@ def test_campaign_on_ray_archives_what_the_local_pool_does(ray_cluster, tmp_path
         campaign = Campaign.create(config, cache=MemoryRunCache())  # every run really executes
         try:
             assert campaign.executor.capacity == 2
+            if kind == "ray" and not ray_cluster.cluster_resources().get("GPU"):
+                assert campaign.device == "cpu"  # device "auto" resolved by the cluster's resources
             summary = campaign.run()
         finally:
             campaign.close()
