@@ -40,6 +40,7 @@ import logging
 import math
 import os
 import queue
+import re
 import threading
 import time
 from concurrent.futures import Future
@@ -81,10 +82,59 @@ def _lost_errors(ray) -> tuple[type[BaseException], ...]:
     return tuple(getattr(ray.exceptions, name) for name in names if hasattr(ray.exceptions, name))
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit)\b")
+
+
 def _first_line(exc: BaseException, limit: int = 300) -> str:
-    text = str(exc).strip()
-    line = next((part.strip() for part in text.splitlines() if part.strip()), "")
-    return f"{type(exc).__name__}: {line[:limit]}" if line else type(exc).__name__
+    """One line about a Ray error: its first line and, when Ray quotes a remote traceback
+    (an actor that died in ``__init__``), the exception that ended it."""
+    lines = [line.strip() for line in _ANSI.sub("", str(exc)).splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    head = lines[0].split(" (pid=")[0][:limit]
+    cause = next((line for line in reversed(lines[1:]) if _EXCEPTION_LINE.match(line)), None)
+    return f"{type(exc).__name__}: {head}" + (f": {cause[:limit]}" if cause else "")
+
+
+def placement(device: str, num_gpus: float | None, resources: dict[str, float]) -> tuple[str, float]:
+    """The device kind (``cpu`` or ``cuda``) and GPU share of one evaluation on a cluster with
+    ``resources`` (``ray.cluster_resources()``). ``auto`` is ``cuda`` when the cluster has GPUs,
+    whatever the driver's own machine has; the share defaults to 0.25 of a GPU on ``cuda``."""
+    if device == "auto":
+        device = "cuda" if resources.get("GPU") else "cpu"
+    cuda = device.startswith("cuda")
+    share = (DEFAULT_GPU_FRACTION if cuda else 0.0) if num_gpus is None else float(num_gpus)
+    if cuda and not share > 0:
+        raise ValueError(f"device {device!r} needs num_gpus > 0 per evaluation, got {share}")
+    if not cuda and share:
+        raise ValueError(f"num_gpus={share} asked for on device 'cpu'; use device='cuda'")
+    return ("cuda" if cuda else "cpu"), share
+
+
+def cluster_slots(resources: dict[str, float], num_cpus: float, num_gpus: float) -> int:
+    """How many evaluations of ``num_cpus`` CPUs and ``num_gpus`` GPUs fit on the cluster at once."""
+    slots = int(resources.get("CPU", 0) // num_cpus)
+    if num_gpus:
+        gpus = resources.get("GPU", 0)
+        if not gpus:
+            raise ExecutorUnavailable("device 'cuda' asked for, but the Ray cluster has no GPU; "
+                                      "use --device cpu or add GPU nodes")
+        slots = min(slots, int(gpus / num_gpus + 1e-9))
+    if slots < 1:
+        raise ExecutorUnavailable(f"the Ray cluster cannot fit one evaluation ({num_cpus:g} CPU, {num_gpus:g} GPU); "
+                                  f"it has {resources}")
+    return slots
+
+
+def sandbox_options(device: str, num_cpus: float, num_gpus: float, options: dict[str, Any]) -> dict[str, Any]:
+    """:class:`~sandbox.worker.WorkerConfig` settings of the sandbox worker in each actor: torch
+    threads match the CPUs Ray gave the actor, and on CUDA the worker's memory cap is its share
+    of the GPU (0.9 of it, as for a whole GPU locally). Explicit ``options`` win."""
+    out = {"device": device, "num_threads": max(1, int(num_cpus)), **options}
+    if device == "cuda":
+        out.setdefault("cuda_memory_fraction", round(0.9 * min(1.0, num_gpus), 4))
+    return out
 
 
 class SandboxActor:
@@ -300,12 +350,13 @@ class RayExecutor(Executor):
         self._slots: list[_ActorSlot] = []
         self._owns_ray = self._connect(address, size)
         try:
-            self.device, self.num_gpus = self._placement(device, num_gpus)
-            self.worker_options = self._worker_options(worker_options)
+            self.device, self.num_gpus = placement(device, num_gpus, ray.cluster_resources())
+            self.worker_options = sandbox_options(self.device, self.num_cpus, self.num_gpus, worker_options)
             if stall_timeout is None:  # an actor may have to restart its sandbox worker twice (pool.py)
                 stall_timeout = 2 * float(self.worker_options.get("start_timeout", DEFAULT_START_TIMEOUT)) + 60.0
             self.stall_timeout = float(stall_timeout)
-            self._slots = [_ActorSlot(i, self) for i in range(size or self._cluster_slots())]
+            slots = size or cluster_slots(ray.cluster_resources(), self.num_cpus, self.num_gpus)
+            self._slots = [_ActorSlot(i, self) for i in range(slots)]
             self._wait_first_ready()
         except BaseException:
             self._release()
@@ -315,27 +366,6 @@ class RayExecutor(Executor):
             slot.thread.start()
 
     # --- set-up -----------------------------------------------------------------------------
-
-    def _placement(self, device: str, num_gpus: float | None) -> tuple[str, float]:
-        """The device kind and GPU share of one evaluation. ``auto`` is ``cuda`` when the
-        cluster has GPUs (the driver's own machine may have none)."""
-        if device == "auto":
-            device = "cuda" if self._ray.cluster_resources().get("GPU") else "cpu"
-        cuda = device.startswith("cuda")
-        share = (DEFAULT_GPU_FRACTION if cuda else 0.0) if num_gpus is None else float(num_gpus)
-        if cuda and not share > 0:
-            raise ValueError(f"device {device!r} needs num_gpus > 0 per evaluation, got {share}")
-        if not cuda and share:
-            raise ValueError(f"num_gpus={share} asked for on device 'cpu'; use device='cuda'")
-        return ("cuda" if cuda else "cpu"), share
-
-    def _worker_options(self, options: dict[str, Any]) -> dict[str, Any]:
-        """Sandbox worker settings inside each actor: threads match the CPUs Ray gave it, and on
-        CUDA the memory cap matches its share of the GPU."""
-        out = {"device": self.device, "num_threads": max(1, int(self.num_cpus)), **options}
-        if self.device == "cuda":
-            out.setdefault("cuda_memory_fraction", round(0.9 * min(1.0, self.num_gpus), 4))
-        return out
 
     def _connect(self, address: str | None, size: int | None) -> bool:
         """Initialise Ray unless this process already has; True when we started the session."""
@@ -354,21 +384,6 @@ class RayExecutor(Executor):
             where = f"the Ray cluster at {address!r}" if address else "a local Ray instance"
             raise ExecutorUnavailable(f"could not start or reach {where}: {_first_line(exc)}") from None
         return True
-
-    def _cluster_slots(self) -> int:
-        """How many evaluations the cluster runs at once with this executor's per-job resources."""
-        resources = self._ray.cluster_resources()
-        slots = int(resources.get("CPU", 0) // self.num_cpus)
-        if self.num_gpus:
-            gpus = resources.get("GPU", 0)
-            if not gpus:
-                raise ExecutorUnavailable("device 'cuda' asked for, but the Ray cluster has no GPU; "
-                                          "use --device cpu or add GPU nodes")
-            slots = min(slots, int(gpus / self.num_gpus + 1e-9))
-        if slots < 1:
-            raise ExecutorUnavailable(f"the Ray cluster cannot fit one evaluation ({self.num_cpus:g} CPU, "
-                                      f"{self.num_gpus:g} GPU); it has {resources}")
-        return slots
 
     def _new_actor(self):
         remote = self._ray.remote(SandboxActor).options(

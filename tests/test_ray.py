@@ -23,6 +23,7 @@ from discover.campaign import Campaign, in_flight_for
 from discover.config import load_config
 from discover.errors import UserError
 from sandbox.executor import ExecutorUnavailable, make_executor
+from sandbox.ray_executor import cluster_slots, placement, sandbox_options
 from sandbox.runcache import MemoryRunCache
 from tests.test_campaign import SMALL, programs
 
@@ -66,6 +67,26 @@ def test_in_flight_fills_a_large_executor_unless_pinned():
     assert in_flight_for(default, capacity=64) == 32  # two tasks per program: 32 programs fill 64 slots
     pinned = load_config(overrides=[tasks, {"search": {"in_flight": 3}}])
     assert in_flight_for(pinned, capacity=64) == 3
+
+
+def test_gpu_clusters_pack_four_evaluations_per_gpu():
+    # Pure arithmetic on cluster resources: runs without ray or a GPU.
+    eight_gpus = {"CPU": 64.0, "GPU": 8.0}
+    assert placement("auto", None, eight_gpus) == ("cuda", 0.25)
+    assert placement("auto", None, {"CPU": 64.0}) == ("cpu", 0.0)
+    assert placement("cuda:3", 0.5, eight_gpus) == ("cuda", 0.5)  # Ray picks the GPU
+    assert cluster_slots(eight_gpus, 1.0, 0.25) == 32
+    assert cluster_slots({"CPU": 16.0, "GPU": 8.0}, 1.0, 0.25) == 16  # CPUs bound it
+    assert cluster_slots(eight_gpus, 1.0, 0.0) == 64
+    options = sandbox_options("cuda", 2.0, 0.25, {})
+    assert options == {"device": "cuda", "num_threads": 2, "cuda_memory_fraction": 0.225}
+    assert sandbox_options("cpu", 1.0, 0.0, {"num_threads": 4}) == {"device": "cpu", "num_threads": 4}
+    with pytest.raises(ExecutorUnavailable, match="no GPU"):
+        cluster_slots({"CPU": 8.0}, 1.0, 0.25)
+    with pytest.raises(ExecutorUnavailable, match="cannot fit one evaluation"):
+        cluster_slots({"CPU": 1.0}, 2.0, 0.0)
+    with pytest.raises(ValueError, match="use device='cuda'"):
+        placement("cpu", 0.5, eight_gpus)
 
 
 @pytest.fixture(scope="module")
