@@ -86,7 +86,7 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit)\b")
 
 
-def _first_line(exc: BaseException, limit: int = 300) -> str:
+def _describe(exc: BaseException, limit: int = 300) -> str:
     """One line about a Ray error: its first line and, when Ray quotes a remote traceback
     (an actor that died in ``__init__``), the exception that ended it."""
     lines = [line.strip() for line in _ANSI.sub("", str(exc)).splitlines() if line.strip()]
@@ -248,7 +248,7 @@ class _ActorSlot:
                 self.info = ray.get(self.ready_ref)
             except Exception as exc:  # the actor died while starting, or the sandbox cannot start there
                 failures += 1
-                self.last_error = _first_line(exc, 600)
+                self.last_error = _describe(exc, 600)
                 _log.warning("ray slot %d: actor failed to start: %s", self.index, self.last_error)
                 self._discard_actor()
                 owner._closing.wait(min(30.0, 2.0**failures))
@@ -264,7 +264,7 @@ class _ActorSlot:
             ref = self.actor.run.remote(job.name, job.payload, job.timeout)
             reply = ray.get(ref, timeout=job.timeout + owner.stall_timeout)
         except owner._lost as exc:
-            self.last_error = _first_line(exc)
+            self.last_error = _describe(exc)
             _log.warning("ray slot %d lost its actor during a %s job: %s", self.index, job.name, self.last_error)
             self._discard_actor()
             owner._retry_or_fail(job, self.last_error)
@@ -382,7 +382,7 @@ class RayExecutor(Executor):
             ray.init(**options)
         except Exception as exc:
             where = f"the Ray cluster at {address!r}" if address else "a local Ray instance"
-            raise ExecutorUnavailable(f"could not start or reach {where}: {_first_line(exc)}") from None
+            raise ExecutorUnavailable(f"could not start or reach {where}: {_describe(exc)}") from None
         return True
 
     def _new_actor(self):
@@ -402,7 +402,7 @@ class RayExecutor(Executor):
         try:
             ray.get(done[0], timeout=10)
         except Exception as exc:
-            raise ExecutorUnavailable(f"the sandbox could not start on the Ray cluster: {_first_line(exc, 600)}") from None
+            raise ExecutorUnavailable(f"the sandbox could not start on the Ray cluster: {_describe(exc, 600)}") from None
 
     # --- bookkeeping shared by the slots -----------------------------------------------------
 
