@@ -56,7 +56,7 @@ RAY_INSTALL_HINT = "pip install -e '.[ray]'"
 DEFAULT_GPU_FRACTION = 0.25
 """GPU share of one evaluation on ``cuda``: four evaluations per GPU."""
 DEFAULT_MAX_RETRIES = 2
-"""How many times a job lost with its actor is retried on a fresh actor before it is ``crashed``."""
+"""How many times a job lost with its actor is retried on another actor before it is ``crashed``."""
 DEFAULT_START_TIMEOUT = 180.0
 """Seconds the first actor (Ray worker, torch import, sandbox worker) may take to become ready,
 and how long the executor may go without any ready actor before queued jobs fail."""
@@ -149,7 +149,6 @@ class SandboxActor:
         from sandbox.pool import WorkerPool
 
         self.pool = WorkerPool(size=1, **worker_options)
-
 
     def ready(self) -> dict[str, Any]:
         """Wait until the sandbox worker answers; report where this actor runs."""
@@ -318,7 +317,8 @@ class RayExecutor(Executor):
     ``device``: ``cpu``, ``cuda`` (Ray picks the GPU of each actor; ``cuda:N`` means ``cuda``) or
     ``auto`` (``cuda`` when the cluster has GPUs); ``self.device`` is the resolved kind.
     ``num_cpus``, ``num_gpus``: Ray resources of one evaluation (defaults 1 and, on ``cuda``, 0.25).
-    ``max_retries``: retries of a job whose actor was lost, each on another, fresh actor.
+    ``max_retries``: retries of a job whose actor was lost, each on another ready actor (the
+    lost one is replaced in the background).
     ``start_timeout``: seconds the first actor may take to start; also how long the executor
     tolerates having no ready actor at all before queued jobs fail with ``ExecutorUnavailable``.
     ``stall_timeout``: seconds past a job's timeout after which a silent actor is presumed lost
@@ -418,7 +418,7 @@ class RayExecutor(Executor):
                 self._jobs.put(job)
                 return
         retries = self.max_retries
-        gave_up = (f"gave up after {retries} retr{'y' if retries == 1 else 'ies'} on fresh actors"
+        gave_up = (f"gave up after {retries} retr{'y' if retries == 1 else 'ies'} on other actors"
                    if len(job.losses) > retries else "the executor was closing")
         job.settle(JobResult.failure(
             "crashed",

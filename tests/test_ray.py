@@ -1,10 +1,10 @@
 """The Ray executor: the same sandbox as the local pool, on a Ray cluster started inside the test.
 
 Each test states one property: the sandbox's walls and failure reasons hold through Ray, results
-stream back in any order, a lost actor's job is retried on a fresh actor and ends ``crashed``
+stream back in any order, a lost actor's job is retried on another actor and ends ``crashed``
 after bounded retries, a stalled actor cannot hang the caller, and a campaign on Ray archives
-exactly what the local pool does for the same seed. Without ray installed, only the tests of the
-clear "pip install" error run.
+exactly what the local pool does for the same seed. Without ray installed, only the tests that
+need no cluster run (the "pip install" error, GPU packing arithmetic, batch sizing).
 """
 
 from __future__ import annotations
