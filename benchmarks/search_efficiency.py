@@ -84,6 +84,26 @@ def report(campaign_dir: Path, control_dir: Path, targets: list[float]) -> None:
         print(f"{target:>8.3f} {ea if ea else 'never':>10} {eb if eb else 'never':>10} {ratio:>8}")
 
 
+def heldout_table(directory: Path, label: str) -> None:
+    """Held-out scores of the programs a campaign validated (its best and the tuned baselines)."""
+    with archive.open(directory, readonly=True) as store:
+        rows = [p for p in store.programs() if p.heldout_fitness is not None]
+    if not rows:
+        print(f"\n{label}: nothing was scored on the held-out suite")
+        return
+    tasks = sorted({t for p in rows for t in (p.meta.get("heldout_scores") or {})})
+    print(f"\n{label}: held-out suite (tasks never used for selection; speed-up over tuned AdamW, fresh seeds)")
+    head = f"{'program':<22} {'search':>7} {'confirmed':>9} {'held-out':>14} " + " ".join(f"{t[:12]:>12}" for t in tasks)
+    print(head)
+    for p in sorted(rows, key=lambda r: -r.heldout_fitness):
+        name = p.name or f"#{p.id} ({p.proposer})"
+        confirmed = p.meta.get("confirmed_fitness")
+        spread = p.meta.get("heldout_spread") or 0.0
+        cells = " ".join(f"{(p.meta['heldout_scores'].get(t) or {}).get('score', float('nan')):>12.2f}" for t in tasks)
+        conf = f"{confirmed:.3f}" if confirmed is not None else "-"
+        print(f"{name:<22} {p.fitness:>7.3f} {conf:>9} {p.heldout_fitness:>7.3f} ± {spread:.3f} {cells}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="quick")
@@ -98,10 +118,14 @@ def main() -> None:
     args = parser.parse_args()
     if args.compare:
         report(Path(args.compare[0]), Path(args.compare[1]), args.targets)
+        heldout_table(Path(args.compare[0]), "campaign")
+        heldout_table(Path(args.compare[1]), "control")
         return
     campaign_dir = run("campaign", args, "pareto")
     control_dir = run("control", args, "random")
     report(campaign_dir, control_dir, args.targets)
+    heldout_table(campaign_dir, "campaign")
+    heldout_table(control_dir, "control")
 
 
 if __name__ == "__main__":
