@@ -12,6 +12,7 @@ These functions are also what a Ray executor runs, inside the same sandboxed wor
 from __future__ import annotations
 
 import gc
+import json
 import os
 import time
 from typing import Any, Callable
@@ -209,6 +210,19 @@ _JOBS: dict[str, JobFunction] = {
 
 JOB_NAMES = frozenset(_JOBS)
 """Names a controller may submit."""
+
+
+def check_job_request(job_name: str, payload: dict, timeout: float) -> None:
+    """Reject a caller's bad submission at once (unknown job, non-JSON payload, bad timeout):
+    these are bugs in the caller, not candidate failures, so they raise ``ValueError``."""
+    if job_name not in JOB_NAMES:
+        raise ValueError(f"unknown job {job_name!r}; known jobs: {', '.join(sorted(JOB_NAMES))}")
+    if not timeout > 0:
+        raise ValueError(f"timeout must be positive, got {timeout!r}")
+    try:
+        json.dumps(payload)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"a job payload must be JSON data (str, numbers, lists, dicts): {exc}") from None
 
 _OOM_TEXT = ("out of memory", "can't allocate memory", "cannot allocate memory", "bad_alloc")
 

@@ -13,7 +13,6 @@ future with :class:`~sandbox.worker.WorkerStartError`.
 
 from __future__ import annotations
 
-import json
 import os
 import queue
 import threading
@@ -21,7 +20,7 @@ from concurrent.futures import Future
 from dataclasses import replace
 from typing import Any, Iterable
 
-from sandbox.jobs import JOB_NAMES
+from sandbox.jobs import check_job_request
 from sandbox.worker import JobResult, WorkerConfig, WorkerProcess, WorkerStartError
 
 _STOP = object()
@@ -158,14 +157,7 @@ class WorkerPool:
         Raises ``ValueError`` for an unknown job name, a payload that is not JSON data or a
         non-positive timeout (caller bugs, reported at once), ``RuntimeError`` after close().
         """
-        if job_name not in JOB_NAMES:
-            raise ValueError(f"unknown job {job_name!r}; known jobs: {', '.join(sorted(JOB_NAMES))}")
-        if not timeout > 0:
-            raise ValueError(f"timeout must be positive, got {timeout!r}")
-        try:
-            json.dumps(payload)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"a job payload must be JSON data (str, numbers, lists, dicts): {exc}") from None
+        check_job_request(job_name, payload, timeout)
         future: Future[JobResult] = Future()
         with self._lock:
             if self._closed:

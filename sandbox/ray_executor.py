@@ -35,7 +35,6 @@ driver's ``sys.path`` to its workers, which is enough.)
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -49,7 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from sandbox.executor import Executor, ExecutorUnavailable
-from sandbox.jobs import JOB_NAMES
+from sandbox.jobs import check_job_request
 from sandbox.worker import JobResult, WorkerStartError
 
 RAY_INSTALL_HINT = "pip install -e '.[ray]'"
@@ -469,14 +468,7 @@ class RayExecutor(Executor):
         Raises ``ValueError`` for an unknown job, a non-JSON payload or a non-positive timeout,
         ``RuntimeError`` after close().
         """
-        if job_name not in JOB_NAMES:
-            raise ValueError(f"unknown job {job_name!r}; known jobs: {', '.join(sorted(JOB_NAMES))}")
-        if not timeout > 0:
-            raise ValueError(f"timeout must be positive, got {timeout!r}")
-        try:
-            json.dumps(payload)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"a job payload must be JSON data (str, numbers, lists, dicts): {exc}") from None
+        check_job_request(job_name, payload, timeout)
         future: Future[JobResult] = Future()
         with self._lock:
             if self._closing.is_set():
