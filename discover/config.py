@@ -139,7 +139,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # The README demo: a few minutes on 2 cores, finds something and shows it.
     "quick": {
         "name": "quick",
-        "budget": {"max_evaluations": 60, "max_seconds": 240},
+        "budget": {"max_evaluations": 150, "max_seconds": 240},
         "evaluation": {"steps_scale": 0.5, "lr_grid": [1e-4, 1e-3, 1e-2, 0.1, 1.0], "heldout": False,
                        "confirm_seeds": [200, 201]},
         "search": {"in_flight": 2},
