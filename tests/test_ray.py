@@ -118,6 +118,12 @@ def wait_for(condition, deadline=60.0):
     raise AssertionError(f"condition not met within {deadline} s")
 
 
+def all_idle(executor, deadline=60.0) -> None:
+    """Wait until every slot is ready and holds no job, so the next running job is ours (a slot
+    still showing the previous test's job would otherwise be mistaken for it)."""
+    wait_for(lambda: all(s["ready"] and s["job"] is None for s in executor.slot_states()), deadline)
+
+
 def running_actor(executor, job="selftest", deadline=60.0, not_pid=None) -> int:
     """The pid of the actor that is running ``job`` now (waits until one is)."""
     end = time.monotonic() + deadline
@@ -175,6 +181,7 @@ class TestRayExecutor:
         assert slow.result(timeout=60).ok
 
     def test_a_killed_actor_is_replaced_and_its_job_retried(self, executor):
+        all_idle(executor)
         restarts = executor.restarts
         future = executor.submit("selftest", {"mode": "sleep", "seconds": 2}, 30)
         os.kill(running_actor(executor), signal.SIGKILL)
@@ -183,6 +190,7 @@ class TestRayExecutor:
         assert executor.restarts == restarts + 1
 
     def test_a_job_whose_actor_keeps_dying_ends_crashed_after_bounded_retries(self, executor):
+        all_idle(executor)
         future = executor.submit("selftest", {"mode": "sleep", "seconds": 3}, 30)
         first = running_actor(executor)
         os.kill(first, signal.SIGKILL)
@@ -193,6 +201,7 @@ class TestRayExecutor:
         assert selftest(executor, mode="echo", value=3).value == 3  # the executor goes on
 
     def test_a_stalled_actor_cannot_hang_the_caller(self, executor):
+        all_idle(executor)
         restarts = executor.restarts
         future = executor.submit("selftest", {"mode": "sleep", "seconds": 1}, 2)
         stalled = running_actor(executor)
