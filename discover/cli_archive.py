@@ -40,7 +40,7 @@ from archive.store import (
 )
 from discover.errors import UserError
 
-WIDE = 120
+WIDE = 150  # the wide layout adds ~60 columns of fields; below this the description would be squeezed out
 """From this many columns on, tables show their optional columns too."""
 PREVIEW_LINES = 12
 """Lines of prompt, response and critique `show` prints without --full."""
