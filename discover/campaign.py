@@ -139,6 +139,11 @@ class Campaign:
             self.notes.append("no LLM endpoint configured: using the offline symbolic-mutation proposer")
         self.proposers: dict[str, Proposer] = make_proposers(weights, self.llm)
         self.weights = {k: weights[k] for k in self.proposers}
+        pipeline = config.search.pipeline
+        # Offline proposals take milliseconds: overlapping them with evaluation buys nothing and
+        # would make parents one batch staler, so by default only LLM campaigns pipeline.
+        self.pipeline = self.llm is not None if pipeline is None else pipeline
+        self._ahead_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="propose-ahead")
         self.cache = cache or RunCache()
         ev = config.evaluation
         self.settings = EvalSettings(
@@ -171,6 +176,7 @@ class Campaign:
         return LLMClient(settings, spend=self.spend)
 
     def close(self) -> None:
+        self._ahead_pool.shutdown(wait=True)
         self.executor.close()
         self.archive.close()
 
@@ -218,21 +224,28 @@ class Campaign:
             self._finish_pending()
             stalled = 0
             limit = self.config.search.max_stalled_proposals
-            while True:
-                reason = self.spend.exhausted()
-                if reason:
-                    stop_reason = reason
-                    break
-                exhausted, proposed, evaluated = self._run_batch()
-                if exhausted:
-                    stop_reason = exhausted
-                    break
-                stalled = 0 if evaluated else stalled + proposed
-                if stalled >= limit:
-                    stop_reason = (f"{stalled} proposals in a row were failures or duplicates "
-                                   f"(search.max_stalled_proposals = {limit}): the proposer is stuck; "
-                                   "see `discover archive list --status failed`")
-                    break
+            ahead = None  # the next batch's proposals, generated while this batch is evaluated
+            try:
+                while True:
+                    reason = self.spend.exhausted()
+                    if reason:
+                        stop_reason = reason
+                        break
+                    exhausted, proposed, evaluated, ahead = self._run_batch(ahead)
+                    if exhausted:
+                        stop_reason = exhausted
+                        break
+                    stalled = 0 if evaluated else stalled + proposed
+                    if stalled >= limit:
+                        stop_reason = (f"{stalled} proposals in a row were failures or duplicates "
+                                       f"(search.max_stalled_proposals = {limit}): the proposer is stuck; "
+                                       "see `discover archive list --status failed`")
+                        break
+            finally:
+                if ahead is not None:
+                    # Proposals already paid for are archived (pending), never dropped:
+                    # `--resume` with a larger budget evaluates them.
+                    self._archive_batch(*ahead[0], ahead[1].result())
             if self.config.evaluation.heldout:
                 self._score_heldout()
         except KeyboardInterrupt:
@@ -279,16 +292,47 @@ class Campaign:
             self.on_event(Event("note", text=f"resuming: finishing {len(pending)} pending program(s)"))
             self._evaluate_all(pending, count_budget=True, kind="resumed")
 
-    def _run_batch(self) -> tuple[str | None, int, int]:
-        """One batch of proposals. Returns (budget-exhausted reason if an LLM call hit the budget,
-        proposals made, new programs evaluated)."""
-        first = self._next_index()
+    def _run_batch(self, ahead=None) -> tuple[str | None, int, int, Any]:
+        """One batch of proposals: generate (or collect the ones generated ahead), archive,
+        evaluate. Returns (budget-exhausted reason if an LLM call hit the budget, proposals made,
+        new programs evaluated, the next batch if it is being generated ahead)."""
+        if ahead is None:
+            indices = self._batch_indices(self._next_index(), 0)
+            contexts = [self._context(i) for i in indices]
+            proposals = self._generate(indices, contexts)
+        else:
+            (indices, contexts), future = ahead
+            proposals = future.result()
+        exhausted, to_evaluate = self._archive_batch(indices, contexts, proposals)
+        ahead = None
+        if self.pipeline and exhausted is None:
+            # Batch k+1 is built from the archive as it is now (batch k archived, not yet
+            # evaluated): a fixed point in the sequence, so reruns still agree; its LLM requests
+            # are in flight while the sandbox evaluates batch k.
+            next_indices = self._batch_indices(indices[-1] + 1, len(to_evaluate))
+            if next_indices:
+                next_contexts = [self._context(i) for i in next_indices]
+                ahead = ((next_indices, next_contexts),
+                         self._ahead_pool.submit(self._generate, next_indices, next_contexts))
+        evaluated = self._evaluate_all(to_evaluate, count_budget=True, kind="candidate")
+        return exhausted, len(indices), evaluated, ahead
+
+    def _batch_indices(self, first: int, committed: int) -> list[int]:
+        """Proposal indices of the next batch, no more than the evaluation budget has room for
+        (``committed``: evaluations already promised to the batch before it)."""
         remaining = self.spend.remaining()["evaluations"]
-        size = self.config.search.in_flight if remaining is None else max(1, min(self.config.search.in_flight, int(remaining)))
-        indices = list(range(first, first + size))
-        contexts = [self._context(i) for i in indices]
+        size = self.config.search.in_flight
+        if remaining is not None:
+            size = min(size, int(remaining) - committed)
+            if committed == 0:
+                size = max(1, size)
+        return list(range(first, first + max(0, size)))
+
+    def _generate(self, indices: list[int], contexts) -> list[tuple[str, Proposal]]:
         with ThreadPoolExecutor(max_workers=len(indices), thread_name_prefix="propose") as pool:
-            proposals = list(pool.map(lambda item: self._propose(*item), zip(indices, contexts)))
+            return list(pool.map(lambda item: self._propose(*item), zip(indices, contexts)))
+
+    def _archive_batch(self, indices, contexts, proposals) -> tuple[str | None, list[tuple[int, str]]]:
         exhausted = None
         to_evaluate = []
         seen: dict[str, int] = {}
@@ -298,8 +342,7 @@ class Campaign:
                 exhausted = proposal.budget_exhausted
             if pid is not None:
                 to_evaluate.append((pid, proposal.source))
-        evaluated = self._evaluate_all(to_evaluate, count_budget=True, kind="candidate")
-        return exhausted, len(indices), evaluated
+        return exhausted, to_evaluate
 
     def _context(self, index: int) -> tuple[str, ProposalContext]:
         rng = random.Random(f"{self.config.seed}:{index}")

@@ -117,6 +117,9 @@ class SearchConfig(_Strict):
     mutation_edits: int = Field(2, ge=1, le=8, description="edits per offline mutation (at most)")
     parse_retries: int = Field(1, ge=0, le=3, description="re-asks in the same conversation after a bad answer")
     top_k_in_prompt: int = Field(5, ge=1, le=20)
+    pipeline: bool | None = Field(
+        None, description="generate the next batch's proposals while this batch is evaluated "
+                          "(default: on for LLM proposers, off for the offline proposer)")
     max_stalled_proposals: int = Field(
         60, ge=1, description="stop after this many proposals in a row that were all failures or duplicates")
 

@@ -235,4 +235,7 @@ def test_a_stuck_proposer_ends_the_campaign_with_a_clear_reason(tmp_path, fake_l
     with archive.open(campaign.directory) as store:
         failed = store.programs(status="failed")
         assert len(failed) >= 6 and all(store.failures(p.id)[0].reason == "invalid_code" for p in failed)
-        assert len(store.llm_calls()) == len(fake_llm_server.answered)
+        calls = store.llm_calls()
+        # Every archived answer was served (a keep-alive reset can make the server answer twice).
+        assert 6 <= len(calls) <= len(fake_llm_server.answered)
+        assert summary.spend["tokens_in"] == sum(c.tokens_in for c in calls)
