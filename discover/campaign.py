@@ -20,7 +20,7 @@ import os
 import random
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
@@ -33,11 +33,13 @@ from discover.devices import resolve_device
 from discover.errors import UserError
 from discover.proposers import Proposal, ProposalContext, Proposer, make_proposers
 from discover.selection import select_parents
-from sandbox.contract import CandidateError, program_hash
+from sandbox.contract import program_hash
 from sandbox.evaluate import EvalSettings, EvaluationResult, Evaluator
 from sandbox.executor import ExecutorUnavailable, make_executor
 from sandbox.references import reference_names, reference_source
 from sandbox.runcache import RunCache
+from sandbox.scoring import downsample
+from sandbox.tasks import get_task
 from sandbox.tasks import suite as suite_tasks
 
 CONFIG_FILE = "config.toml"
@@ -460,19 +462,14 @@ class Campaign:
         self.archive.add_failure(pid, stage=stage, reason=reason, message=message)
         self.on_event(Event("failure", pid, f"{reason}: {message}", reason=reason))
 
-    def _record_result(self, pid: int, result: EvaluationResult, suite: str | None = None) -> None:
-        rows = [
-            dict(program_id=pid, suite=suite or result.suite, task=r["task"], task_version=str(r["task_version"]),
-                 seed=r["seed"], lr=r["lr"], role=r["role"], curve=_downsample(r["losses"]),
-                 metrics={k: r.get(k) for k in ("final_loss", "test_metric", "status", "stopped_at")})
-            for r in result.run_records
-        ]
+    def _record_result(self, pid: int, result: EvaluationResult) -> None:
+        rows = _evaluation_rows(pid, result.suite, result.run_records)
         if rows:
             self.archive.add_evaluations(rows)
         if result.failure is not None:
             self._record_failure(pid, result.stage, *result.failure)
             return
-        scores = {name: _task_dict(t, self.evaluator, name) for name, t in result.tasks.items()}
+        scores = self._scores(result)
         self.archive.update_program(pid, status="evaluated", fitness=result.fitness,
                                     fitness_spread=result.fitness_spread, scores=scores, stage=result.stage)
         for name, task in result.tasks.items():
@@ -480,6 +477,10 @@ class Campaign:
                 self.archive.add_failure(pid, stage=result.stage, reason=_reason(task.status),
                                          message=f"{name}: {task.message}")
         self.on_event(Event("evaluated", pid, f"{result.stage}: fitness {result.fitness:.3f}", result.fitness))
+
+    def _scores(self, result: EvaluationResult) -> dict[str, dict[str, Any]]:
+        """Per-task results as the archive's ``scores`` JSON (with each task's step budget)."""
+        return {name: {**asdict(t), "steps": self.settings.steps_for(get_task(name))} for name, t in result.tasks.items()}
 
     def _maybe_confirm(self, pid: int, source: str, result: EvaluationResult) -> None:
         """A would-be new best is re-measured on fresh seeds before it is announced."""
@@ -490,11 +491,9 @@ class Campaign:
         if confirm.failure is not None:
             return
         rec = self.archive.program(pid)
-        self.archive.add_evaluations([
-            dict(program_id=pid, suite=confirm.suite, task=r["task"], task_version=str(r["task_version"]),
-                 seed=r["seed"], lr=r["lr"], role="measure", curve=_downsample(r["losses"]),
-                 metrics={k: r.get(k) for k in ("final_loss", "test_metric", "status", "stopped_at")})
-            for r in confirm.run_records if r["role"] == "measure"])
+        # Selection runs are cache hits of the first evaluation: only the new measurements are stored.
+        self.archive.add_evaluations(_evaluation_rows(
+            pid, confirm.suite, [r for r in confirm.run_records if r["role"] == "measure"]))
         self.archive.update_program(pid, stage="confirmed",
                                     meta={**rec.meta, "confirmed_fitness": confirm.fitness,
                                           "confirmed_spread": confirm.fitness_spread,
@@ -525,12 +524,8 @@ class Campaign:
             if result.failure is not None:
                 self.archive.update_program(pid, meta={**rec.meta, "heldout_failure": list(result.failure)})
                 continue
-            self.archive.add_evaluations([
-                dict(program_id=pid, suite="heldout", task=r["task"], task_version=str(r["task_version"]),
-                     seed=r["seed"], lr=r["lr"], role=r["role"], curve=_downsample(r["losses"]),
-                     metrics={k: r.get(k) for k in ("final_loss", "test_metric", "status", "stopped_at")})
-                for r in result.run_records])
-            scores = {name: _task_dict(t, self.evaluator, name) for name, t in result.tasks.items()}
+            self.archive.add_evaluations(_evaluation_rows(pid, "heldout", result.run_records))
+            scores = self._scores(result)
             self.archive.update_program(pid, heldout_fitness=result.fitness,
                                         meta={**rec.meta, "heldout_scores": scores,
                                               "heldout_spread": result.fitness_spread})
@@ -562,24 +557,18 @@ def in_flight_for(config: CampaignConfig, capacity: int) -> int:
     return max(search.in_flight, capacity // max(1, tasks))
 
 
+def _evaluation_rows(pid: int, suite: str, records: list[dict]) -> list[dict[str, Any]]:
+    """Archive rows for a worker's raw run records (curves downsampled, metrics picked)."""
+    return [
+        dict(program_id=pid, suite=suite, task=r["task"], task_version=str(r["task_version"]), seed=r["seed"],
+             lr=r["lr"], role=r["role"], curve=downsample(r["losses"], 64),
+             metrics={k: r.get(k) for k in ("final_loss", "test_metric", "status", "stopped_at")})
+        for r in records
+    ]
+
+
 def _reason(status: str) -> str:
     return status if status in ("nan", "diverged") else "crashed"
-
-
-def _downsample(curve: list[float], points: int = 64) -> list[float]:
-    from sandbox.scoring import downsample
-
-    return downsample(curve, points)
-
-
-def _task_dict(task_result, evaluator: Evaluator, name: str) -> dict[str, Any]:
-    from dataclasses import asdict
-
-    from sandbox.tasks import get_task
-
-    data = asdict(task_result)
-    data["steps"] = evaluator.settings.steps_for(get_task(name))
-    return data
 
 
 def campaign_dir_for_resume(path: str | os.PathLike) -> Path:

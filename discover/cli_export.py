@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 
 from discover.errors import UserError
+from discover.output import write_user_file
 from sandbox.contract import CandidateError
 
 console = Console()
@@ -42,13 +43,7 @@ def export(
         raise UserError(f"{found.origin} is not a valid candidate program ({exc.reason}): {exc}") from None
     if output.suffix != ".py":
         raise UserError(f"{output}: the output must be a .py file so it can be imported")
-    if output.is_dir():
-        raise UserError(f"{output} is a directory; give a file name such as {output / 'my_opt.py'}")
-    try:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise UserError(f"cannot write {output}: {exc.strerror or exc}") from None
+    write_user_file(output, text, "my_opt.py")
     module = output.stem
     console.print(f"wrote {output} ({name}, from {found.origin})", highlight=False)
     console.print("use it like torch.optim.AdamW:", highlight=False)

@@ -39,6 +39,7 @@ import archive as archive_store
 from archive.store import Archive, ArchiveError, Campaign, LineageNode, ProgramRecord
 from discover import report_plots as plots
 from discover.errors import UserError
+from discover.output import write_user_file
 from sandbox.evaluate import BASELINES
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -726,16 +727,7 @@ def _context(data: ReportData) -> dict[str, Any]:
 
 def write_report(campaign_dir: str | os.PathLike, output_path: str | os.PathLike) -> Path:
     """Write the report on ``campaign_dir`` to ``output_path`` (an .html file); return its path."""
-    html = build_report(campaign_dir)
-    output = Path(output_path).expanduser()
-    if output.is_dir():
-        raise UserError(f"{output} is a directory; give a file name such as {output / 'report.html'}")
-    try:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(html, encoding="utf-8")
-    except OSError as exc:
-        raise UserError(f"cannot write {output}: {exc.strerror or exc}") from None
-    return output
+    return write_user_file(output_path, build_report(campaign_dir), "report.html")
 
 
 def _grid_text(grid: list[float]) -> str:

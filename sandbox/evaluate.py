@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import math
 import time
-from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
@@ -117,9 +116,6 @@ class EvaluationResult:
         return data
 
 
-Submit = Callable[[str, dict, float], "Future"]
-
-
 class Evaluator:
     """Runs the protocol through an executor (anything with ``submit(job, payload, timeout)``)."""
 
@@ -200,7 +196,7 @@ class Evaluator:
         suite = suite or self.settings.suite
         stats = {"executed": 0, "cached": 0}
         try:
-            program = load_program(source)
+            load_program(source)  # a contract violation fails here, before any worker runs
         except CandidateError as exc:
             return self._failed(source, suite, "screen", exc, started, stats)
         phash = program_hash(source)
