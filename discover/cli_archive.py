@@ -2,8 +2,10 @@
 
 A thin layer over :mod:`archive`: every command opens the archive read-only (a running campaign
 can keep writing; nothing here ever modifies a file) and prints a table that fits the terminal,
-or JSON with ``--json``. Without ``--db`` the archive is ``campaigns/latest`` (the link the
-campaign runner maintains), else the campaign under ``campaigns/`` written most recently.
+or JSON with ``--json``. Without a campaign (``list DIR`` or ``--db DIR``) the archive is
+``campaigns/latest`` (the link the campaign runner maintains), else the campaign under
+``campaigns/`` written most recently. A program is ``ID``, ``best`` or ``DIR:ID``, so ``diff`` can
+compare programs of two campaigns.
 """
 
 from __future__ import annotations
@@ -27,7 +29,15 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from archive.resolve import CAMPAIGNS_ROOT, LATEST_LINK, campaign_dirs, default_campaign_dir, last_write_time
+from archive.resolve import (
+    BEST,
+    CAMPAIGNS_ROOT,
+    LATEST_LINK,
+    campaign_dirs,
+    default_campaign_dir,
+    last_write_time,
+    parse_program_ref,
+)
 from archive.store import (
     PROGRAM_STATUSES,
     SORT_KEYS,
@@ -49,6 +59,9 @@ DbOption = Annotated[Optional[Path], typer.Option(
     "--db", help="Campaign directory or archive.db file. Default: campaigns/latest, else the newest "
                  "campaign under campaigns/.", show_default=False)]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of tables.")]
+CampaignArgument = Annotated[Optional[Path], typer.Argument(
+    help="Campaign directory or archive.db file (the same as --db).", show_default=False)]
+PROGRAM_HELP = "ID, best, or DIR:ID for a program of another campaign (e.g. campaigns/latest:12)"
 
 
 # --- plumbing -----------------------------------------------------------------------------
@@ -69,6 +82,29 @@ def _opened(db: Path | None) -> Iterator[Archive]:
         location = db if db is not None else default_campaign_dir()
         with open_archive(location, readonly=True) as archive:
             yield archive
+
+
+@contextmanager
+def _opened_program(ref: str, db: Path | None) -> Iterator[tuple[Archive, ProgramRecord]]:
+    """The archive holding the program ``ref`` names (``ID``, ``best`` or ``DIR:ID``; a bare id
+    is looked up in ``--db``, else the default campaign) and the program's record."""
+    with _user_errors():
+        location, ident = parse_program_ref(ref, db)
+        with _opened(location) as archive:
+            if ident == BEST:
+                best = archive.best(1)
+                if not best:
+                    raise ArchiveError(f"campaign {archive.path.parent} has no evaluated program yet")
+                yield archive, best[0]
+            else:
+                yield archive, archive.program(int(ident))
+
+
+def _campaign(campaign: Path | None, db: Path | None) -> Path | None:
+    """The campaign named by the positional argument or ``--db`` (not both)."""
+    if campaign is not None and db is not None:
+        raise UserError("name the campaign once: either as an argument or with --db")
+    return campaign if campaign is not None else db
 
 
 def _console() -> Console:
@@ -188,6 +224,7 @@ def _record_json(record: ProgramRecord, with_code: bool) -> dict[str, Any]:
 
 
 def list_programs(
+    campaign: CampaignArgument = None,
     db: DbOption = None,
     top: Annotated[int, typer.Option("--top", "-n", help="Show at most N programs (0: all).")] = 25,
     sort: Annotated[str, typer.Option("--sort", help="Order: fitness (best first) or date (newest first).")] = "fitness",
@@ -204,7 +241,7 @@ def list_programs(
             raise UserError(f"--status must be one of {', '.join(PROGRAM_STATUSES)}, not {s!r}")
     if top < 0:
         raise UserError("--top must be 0 (all) or a positive number")
-    with _opened(db) as archive:
+    with _opened(_campaign(campaign, db)) as archive:
         records = archive.programs(top=top or None, sort=sort, status=status or None)
         total = archive.program_count(status or None)
         failures = _last_failures(archive)
@@ -288,18 +325,17 @@ def _pack(parts: list[str], width: int, separator: str = " · ") -> str:
 
 
 def show_program(
-    program_id: Annotated[int, typer.Argument(help="Program id (see `discover archive list`).")],
+    program: Annotated[str, typer.Argument(help=f"The program: {PROGRAM_HELP}.", show_default=False)],
     db: DbOption = None,
     full: Annotated[bool, typer.Option("--full", help="Print prompt, response and critique in full.")] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Show one program: code, per-task scores against the baselines, parents, the prompt and
     critique that produced it, and why it failed if it did."""
-    with _opened(db) as archive:
-        record = archive.program(program_id)
-        failures = archive.failures(program_id)
-        evaluations = archive.evaluations(program_id)
-        calls = archive.llm_calls(program_id)
+    with _opened_program(program, db) as (archive, record):
+        failures = archive.failures(record.id)
+        evaluations = archive.evaluations(record.id)
+        calls = archive.llm_calls(record.id)
     if as_json:
         _print_json({**_record_json(record, with_code=True),
                      "failures": [asdict(f) for f in failures],
@@ -360,31 +396,41 @@ def _score_deltas(a: ProgramRecord, b: ProgramRecord) -> dict[str, dict[str, flo
     return out
 
 
+def _label(record: ProgramRecord, ref: str) -> str:
+    """``#ID``, or the reference as typed when it names another campaign."""
+    return ref if ":" in ref else f"#{record.id}"
+
+
+def _headers(a: ProgramRecord, b: ProgramRecord) -> tuple[str, str]:
+    """Short column headers for the score table (``A``/``B`` when both ids are the same)."""
+    return ("A", "B") if a.id == b.id else (f"#{a.id}", f"#{b.id}")
+
+
 def diff_programs(
-    a: Annotated[int, typer.Argument(help="First program id (the 'before').")],
-    b: Annotated[int, typer.Argument(help="Second program id (the 'after').")],
+    a: Annotated[str, typer.Argument(help=f"The 'before' program: {PROGRAM_HELP}.", show_default=False)],
+    b: Annotated[str, typer.Argument(help=f"The 'after' program: {PROGRAM_HELP}.", show_default=False)],
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Unified diff of two programs' code, and how each task's score changed from A to B."""
-    with _opened(db) as archive:
-        ra, rb = archive.program(a), archive.program(b)
+    with _opened_program(a, db) as (_, ra), _opened_program(b, db) as (_, rb):
+        label_a, label_b = _label(ra, a), _label(rb, b)
     diff = list(difflib.unified_diff(ra.code.splitlines(), rb.code.splitlines(),
-                                     fromfile=f"#{ra.id} {ra.name or ''}".strip(),
-                                     tofile=f"#{rb.id} {rb.name or ''}".strip(), lineterm=""))
+                                     fromfile=f"{label_a} {ra.name or ''}".strip(),
+                                     tofile=f"{label_b} {rb.name or ''}".strip(), lineterm=""))
     deltas = _score_deltas(ra, rb)
     if as_json:
-        _print_json({"a": a, "b": b, "diff": "\n".join(diff), "fitness": {"a": ra.fitness, "b": rb.fitness},
+        _print_json({"a": ra.id, "b": rb.id, "diff": "\n".join(diff), "fitness": {"a": ra.fitness, "b": rb.fitness},
                      "tasks": deltas})
         return
     console = _console()
     if not diff:
-        console.print(f"#{a} and #{b} have identical code")
+        console.print(f"{label_a} and {label_b} have identical code")
     styles = (("+++", "bold"), ("---", "bold"), ("@@", "cyan"), ("+", "green"), ("-", "red"))
     for line in diff:
         style = next((s for prefix, s in styles if line.startswith(prefix)), "")
         console.print(Text(line, style=style))
-    table = _fitted_table([("task", None, "left"), (f"#{a}", 7, "right"), (f"#{b}", 7, "right"),
+    table = _fitted_table([("task", None, "left"), *[(h, 7, "right") for h in _headers(ra, rb)],
                            ("change", 7, "right")], min(console.width, 60))
     fa, fb = ra.fitness, rb.fitness
     rows = [("fitness (geo-mean)", {"a": fa, "b": fb, "delta": fb - fa if fa is not None and fb is not None else None})]
@@ -430,13 +476,14 @@ def _lineage_json(node: LineageNode) -> dict[str, Any]:
 
 
 def lineage(
-    program_id: Annotated[int, typer.Argument(help="Program id whose ancestors to show.")],
+    program: Annotated[str, typer.Argument(help=f"The program whose ancestors to show: {PROGRAM_HELP}.",
+                                           show_default=False)],
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """The tree of a program's ancestors, with fitness and proposer at each node."""
-    with _opened(db) as archive:
-        root = archive.lineage(program_id)
+    with _opened_program(program, db) as (archive, record):
+        root = archive.lineage(record.id)
     if as_json:
         _print_json(_lineage_json(root))
         return

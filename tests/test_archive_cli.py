@@ -151,6 +151,25 @@ def test_lineage_tree(cli, root: Path) -> None:
     assert [p["id"] for p in data["parents"]] == [4, 3] and data["parents"][0]["parents"][0]["id"] == 1
 
 
+def test_programs_can_be_named_by_campaign_and_id_or_best(cli, root: Path, tmp_path_factory) -> None:
+    # `list DIR` is `list --db DIR`; `show|diff|lineage` take ID, best or DIR:ID.
+    assert cli("archive", "list", campaign(root), "--json").out == cli("archive", "list", "--db", campaign(root),
+                                                                       "--json").out
+    by_ref = json.loads(cli("archive", "show", f"{campaign(root)}:4", "--json").out)
+    assert by_ref == json.loads(cli("archive", "show", "4", "--db", campaign(root), "--json").out)
+    assert json.loads(cli("archive", "show", "best", "--db", campaign(root), "--json").out)["id"] == 4
+    assert json.loads(cli("archive", "lineage", f"{campaign(root)}:best", "--json").out)["id"] == 4
+    # diff across two campaigns: the other campaign is a copy with program 4 as its best
+    other = tmp_path_factory.mktemp("other") / "campaigns" / "copy-20260102-000000"
+    with archive.open(other, create=True) as store:
+        populate(store)
+    across = cli("archive", "diff", f"{campaign(root)}:1", f"{other}:4", columns=200)
+    assert across.code == 0 and f"--- {campaign(root)}:1" in across.out and f"+++ {other}:4" in across.out
+    assert "+0.572" in across.out  # the score table still compares the two programs task by task
+    same = cli("archive", "diff", f"{campaign(root)}:4", f"{other}:best", columns=200)
+    assert "identical code" in same.out and " A " in same.out and " B " in same.out
+
+
 # --- campaigns ----------------------------------------------------------------------------
 
 
@@ -231,6 +250,8 @@ def test_unknown_ids_and_bad_options(cli, root: Path) -> None:
     assert_user_error(cli("archive", "list", "--db", campaign(root), "--status", "great"), "--status must be one of")
     assert_user_error(cli("archive", "list", "--db", campaign(root), "--top", "-1"), "--top")
     assert_user_error(cli("campaigns", db), "is a file")
-    not_a_number = cli("archive", "show", "first", "--db", campaign(root))
-    assert not_a_number.code == 2 and "Traceback" not in not_a_number.err
+    assert_user_error(cli("archive", "show", "first", "--db", campaign(root)),
+                      "'first' is not a program reference", "DIR:ID")
+    assert_user_error(cli("archive", "diff", "1", f"{root / 'nope'}:2"), "no archive at")
+    assert_user_error(cli("archive", "list", campaign(root), "--db", campaign(root)), "name the campaign once")
     assert file_digest(db) == before
