@@ -38,7 +38,7 @@ import torch
 from archive.resolve import parse_program_ref, resolve_program
 from archive.store import ArchiveError
 from sandbox import vocabulary
-from sandbox.contract import executable_module, load_program, program_hash
+from sandbox.contract import executable_module, load_program, parse_ast, program_hash
 from sandbox.references import reference_names, reference_source
 
 DEFAULT_CLASS_NAME = "DiscoveredOptimizer"
@@ -439,7 +439,7 @@ def _ops_needed(direct: frozenset[str]) -> dict[str, Callable]:
 
 
 def _names_in(text: str) -> set[str]:
-    tree = ast.parse(textwrap.dedent(text))
+    tree = parse_ast(textwrap.dedent(text))
     return {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
 
 
@@ -470,14 +470,14 @@ def _rule_text(source: str, reserved: set[str]) -> str:
         executed = _Rename(renames).visit(executed)
         return ast.unparse(executed)
     text = _rewrite_in_place(source)
-    if text is not None and ast.dump(ast.parse(text)) == ast.dump(executed):
+    if text is not None and ast.dump(parse_ast(text)) == ast.dump(executed):
         return text
     return ast.unparse(executed)
 
 
 def _rewrite_in_place(source: str) -> str | None:
     """The source with its docstring dropped and every augmented assignment spelled out."""
-    tree = ast.parse(source)
+    tree = parse_ast(source)
     edits = []  # (start line, start col, end line, end col, replacement), 1-based lines
     if tree.body and _is_docstring(tree.body[0]):
         doc = tree.body[0]

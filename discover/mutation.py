@@ -33,7 +33,7 @@ from typing import Callable, Iterator, Mapping, NamedTuple
 import torch
 
 from sandbox import vocabulary
-from sandbox.contract import CandidateError, program_hash, validate
+from sandbox.contract import CandidateError, parse_ast, program_hash, validate
 
 DEFAULT_ATTEMPTS = 50
 """Candidate children :func:`mutate` builds before it gives up."""
@@ -323,12 +323,12 @@ def _number_node(value: float | int) -> ast.expr:
 
 
 def _expr(text: str) -> ast.expr:
-    return ast.parse(text, mode="eval").body
+    return parse_ast(text, mode="eval").body
 
 
 def _stmt(text: str) -> ast.stmt:
     """A new statement; line 0 marks it as not the parent's."""
-    return _strip_locations(ast.parse(text).body[0])
+    return _strip_locations(parse_ast(text).body[0])
 
 
 def _strip_locations(node: ast.AST) -> ast.AST:
@@ -343,7 +343,7 @@ class _Work:
     """A parsed program being edited, with handles on the parts edits touch."""
 
     def __init__(self, source: str):
-        self.tree = ast.parse(source)
+        self.tree = parse_ast(source)
         self.functions: dict[str, ast.FunctionDef] = {}
         self.constants: dict[str, float] = {}
         self.hparams_node = ast.Dict(keys=[], values=[])

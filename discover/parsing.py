@@ -29,6 +29,8 @@ import json
 import re
 import textwrap
 
+from sandbox.contract import parse_ast
+
 __all__ = ["ParseError", "apply_diff", "extract_critique", "extract_program", "parse_diff"]
 
 
@@ -75,7 +77,7 @@ def _tidy(code: str) -> str:
 def _is_program_like(code: str) -> bool:
     """Python that parses and defines a function or HPARAMS (a prose sentence may parse too)."""
     try:
-        tree = ast.parse(textwrap.dedent(code))
+        tree = parse_ast(textwrap.dedent(code))
     except (SyntaxError, ValueError):
         return False
     return any(isinstance(node, ast.FunctionDef)

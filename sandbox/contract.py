@@ -22,6 +22,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import keyword
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -178,6 +179,21 @@ def _is_docstring(stmt: ast.stmt) -> bool:
     return isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant) and isinstance(stmt.value.value, str)
 
 
+_PARSE_LOCK = threading.Lock()
+
+
+def parse_ast(text: str, mode: str = "exec") -> ast.AST:
+    """``ast.parse``, one thread at a time. Every part of the project parses through this.
+
+    CPython before 3.13 keeps the AST constructor's recursion depth in interpreter-wide state, so
+    two threads parsing at once (a garbage collection in the middle can switch threads) fail now
+    and then with ``SystemError: AST constructor recursion depth mismatch`` (python/cpython#106905).
+    A campaign parses in its evaluation and proposal threads at the same time.
+    """
+    with _PARSE_LOCK:
+        return ast.parse(text, mode=mode)
+
+
 def parse(source: str) -> ast.Module:
     """Parse candidate source, enforcing the size limits; raise ``CandidateError`` on failure."""
     if not isinstance(source, str):
@@ -189,7 +205,7 @@ def parse(source: str) -> ast.Module:
     if source.count("\n") + 1 > MAX_LINES:
         raise _forbid(None, f"a program of {source.count(chr(10)) + 1} lines (limit {MAX_LINES})")
     try:
-        tree = ast.parse(source)
+        tree = parse_ast(source)
     except SyntaxError as exc:
         raise CandidateError("invalid_code", f"syntax error: {exc.msg}", exc.lineno) from None
     except (ValueError, MemoryError, RecursionError) as exc:

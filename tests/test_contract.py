@@ -3,6 +3,10 @@ running a valid program never touches the caller's tensors; hashing ignores form
 
 from __future__ import annotations
 
+import gc
+import sys
+import threading
+
 import pytest
 import torch
 
@@ -15,11 +19,13 @@ from sandbox.contract import (
     CandidateError,
     load_program,
     normalise,
+    parse_ast,
     program_hash,
     run_init,
     run_update,
     validate,
 )
+from sandbox.references import reference_source
 
 # Line numbers matter below: the statement under test is inserted as line 8, inside `update`.
 BASE = '''HPARAMS = {"lr": 1e-3, "beta": 0.9}
@@ -354,3 +360,41 @@ def test_ops_work_on_numbers_and_tensors() -> None:
         on_numbers = [op(float(v)) for v in x]
         torch.testing.assert_close(torch.tensor(on_numbers, dtype=torch.float64), op(x), rtol=1e-15, atol=0)
     assert vocabulary.size(torch.zeros(3, 5), 0) == 3 and vocabulary.size(torch.zeros(3, 5), -1) == 5
+
+
+def test_parsing_is_safe_from_several_threads_at_once() -> None:
+    # CPython < 3.13: ast.parse in two threads at once can raise "SystemError: AST constructor
+    # recursion depth mismatch" when a garbage collection (running __del__) switches threads in
+    # the middle (python/cpython#106905); a campaign parses in evaluation and proposal threads.
+    # Unguarded, this loop raised it ~24 times in 1200 parses here; parse_ast must never.
+    source = reference_source("adamw") * 3
+    errors: list[str] = []
+
+    class Garbage:
+        def __del__(self) -> None:
+            sum(range(50))  # Python code inside a collection: a thread switch point
+
+    def work() -> None:
+        for i in range(300):
+            junk = [Garbage() for _ in range(5)]
+            for j in junk:
+                j.cycle = j
+            del junk
+            try:
+                parse_ast(source) if i % 2 else program_hash(source)
+            except SystemError as exc:
+                errors.append(str(exc))
+
+    thresholds, interval = gc.get_threshold(), sys.getswitchinterval()
+    gc.set_threshold(50)
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=work) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        gc.set_threshold(*thresholds)
+        sys.setswitchinterval(interval)
+    assert errors == []
