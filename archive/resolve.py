@@ -6,7 +6,8 @@ campaign use :func:`default_campaign_dir`: ``campaigns/latest`` when it exists, 
 campaign directory whose archive was written last.
 
 A program reference is ``DIR:ID`` (a campaign directory or ``.db`` file, a colon, an id) or a
-bare ``ID`` in the default campaign; ``ID`` may be ``best`` for the campaign's fittest program.
+bare ``ID`` in the default campaign; ``ID`` may be ``best`` for the campaign's winner (the best
+fitness confirmed on fresh seeds, see :meth:`archive.store.Archive.winner`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from archive.store import DB_FILENAME, ArchiveError, db_path, open_archive
+from archive.store import DB_FILENAME, Archive, ArchiveError, ProgramRecord, db_path, open_archive
 
 CAMPAIGNS_ROOT = Path("campaigns")
 LATEST_LINK = "latest"
@@ -73,17 +74,21 @@ def parse_program_ref(ref: str, default_dir: str | Path | None = None) -> tuple[
     return (Path(default_dir) if default_dir is not None else default_campaign_dir()), ident
 
 
+def find_program(archive: Archive, ident: str) -> ProgramRecord:
+    """The program ``ident`` (an id, or ``best``: :meth:`Archive.winner`) names in ``archive``."""
+    if ident != BEST:
+        return archive.program(int(ident))
+    winner = archive.winner()
+    if winner is None:
+        raise ArchiveError(f"campaign {archive.path.parent} has no evaluated program yet")
+    return winner
+
+
 def resolve_program(ref: str, default_dir: str | Path | None = None) -> ResolvedProgram:
     """The source of the program ``ref`` names; :class:`ArchiveError` when there is none."""
     location, ident = parse_program_ref(ref, default_dir)
     with open_archive(location, readonly=True) as archive:
-        if ident == BEST:
-            best = archive.best(1)
-            if not best:
-                raise ArchiveError(f"campaign {location} has no evaluated program yet")
-            record = best[0]
-        else:
-            record = archive.program(int(ident))
+        record = find_program(archive, ident)
     campaign = db_path(location).parent
     return ResolvedProgram(campaign_dir=campaign, program_id=record.id, source=record.code,
                            name=record.name or f"{campaign.name}:{record.id}")

@@ -102,6 +102,12 @@ class ProgramRecord:
     name: str | None
     meta: dict
 
+    @property
+    def confirmed_fitness(self) -> float | None:
+        """The fitness re-measured on fresh seeds (would-be new bests only), else None."""
+        value = self.meta.get("confirmed_fitness")
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
 
 @dataclass(frozen=True)
 class Evaluation:
@@ -545,6 +551,17 @@ class Archive:
         """The ``n`` evaluated programs with the highest fitness."""
         return self._records("programs", "status = 'evaluated' AND fitness IS NOT NULL",
                              order=SORT_KEYS["fitness"], limit=n)
+
+    def winner(self) -> ProgramRecord | None:
+        """The archive's best program, as a campaign announces it: the highest fitness confirmed
+        on fresh seeds; if nothing was confirmed, the highest fitness measured on the full suite
+        (then at any stage). Ties go to the older program. None before anything is evaluated."""
+        evaluated = [r for r in self.programs(status="evaluated") if r.fitness is not None]
+        confirmed = [r for r in evaluated if r.confirmed_fitness is not None]
+        if confirmed:
+            return max(confirmed, key=lambda r: (r.confirmed_fitness, -r.id))
+        full = [r for r in evaluated if r.stage != "screen"] or evaluated
+        return max(full, key=lambda r: (r.fitness, -r.id)) if full else None
 
     def _original(self, record: ProgramRecord) -> ProgramRecord:
         """Follow ``duplicate_of`` links to the program that was actually evaluated."""

@@ -97,7 +97,7 @@ def heldout_table(directory: Path, label: str) -> None:
     print(head)
     for p in sorted(rows, key=lambda r: -r.heldout_fitness):
         name = p.name or f"#{p.id} ({p.proposer})"
-        confirmed = p.meta.get("confirmed_fitness")
+        confirmed = p.confirmed_fitness
         spread = p.meta.get("heldout_spread") or 0.0
         cells = " ".join(f"{(p.meta['heldout_scores'].get(t) or {}).get('score', float('nan')):>12.2f}" for t in tasks)
         conf = f"{confirmed:.3f}" if confirmed is not None else "-"

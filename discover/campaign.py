@@ -205,12 +205,11 @@ class Campaign:
         return pool
 
     def best_confirmed(self) -> tuple[int | None, float]:
-        best_id, best = None, float("-inf")
-        for rec in self.archive.programs(status="evaluated"):
-            value = rec.meta.get("confirmed_fitness")
-            if value is not None and value > best:
-                best_id, best = rec.id, value
-        return best_id, best
+        """The id and confirmed fitness of the best program confirmed so far (None, -inf: none)."""
+        winner = self.archive.winner()
+        if winner is None or winner.confirmed_fitness is None:
+            return None, float("-inf")
+        return winner.id, winner.confirmed_fitness
 
     # --- the loop ---------------------------------------------------------------------------
 
@@ -512,8 +511,8 @@ class Campaign:
         """Score the best programs, and the tuned baselines beside them, on the held-out suite
         (reported, never used for selection)."""
         evaluated = self.archive.programs(status="evaluated")
-        ranked = sorted(((r.meta.get("confirmed_fitness") or -1.0, r.id) for r in evaluated
-                         if r.meta.get("confirmed_fitness") is not None and r.proposer != "reference"),
+        ranked = sorted(((r.confirmed_fitness, r.id) for r in evaluated
+                         if r.confirmed_fitness is not None and r.proposer != "reference"),
                         reverse=True)[:3]
         baselines = [r.id for r in evaluated if r.proposer == "reference" and r.name in self.evaluator.baseline_names()]
         for pid in [pid for _, pid in ranked] + sorted(baselines):

@@ -30,11 +30,11 @@ from rich.text import Text
 from rich.tree import Tree
 
 from archive.resolve import (
-    BEST,
     CAMPAIGNS_ROOT,
     LATEST_LINK,
     campaign_dirs,
     default_campaign_dir,
+    find_program,
     last_write_time,
     parse_program_ref,
 )
@@ -49,6 +49,7 @@ from archive.store import (
     open_archive,
 )
 from discover.errors import UserError
+from sandbox.contract import parse_ast
 
 WIDE = 150  # the wide layout adds ~60 columns of fields; below this the description would be squeezed out
 """From this many columns on, tables show their optional columns too."""
@@ -91,13 +92,7 @@ def _opened_program(ref: str, db: Path | None) -> Iterator[tuple[Archive, Progra
     with _user_errors():
         location, ident = parse_program_ref(ref, db)
         with _opened(location) as archive:
-            if ident == BEST:
-                best = archive.best(1)
-                if not best:
-                    raise ArchiveError(f"campaign {archive.path.parent} has no evaluated program yet")
-                yield archive, best[0]
-            else:
-                yield archive, archive.program(int(ident))
+            yield archive, find_program(archive, ident)
 
 
 def _campaign(campaign: Path | None, db: Path | None) -> Path | None:
@@ -176,7 +171,7 @@ def _first_doc_line(code: str) -> str:
     if len(code) > 50_000:
         return ""
     try:
-        doc = ast.get_docstring(ast.parse(code))
+        doc = ast.get_docstring(parse_ast(code))
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return ""
     return doc.strip().splitlines()[0] if doc and doc.strip() else ""
@@ -253,7 +248,7 @@ def list_programs(
     wide = console.width >= WIDE
     columns: list[Column] = [("id", 4, "right"), ("fitness", 11, "left"), ("status", 9, "left")]
     if wide:
-        columns += [("stage", 9, "left"), ("held-out", 8, "right")]
+        columns += [("stage", 9, "left"), ("fresh", 6, "right"), ("held-out", 8, "right")]
     columns += [("proposer", 14 if wide else 9, "left"), ("parents", 12 if wide else 7, "left")]
     if wide:
         columns += [("tokens", 7, "right"), ("created", 16, "left")]
@@ -262,7 +257,7 @@ def list_programs(
     for r in records:
         row: list[Any] = [str(r.id), _fitness(r), _status(r)]
         if wide:
-            row += [r.stage or "-", _number(r.heldout_fitness)]
+            row += [r.stage or "-", _number(r.confirmed_fitness), _number(r.heldout_fitness)]
         row += [Text(r.proposer or "-"), _parents(r)]
         if wide:
             row += [str(r.tokens_in + r.tokens_out) if r.tokens_in or r.tokens_out else "-", _when(r.created_at)]
@@ -516,9 +511,10 @@ def _campaign_summary(path: Path) -> dict[str, Any]:
     try:
         with open_archive(path, readonly=True) as archive:
             campaigns = archive.campaigns()
-            best = archive.best(1)
-            row.update(programs=archive.program_count(), best_fitness=best[0].fitness if best else None,
-                       best_id=best[0].id if best else None, failures=archive.failure_counts())
+            best = archive.winner()
+            row.update(programs=archive.program_count(), best_id=best.id if best else None,
+                       best_fitness=best.fitness if best else None,
+                       best_confirmed=best.confirmed_fitness if best else None, failures=archive.failure_counts())
             if campaigns:
                 c = campaigns[-1]
                 row.update(campaign=c.name, status=c.status, seed=c.seed, spend=c.spend, created=c.created_at)
@@ -553,29 +549,34 @@ def campaigns(
         console.print(f"no campaigns under {root}/ (`discover run` writes them there)")
         return
     wide = console.width >= WIDE
+    # Narrow terminals leave out the last write time (the name already holds the start time),
+    # so that the name, which the other commands take, is shown whole.
     columns: list[Column] = [("campaign", None, "left"), ("status", 8, "left"), ("progs", 5, "right"),
-                             ("best", 11 if wide else 10, "right"), ("spend", 28 if wide else 9, "left"),
-                             ("updated", 16 if wide else 11, "left")]
+                             ("best", 11 if wide else 10, "right"), ("spend", 28 if wide else 9, "left")]
     if wide:
-        columns += [("seed", 6, "right"), ("failures", 30, "left")]
+        columns += [("updated", 16, "left"), ("seed", 6, "right"), ("failures", 30, "left")]
     table = _fitted_table(columns, console.width)
     for row in rows:
         name = Text(row["name"] + (" *" if row["latest"] else ""), style="bold" if row["latest"] else "")
         status = Text(row["status"], style={"running": "yellow", "finished": "green", "failed": "red",
                                             "error": "red"}.get(row["status"], ""))
-        best = "-" if row.get("best_fitness") is None else f"{row['best_fitness']:.3f} #{row['best_id']}"
-        cells = [name, status, str(row.get("programs", "-")), best, _spend(row["spend"], compact=not wide),
-                 row["updated"].replace("T", " ")[:16] if wide else row["updated"][5:16].replace("T", " ")]
+        value = row.get("best_confirmed") if row.get("best_confirmed") is not None else row.get("best_fitness")
+        best = "-" if value is None else f"{value:.3f} #{row['best_id']}"
+        cells = [name, status, str(row.get("programs", "-")), best, _spend(row["spend"], compact=not wide)]
         if wide:
             failures = row.get("failures") or {}
-            cells += [str(row.get("seed", "-")), Text(", ".join(f"{k} {v}" for k, v in failures.items()) or "-")]
+            cells += [row["updated"].replace("T", " ")[:16], str(row.get("seed", "-")),
+                      Text(", ".join(f"{k} {v}" for k, v in failures.items()) or "-")]
         table.add_row(*cells)
     console.print(table)
     for row in rows:
         if row["status"] == "error":
             console.print(f"[red]{escape(row['name'])}: {escape(row['error'])}[/]")
+    notes = ["best: fitness on fresh seeds (as measured if not confirmed)"]
     if latest is not None:
-        console.print("[dim]* = campaigns/latest[/]")
+        notes.append("* = campaigns/latest")
+    for note in notes:
+        console.print(f"[dim]{note}[/]")
 
 
 # --- registration -------------------------------------------------------------------------

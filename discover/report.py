@@ -40,6 +40,7 @@ from archive.store import Archive, ArchiveError, Campaign, LineageNode, ProgramR
 from discover import report_plots as plots
 from discover.errors import UserError
 from discover.output import write_user_file
+from sandbox.contract import parse_ast
 from sandbox.evaluate import BASELINES
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -198,7 +199,7 @@ def normalised_code(code: str) -> str:
     """``code`` as the AST sees it (no comments or module docstring, one quoting style), so a
     diff shows what changed in behaviour, not in formatting; unparsable text is kept as is."""
     try:
-        tree = ast.parse(code)
+        tree = parse_ast(code)
     except SyntaxError:
         return code
     body = tree.body
@@ -304,11 +305,8 @@ class ReportData:
     def _winner(self) -> ProgramRecord | None:
         if self.campaign is not None and self.campaign.best_program_id in self.by_id:
             return self.by_id[self.campaign.best_program_id]
-        confirmed = [r for r in self.evaluated if _num(r.meta.get("confirmed_fitness")) is not None]
-        if confirmed:
-            return max(confirmed, key=lambda r: (r.meta["confirmed_fitness"], -r.id))
-        full = [r for r in self.evaluated if r.stage != "screen"] or self.evaluated
-        return max(full, key=lambda r: (r.fitness, -r.id)) if full else None
+        winner = self.store.winner()
+        return None if winner is None else self.by_id[winner.id]
 
     def _top_programs(self) -> list[ProgramRecord]:
         """The winner, then the fittest fully evaluated candidates (the programs the plots follow)."""
@@ -412,10 +410,10 @@ class ReportData:
             points.append(plots.ProgressPoint(
                 index=index, spend=spent if online else self._result_time(rec, start),
                 measured=rec.fitness if full else None,
-                confirmed=_num(rec.meta.get("confirmed_fitness")) if full else None, label=_label(rec)))
+                confirmed=rec.confirmed_fitness if full else None, label=_label(rec)))
         seeded = [r for r in self.references if r.status == "evaluated" and r.stage != "screen" and r.fitness]
         seed_measured = max((r.fitness for r in seeded), default=None)
-        seed_confirmed = max((c for r in seeded if (c := _num(r.meta.get("confirmed_fitness"))) is not None),
+        seed_confirmed = max((c for r in seeded if (c := r.confirmed_fitness) is not None),
                              default=None)
         label = "dollars spent on LLM calls" if online else "wall time (minutes since start)"
         return _figure(plots.fitness_progress, points, self.baseline_fitness(), seed_measured, seed_confirmed, label)
@@ -423,7 +421,7 @@ class ReportData:
     def baseline_fitness(self) -> dict[str, float]:
         out = {}
         for name, ref in self.baselines.items():
-            value = _num(ref.meta.get("confirmed_fitness")) or ref.fitness
+            value = ref.confirmed_fitness or ref.fitness
             if value is not None:
                 out[name if ref.stage != "screen" else f"{name}, screened out"] = value
         return out
@@ -454,7 +452,7 @@ class ReportData:
         return ProgramRow(
             id=rec.id, label=_label(rec), origin=_origin(rec), is_baseline=rec.proposer == "reference",
             is_winner=self.winner is not None and rec.id == self.winner.id, stage=rec.stage or "-",
-            fitness=rec.fitness, spread=rec.fitness_spread, confirmed=_num(meta.get("confirmed_fitness")),
+            fitness=rec.fitness, spread=rec.fitness_spread, confirmed=rec.confirmed_fitness,
             confirmed_spread=_num(meta.get("confirmed_spread")), confirm_seeds=list(meta.get("confirm_seeds") or []),
             heldout=rec.heldout_fitness, heldout_spread=_num(meta.get("heldout_spread")), heldout_note=note,
             tasks=self._task_rows("search", rec.scores) + self._task_rows("held-out", meta.get("heldout_scores")),
@@ -704,7 +702,7 @@ def _context(data: ReportData) -> dict[str, Any]:
         "winner": winner and {
             "id": winner.id, "label": _label(winner), "origin": _origin(winner),
             "is_reference": winner.proposer == "reference", "fitness": winner.fitness,
-            "spread": winner.fitness_spread, "confirmed": _num(winner.meta.get("confirmed_fitness")),
+            "spread": winner.fitness_spread, "confirmed": winner.confirmed_fitness,
             "confirmed_spread": _num(winner.meta.get("confirmed_spread")), "heldout": winner.heldout_fitness,
             "code": highlight_python(winner.code), "export": export_command(data.directory, winner.id),
         },

@@ -19,7 +19,7 @@ def leaderboard(archive: Archive, limit: int = 8) -> Table:
     for rec in archive.best(limit):
         label = f"[dim]{rec.name} (baseline)[/]" if rec.proposer == "reference" else f"{rec.proposer} of " + \
             ",".join(f"#{p}" for p in rec.parent_ids)
-        confirmed = rec.meta.get("confirmed_fitness")
+        confirmed = rec.confirmed_fitness
         table.add_row(
             str(rec.id), label, f"{rec.fitness:.3f} ± {rec.fitness_spread or 0:.3f}",
             "-" if confirmed is None else f"{confirmed:.3f}",

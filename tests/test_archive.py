@@ -142,6 +142,27 @@ def test_queries_sort_filter_and_lineage(campaign_dir: Path) -> None:
         assert tree.parents[0].parents[0].program.name == "adamw"
 
 
+def test_winner_is_the_best_fitness_confirmed_on_fresh_seeds(tmp_path: Path) -> None:
+    # A "new best" measured on two seeds is often seed noise: the winner is ranked by the fitness
+    # re-measured on fresh seeds, and only without any confirmed program by the measured one.
+    with archive.open(tmp_path / "c", create=True) as store:
+        assert store.winner() is None
+        screen = store.add_program("# screened\n", status="evaluated", fitness=2.0, stage="screen")
+        assert store.winner().id == screen  # only a screening fitness exists
+        lucky = store.add_program("# lucky\n", status="evaluated", fitness=1.5, stage="full")
+        steady = store.add_program("# steady\n", status="evaluated", fitness=1.3, stage="full")
+        assert store.winner().id == lucky  # nothing confirmed yet: the best full-suite fitness
+        store.update_program(lucky, stage="confirmed", meta={"confirmed_fitness": 1.1})
+        store.update_program(steady, stage="confirmed", meta={"confirmed_fitness": 1.25})
+        winner = store.winner()
+        assert (winner.id, winner.confirmed_fitness, winner.fitness) == (steady, 1.25, 1.3)
+        assert store.best(1)[0].id == screen and store.program(lucky).confirmed_fitness == 1.1
+        tie = store.add_program("# tie\n", status="evaluated", fitness=1.2, stage="confirmed",
+                                meta={"confirmed_fitness": 1.25})
+        assert store.winner().id == steady and store.program(tie).confirmed_fitness == 1.25  # the older one
+    assert resolve_program(f"{tmp_path / 'c'}:best").program_id == steady
+
+
 def test_lineage_marks_shared_ancestors(tmp_path: Path) -> None:
     with archive.open(tmp_path, create=True) as store:
         root = store.add_program(reference_source("sgd"))
