@@ -682,9 +682,13 @@ class Archive:
             return self._records("failures")
         return self._records("failures", "program_id = ?", (program_id,))
 
-    def failure_counts(self) -> dict[str, int]:
-        """How many failure records each reason has, most common first."""
-        rows = self._query("SELECT reason, count(*) AS n FROM failures GROUP BY reason ORDER BY n DESC, reason")
+    def failure_counts(self, failed_only: bool = False) -> dict[str, int]:
+        """How many programs failed for each reason (a program counts once per reason, however
+        many of its runs failed), most common first. ``failed_only``: only programs that failed
+        outright, not scored programs that failed on some task."""
+        where = " WHERE program_id IN (SELECT id FROM programs WHERE status = 'failed')" if failed_only else ""
+        rows = self._query(f"SELECT reason, count(DISTINCT program_id) AS n FROM failures{where} "
+                           "GROUP BY reason ORDER BY n DESC, reason")
         return {row["reason"]: row["n"] for row in rows}
 
     # LLM calls

@@ -364,7 +364,7 @@ class Campaign:
 
         top = [self._as_dict(r) for r in self.archive.best(self.config.search.top_k_in_prompt)]
         ctx = ProposalContext(
-            parents=parents, parent_of=parent_of, top=top, failure_counts=self.archive.failure_counts(), rng=rng,
+            parents=parents, parent_of=parent_of, top=top, failure_counts=self.archive.failure_counts(failed_only=True), rng=rng,
             feedback_mode=self.config.search.feedback, parse_retries=self.config.search.parse_retries,
             mutation_edits=self.config.search.mutation_edits)
         return kind, ctx

@@ -108,11 +108,11 @@ def print_summary(summary, campaign, console: Console) -> None:
         line += f"; LLM: {s.get('llm_calls', 0)} calls, {s.get('tokens_in', 0) + s.get('tokens_out', 0):,} tokens, ${s.get('usd', 0):.4f}"
     console.print(line)
     if summary.failure_counts:
-        console.print("failures by reason: " + ", ".join(f"{k} {v}" for k, v in summary.failure_counts.items()))
+        console.print("programs with failures, by reason: " + ", ".join(f"{k} {v}" for k, v in summary.failure_counts.items()))
     console.print(leaderboard(campaign.archive, limit=8))
     where = summary.directory
     console.print(f"archive:  {where / 'archive.db'}", soft_wrap=True)
-    console.print(f"browse:   discover archive list --db {where}", soft_wrap=True)
+    console.print(f"browse:   discover archive list {where}", soft_wrap=True)
     console.print(f"report:   discover report {where} -o {where / 'report.html'}", soft_wrap=True)
     if summary.best_id is not None:
         best = campaign.archive.program(summary.best_id)

@@ -126,7 +126,8 @@ def _signed(x: float) -> str:
 
 def archive_summary(programs: Sequence[Program], failure_counts: Mapping[str, int], mode: str = "directional",
                     top_k: int = 5) -> str:
-    """What the search knows so far: the best programs and how candidates tend to fail."""
+    """What the search knows so far: the best programs and how candidates tend to fail
+    (``failure_counts``: how many failed programs each reason has)."""
     if mode == "none":
         return ""
     ranked = sorted((p for p in programs if p.get("fitness") is not None and not p.get("failure")),
@@ -140,7 +141,6 @@ def archive_summary(programs: Sequence[Program], failure_counts: Mapping[str, in
             if scores:
                 lines.append("  " + ", ".join(f"{t} {s.get('score', 0):.2f}x" for t, s in sorted(scores.items())))
     if mode == "directional" and failure_counts:
-        total = sum(failure_counts.values())
         parts = ", ".join(f"{reason} {n}" for reason, n in sorted(failure_counts.items(), key=lambda kv: (-kv[1], kv[0])))
-        lines.append(f"Failures so far ({total}): {parts}.")
+        lines.append(f"Programs that failed so far, by reason: {parts}.")
     return "\n".join(lines)

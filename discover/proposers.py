@@ -157,6 +157,11 @@ class Proposer(ABC):
     def _feedback(ctx: ProposalContext, program: Program) -> str:
         return feedback.program_feedback(program, ctx.parent_of(program), ctx.feedback_mode) or "(no feedback)"
 
+    @classmethod
+    def _shown(cls, ctx: ProposalContext, program: Program) -> str:
+        """A program as a prompt shows it: its code in a python block, then how it did."""
+        return f"```python\n{program['code'].rstrip()}\n```\n\n{cls._feedback(ctx, program)}"
+
     @staticmethod
     def _summary(ctx: ProposalContext) -> str:
         return feedback.archive_summary(ctx.top, ctx.failure_counts, ctx.feedback_mode) or "(no archive summary)"
@@ -207,8 +212,7 @@ class FullProgramProposer(Proposer):
 
     def propose(self, ctx: ProposalContext) -> Proposal:
         proposal = Proposal(self.kind, [p["id"] for p in ctx.parents], seed=ctx.rng.randrange(2**31))
-        examples = "\n\n".join(
-            f"# Program #{p['id']}\n{p['code']}\n# Feedback\n{self._feedback(ctx, p)}" for p in ctx.parents)
+        examples = "\n\n".join(f"## Program #{p['id']}\n\n{self._shown(ctx, p)}" for p in ctx.parents)
         messages = [
             {"role": "system", "content": self._system()},
             {"role": "user", "content": render("propose", archive_summary=self._summary(ctx), program=examples)},
@@ -282,8 +286,7 @@ class CrossoverProposer(Proposer):
             {"role": "system", "content": self._system()},
             {"role": "user", "content": render(
                 "crossover",
-                parent_a=f"{a['code']}\n# Feedback\n{self._feedback(ctx, a)}",
-                parent_b=f"{b['code']}\n# Feedback\n{self._feedback(ctx, b)}",
+                parent_a=self._shown(ctx, a), parent_b=self._shown(ctx, b),
                 archive_summary=self._summary(ctx))},
         ]
         proposal.source = self._ask(proposal, messages, "proposer", parsing.extract_program, ctx.parse_retries)

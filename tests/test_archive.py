@@ -142,6 +142,18 @@ def test_queries_sort_filter_and_lineage(campaign_dir: Path) -> None:
         assert tree.parents[0].parents[0].program.name == "adamw"
 
 
+def test_failure_counts_count_programs_not_runs(tmp_path: Path) -> None:
+    with archive.open(tmp_path / "c", create=True) as store:
+        failed = store.add_program("# failed\n", status="failed")
+        scored = store.add_program("# scored\n", status="evaluated", fitness=0.9, stage="full")
+        store.add_failure(failed, stage="screen", reason="nan", message="noisy_quadratic: NaN")
+        for task in ("mlp_digits", "rosenbrock", "deep_linear"):  # a scored program diverged on three tasks
+            store.add_failure(scored, stage="full", reason="diverged", message=f"{task}: diverged")
+        store.add_failure(scored, stage="full", reason="nan", message="cnn_digits: NaN")
+        assert store.failure_counts() == {"nan": 2, "diverged": 1}
+        assert store.failure_counts(failed_only=True) == {"nan": 1}
+
+
 def test_winner_is_the_best_fitness_confirmed_on_fresh_seeds(tmp_path: Path) -> None:
     # A "new best" measured on two seeds is often seed noise: the winner is ranked by the fitness
     # re-measured on fresh seeds, and only without any confirmed program by the measured one.

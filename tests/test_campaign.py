@@ -157,6 +157,15 @@ def test_llm_campaign_exercises_every_proposer_and_counts_spend(tmp_path, fake_l
         assert broken.outcome == "invalid_code"
         retries = [c for c in calls if c.role == "retry"]
         assert retries and all("could not be used" in c.prompt[-1]["content"] for c in retries)
+        # Programs shown to the model are fenced as python, with their results after them.
+        shown = [(c, store.program(c.program_id)) for c in calls
+                 if c.role == "proposer" and c.program_id is not None
+                 and c.prompt[-1]["content"].startswith(("Write a new", "Combine two"))]
+        assert shown
+        for call, program in shown:
+            for parent in map(store.program, program.parent_ids):
+                block = f"```python\n{parent.code.rstrip()}\n```\n\nProgram #{parent.id}: fitness"
+                assert block in call.prompt[-1]["content"]
         critiqued = [p for p in store.programs() if p.proposer == "textgrad" and p.critique]
         assert critiqued and "curvature" in critiqued[0].critique
         # Every answer the server gave is in the archive, and spend is exact.
