@@ -27,6 +27,7 @@ import builtins
 import inspect
 import keyword
 import re
+import statistics
 import textwrap
 import types
 from dataclasses import dataclass
@@ -36,7 +37,7 @@ from typing import Callable
 import torch
 
 from archive.resolve import parse_program_ref, resolve_program
-from archive.store import ArchiveError
+from archive.store import ArchiveError, open_archive
 from sandbox import vocabulary
 from sandbox.contract import executable_module, load_program, parse_ast, program_hash
 from sandbox.references import reference_names, reference_source
@@ -58,6 +59,7 @@ class ResolvedSource:
     source: str
     name: str
     origin: str  # for messages: a path, "reference adamw", "campaigns/x:12"
+    evidence: str = ""  # what a campaign measured for an archived program (see campaign_evidence)
 
 
 SourceResolver = Callable[[str], "ResolvedSource | None"]
@@ -105,7 +107,45 @@ def _resolve_archived(ref: str) -> ResolvedSource | None:
         raise ExportError(str(exc)) from None
     # an archived program may carry a name of its own; otherwise name the class by its id
     name = found.name if found.name and ":" not in found.name else f"program_{found.program_id}"
-    return ResolvedSource(source=found.source, name=name, origin=f"{found.campaign_dir}:{found.program_id}")
+    return ResolvedSource(source=found.source, name=name, origin=f"{found.campaign_dir}:{found.program_id}",
+                          evidence=campaign_evidence(found.campaign_dir, found.program_id))
+
+
+def campaign_evidence(campaign_dir: Path, program_id: int) -> str:
+    """What the campaign measured for a program, for the exported module's docstring: its
+    fitness on the search suite, on fresh seeds and on the held-out suite, and each task's tuned
+    learning rate beside tuned AdamW's (so a user knows where to start ``lr``). Empty for a
+    program that was never scored."""
+    with open_archive(campaign_dir, readonly=True) as store:
+        record = store.program(program_id)
+        adamw = next((r for r in store.programs(status="evaluated")
+                      if r.proposer == "reference" and r.name == "adamw"), None)
+    if record.status != "evaluated" or record.fitness is None:
+        return ""
+    lines = [f"Measured in campaign {Path(campaign_dir).resolve().name}, program #{program_id}",
+             "(fitness: geometric-mean speed-up over tuned AdamW; 1.0 = as fast in the same steps):",
+             f"    search suite    {record.fitness:.3f} ± {record.fitness_spread or 0:.3f}"
+             + (f"; on fresh seeds {record.confirmed_fitness:.3f} ± {record.meta.get('confirmed_spread') or 0:.3f}"
+                if record.confirmed_fitness is not None else "")]
+    if record.heldout_fitness is not None:
+        lines.append(f"    held-out suite  {record.heldout_fitness:.3f} ± {record.meta.get('heldout_spread') or 0:.3f}"
+                     " (tasks the search never saw)")
+    rows = []
+    for suite, own, base in (
+            ("search", record.scores, adamw.scores if adamw else None),
+            ("held-out", record.meta.get("heldout_scores"), adamw.meta.get("heldout_scores") if adamw else None)):
+        for task, entry in sorted((own or {}).items()):
+            lr, base_lr = entry.get("best_lr"), ((base or {}).get(task) or {}).get("best_lr")
+            if isinstance(lr, (int, float)) and isinstance(base_lr, (int, float)) and lr > 0 and base_lr > 0:
+                rows.append((suite, task, float(entry.get("score") or 0.0), lr, base_lr))
+    if rows:
+        lines += ["", "Per task: speed-up over tuned AdamW, this rule's tuned learning rate, AdamW's:"]
+        lines += [f"    {suite:<9} {task:<22} {score:5.2f}x   lr {lr:<8.3g} AdamW {base_lr:.3g}"
+                  for suite, task, score, lr, base_lr in rows]
+        ratio = statistics.median(lr / base_lr for *_, lr, base_lr in rows)
+        lines += [f"Median learning-rate ratio to AdamW: {ratio:.2g}. Start from about {ratio:.2g}x the",
+                  "learning rate you use with AdamW, then tune it."]
+    return "\n".join(lines)
 
 
 register_source_resolver("file", _resolve_file)
@@ -311,10 +351,11 @@ def _tiled(tensors):
 _WRAPPER_LOCAL_NAMES = {"self", "params", "super", "defaults"}  # HPARAMS keys may not shadow these in __init__
 
 
-def export_source(source: str, class_name: str | None = None) -> str:
+def export_source(source: str, class_name: str | None = None, evidence: str = "") -> str:
     """A standalone Python module (text) defining ``class_name`` as a torch optimizer that runs
-    the candidate ``source``; raises ``CandidateError`` for an invalid program and
-    :class:`ExportError` for a class name or HPARAMS key that cannot be used."""
+    the candidate ``source`` (``evidence``: what a campaign measured, for the docstring); raises
+    ``CandidateError`` for an invalid program and :class:`ExportError` for a class name or HPARAMS
+    key that cannot be used."""
     program = load_program(source)  # validates; the text below is built from the same tree
     class_name = class_name or DEFAULT_CLASS_NAME
     if not class_name.isidentifier() or keyword.iskeyword(class_name) or class_name.startswith("_"):
@@ -338,7 +379,7 @@ def export_source(source: str, class_name: str | None = None) -> str:
     reserved = {"torch", class_name} | _names_in(op_text) | _names_in(wrapper) | set(dir(builtins))
     rule_text = _rule_text(source, reserved).strip()
 
-    header = _module_doc(class_name, program.doc, program_hash(source), program.hparams["lr"])
+    header = _module_doc(class_name, program.doc, program_hash(source), program.hparams["lr"], evidence)
     sections = [
         header,
         "import torch",
@@ -531,7 +572,7 @@ def _banner(title: str) -> str:
     return f"# --- {title} " + "-" * max(3, 96 - len(title) - 7)
 
 
-def _module_doc(class_name: str, doc: str, digest: str, lr: float) -> str:
+def _module_doc(class_name: str, doc: str, digest: str, lr: float, evidence: str = "") -> str:
     about = textwrap.indent(doc.strip(), "    ") if doc.strip() else "    (the program has no docstring)"
     text = f'''{class_name}: a torch.optim optimizer exported by optimizer-discovery (program {digest}).
 
@@ -547,6 +588,8 @@ Usage (with this file saved as my_opt.py):
     optimizer = {class_name}(model.parameters(), lr={lr!r})
     loss.backward(); optimizer.step(); optimizer.zero_grad()
 '''
+    if evidence:
+        text += "\n" + evidence.rstrip() + "\n"
     return '"""' + text.replace("\\", "\\\\").replace('"""', '\\"\\"\\"') + '"""'
 
 
@@ -585,7 +628,7 @@ def load_optimizer(path_or_id: str) -> type[torch.optim.Optimizer]:
     program (``"campaign_dir:ID"``), built from :func:`export_source`'s module text."""
     found = resolve_source(path_or_id)
     class_name = class_name_for(found.name)
-    text = export_source(found.source, class_name)
+    text = export_source(found.source, class_name, found.evidence)
     module = types.ModuleType(f"exported_{class_name.lower()}", f"Exported from {found.origin}")
     exec(compile(text, f"<exported {found.origin}>", "exec"), module.__dict__)
     return getattr(module, class_name)

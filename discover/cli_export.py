@@ -36,7 +36,7 @@ def export(
         raise UserError(str(exc)) from None
     name = class_name or class_name_for(found.name)
     try:
-        text = export_source(found.source, name)
+        text = export_source(found.source, name, found.evidence)
     except ExportError as exc:
         raise UserError(str(exc)) from None
     except CandidateError as exc:
@@ -51,6 +51,9 @@ def export(
                   f"    optimizer = {name}(model.parameters())\n"
                   f"    loss.backward(); optimizer.step(); optimizer.zero_grad()",
                   highlight=False, markup=False)
+    if found.evidence:
+        console.print(f"what {found.origin} measured, and where to start lr: the docstring of {output}",
+                      highlight=False, markup=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -539,6 +539,37 @@ def test_load_optimizer_from_an_archived_program(tmp_path: Path) -> None:
         load_optimizer(f"{tmp_path / 'run'}:{program_id + 1}")
 
 
+def test_an_archived_winner_exports_with_what_its_campaign_measured(tmp_path: Path) -> None:
+    # The docstring carries the evidence and where to start lr: the tuned learning rate per
+    # task beside tuned AdamW's, and their median ratio.
+    from archive.store import open_archive
+
+    with open_archive(tmp_path / "run", create=True) as store:
+        def scores(lrs: list[float]) -> dict:
+            return {task: {"score": 1.5, "best_lr": lr} for task, lr in zip(("a_task", "b_task", "c_task"), lrs)}
+        store.add_program(reference_source("adamw"), proposer="reference", name="adamw", status="evaluated",
+                          fitness=1.0, stage="full", scores=scores([0.1, 0.3, 1.0]),
+                          meta={"heldout_scores": {"h_task": {"score": 1.0, "best_lr": 0.03}}})
+        winner = store.add_program(reference_source("lion"), proposer="mutation", status="evaluated", fitness=1.4,
+                                   fitness_spread=0.05, stage="confirmed", scores=scores([0.01, 0.03, 0.3]),
+                                   heldout_fitness=1.2, meta={"confirmed_fitness": 1.3, "confirmed_spread": 0.02,
+                                                              "heldout_scores": {"h_task": {"score": 1.2, "best_lr": 0.003}}})
+        unscored = store.add_program(reference_source("sgd"))
+    found = resolve_source(f"{tmp_path / 'run'}:best")
+    doc = export_source(found.source, "Winner", found.evidence)
+    assert f"Measured in campaign run, program #{winner}" in doc
+    assert "search suite    1.400 ± 0.050; on fresh seeds 1.300 ± 0.020" in doc
+    assert "held-out suite  1.200" in doc
+    assert "search    a_task                  1.50x   lr 0.01     AdamW 0.1" in doc
+    assert "held-out  h_task                  1.20x   lr 0.003    AdamW 0.03" in doc
+    assert "Median learning-rate ratio to AdamW: 0.1. Start from about 0.1x" in doc  # ratios 0.1, 0.1, 0.3, 0.1
+    namespace: dict = {}
+    exec(compile(doc, "<exported>", "exec"), namespace)  # still a valid module
+    assert namespace["Winner"].__name__ == "Winner"
+    assert resolve_source(f"{tmp_path / 'run'}:{unscored}").evidence == ""  # nothing measured, nothing claimed
+    assert resolve_source("lion").evidence == ""
+
+
 def test_class_names() -> None:
     assert [class_name_for(n) for n in ("adamw", "sgd_momentum", "my-rule", "3x")] == \
         ["AdamW", "SGDMomentum", "MyRule", "Optimizer3x"]
