@@ -172,7 +172,7 @@ class Campaign:
             models["critic"] = c.critic_model
         settings = LLMSettings(
             models=models, base_url=c.base_url, api_key_env=c.api_key_env, temperature=c.temperature,
-            max_tokens=c.max_tokens, timeout=c.timeout, max_attempts=c.max_attempts,
+            max_tokens=c.max_tokens, max_tokens_param=c.max_tokens_param, timeout=c.timeout, max_attempts=c.max_attempts,
             max_concurrency=c.max_concurrency, backoff_base=c.backoff_base, stream=c.stream, cache_dir=self.directory / "llm-cache",
             cache_mode=c.cache, prices={**DEFAULT_PRICES, **{k: tuple(v) for k, v in c.prices.items()}})
         return LLMClient(settings, spend=self.spend)

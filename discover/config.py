@@ -31,6 +31,8 @@ class LLMConfig(_Strict):
     critic_model: str | None = Field(None, description="model for TextGrad critiques (default: proposer_model)")
     temperature: float = Field(0.8, ge=0.0, le=2.0)
     max_tokens: int = Field(2048, gt=0)
+    max_tokens_param: Literal["max_tokens", "max_completion_tokens"] = Field(
+        "max_tokens", description="request field for max_tokens (OpenAI reasoning models want max_completion_tokens)")
     timeout: float = Field(120.0, gt=0, description="seconds per request")
     max_attempts: int = Field(5, ge=1, description="attempts per request (retries on 429/5xx/timeouts)")
     max_concurrency: int = Field(4, ge=1, description="LLM requests in flight at once")

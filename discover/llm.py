@@ -501,7 +501,7 @@ class LLMClient:
             403: f"this key may not use model {model!r}",
             404: f"model {model!r} or the chat endpoint does not exist there: check the model name and base_url",
             400: "the request was rejected (a wrong parameter for this model? reasoning models need "
-                 "max_tokens_param='max_completion_tokens' and temperature 1)",
+                 "llm.max_tokens_param = \"max_completion_tokens\" and llm.temperature = 1)",
         }
         hint = hints.get(exc.status_code, "the request was rejected")
         return f"{where} answered HTTP {exc.status_code} ({exc.message}): {hint}"

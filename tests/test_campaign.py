@@ -237,9 +237,12 @@ def test_a_stuck_proposer_ends_the_campaign_with_a_clear_reason(tmp_path, fake_l
     config = load_config(overrides=[
         SMALL, {"output_dir": str(tmp_path)},
         {"search": {"proposers": {"full": 1}, "max_stalled_proposals": 6, "parse_retries": 0},
-         "llm": {"base_url": fake_llm_server.base_url, "backoff_base": 0.01}}])
+         "llm": {"base_url": fake_llm_server.base_url, "backoff_base": 0.01,
+                 "max_tokens_param": "max_completion_tokens", "max_tokens": 777}}])
     campaign, summary = run_campaign(config)
     assert "proposals in a row" in summary.stop_reason
+    # the config's request field reaches the wire (reasoning models reject max_tokens)
+    assert all(r["max_completion_tokens"] == 777 and "max_tokens" not in r for r in fake_llm_server.requests)
     assert summary.spend["evaluations"] == 0
     with archive.open(campaign.directory) as store:
         failed = store.programs(status="failed")
