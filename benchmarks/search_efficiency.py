@@ -36,14 +36,18 @@ from discover.config import load_config, parse_override  # noqa: E402
 
 
 def best_so_far(directory: Path) -> list[float]:
-    """Best full-suite fitness of a proposed (non-reference) program after each evaluation."""
+    """Best full-suite fitness of a proposed (non-reference) program after each evaluation, counted
+    as the campaign's budget counts them: duplicates and programs stopped by the proposal check or
+    the probe (which run no task) are not evaluations."""
     with archive.open(directory, readonly=True) as store:
         rows = [p for p in store.programs(sort="date") if p.proposer != "reference"]
+        cheap = {p.id for p in rows if p.status == "failed"
+                 and all(f.stage in ("proposal", "probe") for f in store.failures(p.id))}
     rows.sort(key=lambda p: p.meta.get("proposal_index", 0))
     best, out = float("-inf"), []
     for p in rows:
-        if p.status not in ("evaluated", "failed"):
-            continue  # duplicates cost no evaluation
+        if p.status not in ("evaluated", "failed") or p.id in cheap:
+            continue
         if p.status == "evaluated" and p.stage in ("full", "confirmed") and p.fitness is not None:
             best = max(best, p.fitness)
         out.append(best)
@@ -70,25 +74,50 @@ def run(label: str, args, selection: str, seed: int) -> Path:
     return summary.directory
 
 
-def report(campaign_dir: Path, control_dir: Path, targets: list[float]) -> None:
-    a, b = best_so_far(campaign_dir), best_so_far(control_dir)
-    n = max(len(a), len(b))
-    print("\nbest fitness after N evaluations (non-reference programs; 1.0 = tuned AdamW)")
-    print(f"{'N':>6} {'campaign':>10} {'control':>10}")
-    checkpoints = sorted({min(n, k) for k in (5, 10, 20, 40, 60, 100, 150, 200, 300, 400, 600, 800)} | {n})
+def print_table(title: str, headers: list[str], rows: list[list[str]], markdown: bool) -> None:
+    """Print a table as aligned text, or as a GitHub markdown table (``--markdown``)."""
+    print(f"\n{title}\n")
+    if markdown:
+        print("| " + " | ".join(headers) + " |")
+        print("|" + "|".join("---" if i == 0 else "---:" for i in range(len(headers))) + "|")
+        for row in rows:
+            print("| " + " | ".join(row) + " |")
+        return
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    for line in [headers, *rows]:
+        print("  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(line, widths))))
+
+
+def _num(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None or value != value or value == float("-inf") else f"{value:.{digits}f}"
+
+
+def report(pairs: list[tuple[Path, Path]], targets: list[float], markdown: bool) -> None:
+    """Best fitness after N evaluations, and evaluations to reach each target, per pair."""
+    curves = [(best_so_far(a), best_so_far(b)) for a, b in pairs]
+    n = max(max(len(a), len(b)) for a, b in curves)
+    checkpoints = sorted({min(n, k) for k in (10, 20, 40, 60, 100, 150, 200, 300, 400, 500, 600, 700, 800)} | {n})
+    tag = (lambda i: f" (seed pair {i})") if len(pairs) > 1 else (lambda i: "")
+    headers = ["evaluations"] + [h for i in range(1, len(pairs) + 1) for h in (f"campaign{tag(i)}", f"control{tag(i)}")]
+    rows = []
     for k in checkpoints:
-        fa = a[min(k, len(a)) - 1] if a else float("nan")
-        fb = b[min(k, len(b)) - 1] if b else float("nan")
-        print(f"{k:>6} {fa:>10.3f} {fb:>10.3f}")
-    print("\nevaluations needed to reach a fitness target")
-    print(f"{'target':>8} {'campaign':>10} {'control':>10} {'control/campaign':>17}  (>1: the campaign got there first)")
+        row = [str(k)]
+        for a, b in curves:
+            row += [_num(a[k - 1]) if k <= len(a) else "", _num(b[k - 1]) if k <= len(b) else ""]
+        rows.append(row)
+    print_table("best search fitness after N evaluations (proposed programs, measured; 1.0 = tuned AdamW)",
+                headers, rows, markdown)
+    headers = ["target"] + [h for i in range(1, len(pairs) + 1) for h in (f"campaign{tag(i)}", f"control{tag(i)}")]
+    rows = []
     for target in targets:
-        ea, eb = evaluations_to_reach(a, target), evaluations_to_reach(b, target)
-        ratio = f"{eb / ea:.2f}x" if ea and eb else "-"
-        print(f"{target:>8.3f} {ea if ea else 'never':>10} {eb if eb else 'never':>10} {ratio:>17}")
+        row = [f"{target:.2f}"]
+        for a, b in curves:
+            row += [str(evaluations_to_reach(x, target) or "never") for x in (a, b)]
+        rows.append(row)
+    print_table("evaluations needed to reach a search fitness target (fewer is better)", headers, rows, markdown)
 
 
-def heldout_table(directory: Path, label: str) -> None:
+def heldout_table(directory: Path, label: str, markdown: bool) -> None:
     """Held-out scores of the programs a campaign validated (its best and the tuned baselines)."""
     with archive.open(directory, readonly=True) as store:
         rows = [p for p in store.programs() if p.heldout_fitness is not None]
@@ -96,16 +125,15 @@ def heldout_table(directory: Path, label: str) -> None:
         print(f"\n{label}: nothing was scored on the held-out suite")
         return
     tasks = sorted({t for p in rows for t in (p.meta.get("heldout_scores") or {})})
-    print(f"\n{label}: held-out suite (tasks never used for selection; speed-up over tuned AdamW, fresh seeds)")
-    head = f"{'program':<22} {'search':>7} {'confirmed':>9} {'held-out':>14} " + " ".join(f"{t[:12]:>12}" for t in tasks)
-    print(head)
+    headers = ["program", "search", "fresh seeds", "held-out", *tasks]
+    body = []
     for p in sorted(rows, key=lambda r: -r.heldout_fitness):
-        name = p.name or f"#{p.id} ({p.proposer})"
-        confirmed = p.confirmed_fitness
+        name = f"{p.name} (tuned)" if p.proposer == "reference" else f"{label} #{p.id}"
         spread = p.meta.get("heldout_spread") or 0.0
-        cells = " ".join(f"{(p.meta['heldout_scores'].get(t) or {}).get('score', float('nan')):>12.2f}" for t in tasks)
-        conf = f"{confirmed:.3f}" if confirmed is not None else "-"
-        print(f"{name:<22} {p.fitness:>7.3f} {conf:>9} {p.heldout_fitness:>7.3f} ± {spread:.3f} {cells}")
+        body.append([name, _num(p.fitness), _num(p.confirmed_fitness), f"{p.heldout_fitness:.3f} ± {spread:.3f}",
+                     *(_num((p.meta["heldout_scores"].get(t) or {}).get("score"), 2) for t in tasks)])
+    print_table(f"{label} ({directory.name}): held-out suite, speed-up over tuned AdamW on tasks never used "
+                "for selection (± = spread over seeds 100-101)", headers, body, markdown)
 
 
 def winner_row(directory: Path) -> tuple[str, float | None, float | None, float | None]:
@@ -120,16 +148,14 @@ def winner_row(directory: Path) -> tuple[str, float | None, float | None, float 
     return f"#{best.id}", best.fitness, best.confirmed_fitness, best.heldout_fitness
 
 
-def summary_across_seeds(pairs: list[tuple[Path, Path]]) -> None:
-    def cell(value: float | None) -> str:
-        return f"{value:.3f}" if value is not None else "-"
-
-    print("\nwinners across seeds (best confirmed proposed program of each run; 1.0 = tuned AdamW)")
-    print(f"{'pair':>4} {'arm':<9} {'winner':>7} {'measured':>9} {'fresh':>7} {'held-out':>9}  campaign")
+def summary_across_seeds(pairs: list[tuple[Path, Path]], markdown: bool) -> None:
+    rows = []
     for i, pair in enumerate(pairs, 1):
         for arm, directory in zip(("campaign", "control"), pair):
             pid, measured, fresh, heldout = winner_row(directory)
-            print(f"{i:>4} {arm:<9} {pid:>7} {cell(measured):>9} {cell(fresh):>7} {cell(heldout):>9}  {directory.name}")
+            rows.append([f"{arm} {pid}", str(i), _num(measured), _num(fresh), _num(heldout), directory.name])
+    print_table("winners (the best proposed program confirmed on fresh seeds, per run; 1.0 = tuned AdamW)",
+                ["winner", "seed pair", "search", "fresh seeds", "held-out", "run"], rows, markdown)
 
 
 def main() -> None:
@@ -142,6 +168,7 @@ def main() -> None:
     parser.add_argument("--targets", type=float, nargs="+", default=[0.9, 1.0, 1.05, 1.1, 1.2])
     parser.add_argument("--output-dir", default="campaigns/search-efficiency")
     parser.add_argument("--set", action="append", default=[], help="config override a.b=value")
+    parser.add_argument("--markdown", action="store_true", help="print the tables as markdown (for results/README.md)")
     parser.add_argument("--compare", nargs=2, action="append", metavar=("CAMPAIGN_DIR", "CONTROL_DIR"),
                         help="report existing runs instead (repeat for one pair per seed)")
     args = parser.parse_args()
@@ -153,12 +180,12 @@ def main() -> None:
     else:
         pairs = [(run("campaign", args, "pareto", seed), run("control", args, "random", seed)) for seed in args.seeds]
     for i, (campaign_dir, control_dir) in enumerate(pairs, 1):
-        if len(pairs) > 1:
-            print(f"\n=== pair {i}: {campaign_dir.name} vs {control_dir.name}")
-        report(campaign_dir, control_dir, args.targets)
-        heldout_table(campaign_dir, "campaign")
-        heldout_table(control_dir, "control")
-    summary_across_seeds(pairs)
+        print(f"\nseed pair {i}: campaign {campaign_dir} vs control {control_dir}")
+    report(pairs, args.targets, args.markdown)
+    for campaign_dir, control_dir in pairs:
+        heldout_table(campaign_dir, "campaign", args.markdown)
+        heldout_table(control_dir, "control", args.markdown)
+    summary_across_seeds(pairs, args.markdown)
 
 
 if __name__ == "__main__":
