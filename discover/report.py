@@ -660,6 +660,8 @@ def _environment() -> jinja2.Environment:
 
     env.filters["fmt"] = fmt
     env.filters["pct"] = lambda value: "-" if value is None else f"{100 * value:.0f}%"
+    # task names break after their underscores, so wide tables of tasks fit the page
+    env.filters["breakable"] = lambda text: Markup(str(escape(text)).replace("_", "_<wbr>"))
     env.globals["baseline_titles"] = BASELINE_TITLES
     env.globals["baselines"] = BASELINES
     return env
