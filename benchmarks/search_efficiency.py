@@ -158,6 +158,34 @@ def summary_across_seeds(pairs: list[tuple[Path, Path]], markdown: bool) -> None
                 ["winner", "seed pair", "search", "fresh seeds", "held-out", "run"], rows, markdown)
 
 
+def plot(pairs: list[tuple[Path, Path]], path: Path) -> None:
+    """Best search fitness against evaluations, every run on one figure (PNG or SVG by suffix)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4), layout="constrained")
+    styles = ["-", "--", ":", "-."]
+    for i, (campaign_dir, control_dir) in enumerate(pairs):
+        for arm, directory, color in (("campaign (Pareto)", campaign_dir, "tab:blue"),
+                                      ("control (random)", control_dir, "tab:orange")):
+            curve = best_so_far(directory)
+            label = f"{arm}, seed pair {i + 1}" if len(pairs) > 1 else arm
+            ax.step(range(1, len(curve) + 1), curve, where="post", color=color,
+                    linestyle=styles[i % len(styles)], label=label)
+    ax.axhline(1.0, color="0.4", linewidth=0.8)
+    ax.text(1, 1.0, " tuned AdamW", va="bottom", fontsize=8, color="0.3")
+    ax.set_xlabel("programs evaluated")
+    ax.set_ylabel("best search fitness (measured)")
+    ax.set_title("search fitness vs evaluations (held-out results: see the tables)", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    print(f"\nwrote {path}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="quick")
@@ -168,6 +196,7 @@ def main() -> None:
     parser.add_argument("--targets", type=float, nargs="+", default=[0.9, 1.0, 1.05, 1.1, 1.2])
     parser.add_argument("--output-dir", default="campaigns/search-efficiency")
     parser.add_argument("--set", action="append", default=[], help="config override a.b=value")
+    parser.add_argument("--plot", type=Path, help="also draw the fitness curves to this PNG/SVG file")
     parser.add_argument("--markdown", action="store_true", help="print the tables as markdown (for results/README.md)")
     parser.add_argument("--compare", nargs=2, action="append", metavar=("CAMPAIGN_DIR", "CONTROL_DIR"),
                         help="report existing runs instead (repeat for one pair per seed)")
@@ -186,6 +215,8 @@ def main() -> None:
         heldout_table(campaign_dir, "campaign", args.markdown)
         heldout_table(control_dir, "control", args.markdown)
     summary_across_seeds(pairs, args.markdown)
+    if args.plot:
+        plot(pairs, args.plot)
 
 
 if __name__ == "__main__":
