@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import importlib.util
 import inspect
 import keyword
 import re
@@ -43,6 +44,8 @@ from sandbox.contract import executable_module, load_program, parse_ast, program
 from sandbox.references import reference_names, reference_source
 
 DEFAULT_CLASS_NAME = "DiscoveredOptimizer"
+EXPORT_MARKER = "a torch.optim optimizer exported by optimizer-discovery"
+"""The first line of every exported module's docstring carries this; it is how one is recognised."""
 
 
 class ExportError(ValueError):
@@ -85,7 +88,19 @@ def _resolve_file(ref: str) -> ResolvedSource | None:
         source = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise ExportError(f"{ref} is not a text file (expected a candidate program in Python)") from None
+    if is_exported_module(source):
+        raise ExportError(f"{ref} is an optimizer module `discover export` wrote, not a candidate program: "
+                          "import it (or pass it to load_optimizer), or export the candidate program it came from")
     return ResolvedSource(source=source, name=path.stem, origin=str(path))
+
+
+def is_exported_module(text: str) -> bool:
+    """Whether ``text`` is a module :func:`export_source` wrote (its docstring's first line says so)."""
+    try:
+        doc = ast.get_docstring(parse_ast(text))
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return False
+    return bool(doc) and EXPORT_MARKER in doc.splitlines()[0]
 
 
 def _resolve_reference(ref: str) -> ResolvedSource | None:
@@ -574,7 +589,7 @@ def _banner(title: str) -> str:
 
 def _module_doc(class_name: str, doc: str, digest: str, lr: float, evidence: str = "") -> str:
     about = textwrap.indent(doc.strip(), "    ") if doc.strip() else "    (the program has no docstring)"
-    text = f'''{class_name}: a torch.optim optimizer exported by optimizer-discovery (program {digest}).
+    text = f'''{class_name}: {EXPORT_MARKER} (program {digest}).
 
 The update rule:
 
@@ -612,6 +627,17 @@ _REFERENCE_CLASS_NAMES = {
 }
 
 
+def _import_exported(path: Path) -> type[torch.optim.Optimizer]:
+    spec = importlib.util.spec_from_file_location(f"exported_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    found = [value for value in vars(module).values() if isinstance(value, type)
+             and issubclass(value, torch.optim.Optimizer) and value.__module__ == module.__name__]
+    if len(found) != 1:
+        raise ExportError(f"{path}: expected one torch.optim.Optimizer class in the module, found {len(found)}")
+    return found[0]
+
+
 def class_name_for(name: str) -> str:
     """A class name from a program name: ``adamw`` -> ``AdamW``, ``my_rule`` -> ``MyRule``."""
     if name in _REFERENCE_CLASS_NAMES:
@@ -625,7 +651,16 @@ def class_name_for(name: str) -> str:
 
 def load_optimizer(path_or_id: str) -> type[torch.optim.Optimizer]:
     """The optimizer class for a candidate file, a reference name (``"adamw"``) or an archived
-    program (``"campaign_dir:ID"``), built from :func:`export_source`'s module text."""
+    program (``"campaign_dir:ID"``), built from :func:`export_source`'s module text; or the class
+    of a module ``discover export`` already wrote (such as ``results/winner.py``), imported."""
+    path = Path(path_or_id).expanduser()
+    if path.suffix == ".py" and path.is_file():
+        try:
+            exported = is_exported_module(path.read_text(encoding="utf-8"))
+        except UnicodeDecodeError:
+            exported = False
+        if exported:
+            return _import_exported(path)
     found = resolve_source(path_or_id)
     class_name = class_name_for(found.name)
     text = export_source(found.source, class_name, found.evidence)

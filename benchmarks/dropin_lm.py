@@ -26,10 +26,9 @@ mean and made monotone with a running minimum, as ``sandbox.scoring`` does; "spe
 steps AdamW needs to reach its own final smoothed training loss divided by the steps the candidate
 needs to reach that level.
 
-The candidate is loaded as a user would load it: an exported module (a ``.py`` file that defines
-a ``torch.optim.Optimizer``, such as ``results/winner.py``) is imported from its file; anything
-else (a candidate program file, a reference name such as ``adamw``, ``campaign_dir:ID``) goes
-through ``archive.export.load_optimizer``. Times are per training step, measured in the
+The candidate is loaded as a user would load it, with ``archive.export.load_optimizer``: an
+exported module (such as ``results/winner.py``), a candidate program file, a reference name such
+as ``adamw``, or ``campaign_dir:ID``. Times are per training step, measured in the
 measurement runs: ``step()`` alone, and the whole step (batch, forward, backward, ``step()``).
 
     python benchmarks/dropin_lm.py [--optimizer results/winner.py] [--steps 300]
@@ -39,8 +38,6 @@ measurement runs: ``step()`` alone, and the whole step (batch, forward, backward
 from __future__ import annotations
 
 import argparse
-import ast
-import importlib.util
 import math
 import statistics
 import sys
@@ -119,25 +116,12 @@ def load_corpus(root: Path) -> Corpus:
 
 
 def load_candidate(ref: str) -> type[torch.optim.Optimizer]:
-    """An exported module is imported from its file; anything else goes through the export code."""
-    path = Path(ref).expanduser()
-    if path.is_file() and any(isinstance(node, ast.ClassDef) for node in ast.parse(path.read_text("utf-8")).body):
-        return import_exported(path)
+    """The candidate's class, loaded as a user would: ``load_optimizer`` takes an exported module,
+    a candidate program file, a reference name or ``campaign_dir:ID``."""
     try:
         return load_optimizer(ref)
     except (ExportError, CandidateError) as error:
         raise SystemExit(f"{ref}: {error}") from None
-
-
-def import_exported(path: Path) -> type[torch.optim.Optimizer]:
-    spec = importlib.util.spec_from_file_location(f"exported_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    found = [value for value in vars(module).values() if isinstance(value, type)
-             and issubclass(value, torch.optim.Optimizer) and value.__module__ == module.__name__]
-    if len(found) != 1:
-        raise SystemExit(f"{path}: expected one torch.optim.Optimizer subclass, found {len(found)}")
-    return found[0]
 
 
 def lm_loss(model: nn.Module, windows: torch.Tensor) -> torch.Tensor:

@@ -570,6 +570,28 @@ def test_an_archived_winner_exports_with_what_its_campaign_measured(tmp_path: Pa
     assert resolve_source("lion").evidence == ""
 
 
+def test_an_exported_module_loads_and_is_not_mistaken_for_a_candidate(tmp_path: Path, monkeypatch, capsys) -> None:
+    path = tmp_path / "my_lion.py"
+    path.write_text(export_source(reference_source("lion"), "MyLion"))
+    cls = load_optimizer(str(path))  # imported as the module it is
+    assert cls.__name__ == "MyLion" and issubclass(cls, torch.optim.Optimizer)
+    rebuilt = load_optimizer("lion")
+    w1, w2 = torch.nn.Parameter(torch.ones(3)), torch.nn.Parameter(torch.ones(3))
+    for w, opt in ((w1, cls([w1], lr=0.1)), (w2, rebuilt([w2], lr=0.1))):
+        w.grad = torch.tensor([1.0, -2.0, 0.5])
+        opt.step()
+    assert torch.equal(w1, w2)
+    with pytest.raises(ExportError, match="module `discover export` wrote, not a candidate program"):
+        resolve_source(str(path))
+    code, out, err = run_cli(monkeypatch, capsys, "export", str(path), "-o", str(tmp_path / "again.py"))
+    assert code == 2 and "not a candidate program" in err and not (tmp_path / "again.py").exists()
+    # a file that merely defines a class is not an exported module: it is checked as a candidate
+    plain = tmp_path / "plain.py"
+    plain.write_text('"""My optimizer."""\nclass Foo:\n    pass\n')
+    with pytest.raises(CandidateError):
+        load_optimizer(str(plain))
+
+
 def test_class_names() -> None:
     assert [class_name_for(n) for n in ("adamw", "sgd_momentum", "my-rule", "3x")] == \
         ["AdamW", "SGDMomentum", "MyRule", "Optimizer3x"]
