@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 from typing import Optional
 
 import typer
@@ -40,20 +39,16 @@ def _suite_tasks(suite: str, only: list[str]) -> list:
     return [get_task(t) for t in only] if only else suite_tasks(suite)
 
 
-def _read_source(path_or_name: str) -> tuple[str, str]:
-    """A candidate's source from a file path or a reference name (e.g. `adamw`)."""
-    from sandbox.references import reference_names, reference_source
+def _read_source(ref: str) -> tuple[str, str]:
+    """A candidate's source and a label: a file, a reference name (``adamw``) or an archived
+    program (``campaign_dir:ID``, ``ID`` or ``best``), resolved as `discover export` resolves them."""
+    from archive.export import ExportError, resolve_source
 
-    path = Path(path_or_name)
-    if path.is_file():
-        try:
-            return path.read_text(encoding="utf-8"), str(path)
-        except UnicodeDecodeError:
-            raise UserError(f"{path} is not a text file") from None
-    if path_or_name in reference_names():
-        return reference_source(path_or_name), path_or_name
-    raise UserError(f"{path_or_name}: no such file, and not a reference name "
-                    f"(references: {', '.join(reference_names())})")
+    try:
+        found = resolve_source(ref)
+    except ExportError as exc:
+        raise UserError(str(exc)) from None
+    return found.source, found.origin.removeprefix("reference ")
 
 
 def _evaluator(device: str, workers: Optional[int], seeds: Optional[int] = None, steps_scale: float = 1.0,
@@ -82,7 +77,8 @@ def _fmt(x: float | None, spec: str = ".3g") -> str:
 
 
 def eval_command(
-    program: str = typer.Argument(..., help="candidate file, or a reference name such as adamw"),
+    program: str = typer.Argument(..., help="candidate file, reference name (adamw) or archived program "
+                                            "(campaign_dir:ID, ID or best)"),
     suite: str = SuiteOpt,
     seeds: int = typer.Option(2, "--seeds", min=1, max=16, help="fresh measurement seeds per task"),
     device: str = DeviceOpt,

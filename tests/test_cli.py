@@ -58,7 +58,8 @@ def test_baselines_table_comes_from_the_cache_the_second_time():
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["eval", "no_such_program"], "no such file"),
+    (["eval", "no_such_program"], "no such candidate file"),
+    (["eval", "no/such/campaign:3"], "no archive at"),
     (["eval", "adamw", "--suite", "bogus"], "unknown suite"),
     (["eval", "adamw", "--task", "bogus"], "unknown task"),
     (["run", "--set", "evaluation.bogus=1"], "unknown field `evaluation.bogus`"),
@@ -99,3 +100,12 @@ def test_run_from_the_cli_writes_a_campaign_and_a_json_summary(tmp_path, monkeyp
     assert summary["spend"]["evaluations"] == 2 and "evaluation budget" in summary["stop_reason"]
     assert (tmp_path / "c" / "latest" / "archive.db").exists()
     assert (tmp_path / "c" / "latest" / "config.toml").exists()
+    # an archived program is evaluated by reference, as it is exported
+    monkeypatch.setattr("sys.argv", ["discover", "eval", f"{tmp_path / 'c' / 'latest'}:1", "--task", "noisy_quadratic",
+                                     "--steps-scale", "0.2", "--workers", "1", "--json"])
+    try:
+        main()
+    except SystemExit as exc:
+        assert exc.code in (0, None)
+    scored = json.loads(capsys.readouterr().out)
+    assert scored["tasks"]["noisy_quadratic"]["score"] == pytest.approx(1.0)  # program 1 is the seeded adamw
