@@ -252,6 +252,6 @@ def test_unknown_ids_and_bad_options(cli, root: Path) -> None:
     assert_user_error(cli("campaigns", db), "is a file")
     assert_user_error(cli("archive", "show", "first", "--db", campaign(root)),
                       "'first' is not a program reference", "DIR:ID")
-    assert_user_error(cli("archive", "diff", "1", f"{root / 'nope'}:2"), "no archive at")
+    assert_user_error(cli("archive", "diff", f"{campaign(root)}:1", f"{root / 'nope'}:2"), "no archive at")
     assert_user_error(cli("archive", "list", campaign(root), "--db", campaign(root)), "name the campaign once")
     assert file_digest(db) == before
