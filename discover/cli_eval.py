@@ -110,12 +110,13 @@ def eval_command(
         raise typer.Exit(1)
     others = [b for b in evaluator.baseline_names() if b != "adamw"]
     table = Table(title=f"{label} on the {suite} suite ({len(evaluator.settings.measure_seeds)} fresh seeds); "
-                        "score = speed-up over tuned AdamW", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+                        "score = speed-up over tuned AdamW", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
+                  collapse_padding=True)  # fits 80 columns with three baselines
     table.add_column("task", no_wrap=True, min_width=len(max(result.tasks, key=len, default="task")))
     table.add_column("score", justify="right", no_wrap=True)
     table.add_column("best lr", justify="right")
     table.add_column("loss", justify="right", no_wrap=True, min_width=8)
-    table.add_column("test", justify="right")
+    table.add_column("test", justify="right", no_wrap=True, min_width=7)
     for name in others:
         table.add_column(f"vs {_SHORT.get(name, name)}", justify="right")
     for name, t in result.tasks.items():
