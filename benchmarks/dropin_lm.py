@@ -1,6 +1,6 @@
 """Drop-in check of an exported optimizer on a task the search never saw: a character-level LM.
 
-Trains a small causal transformer on this repository's Python source in an ordinary PyTorch loop
+Trains a small causal transformer on torch's own optimizer source in an ordinary PyTorch loop
 (batch, forward, cross-entropy, ``backward()``, ``optimizer.step()``), once with the candidate
 optimizer and once with ``torch.optim.AdamW`` (torch's own, defaults: betas (0.9, 0.999),
 weight decay 0.01). Both get the same learning-rate grid: the LR with the lowest mean final
@@ -12,8 +12,8 @@ loss and the time per step, then one plain line saying whether the gap is larger
 noise. This checks two things at once: that the export drops into normal training code, and
 whether its advantage on the proxy suites survives on a task the search never saw.
 
-The task: the ``*.py`` files under ``sandbox/``, ``archive/`` and ``discover/``, sorted by path,
-read as UTF-8 and concatenated, split 90/10 by position into train and validation; the vocabulary
+The task: the ``*.py`` files of the installed ``torch/optim/`` (about 0.5 MB of text; the same
+for a given torch version, printed with the results), sorted by name, read as UTF-8 and concatenated, split 90/10 by position into train and validation; the vocabulary
 is every character of that text. The model: a 64-wide character embedding plus a learned position
 embedding, two pre-norm ``nn.TransformerEncoderLayer`` blocks (4 heads, feed-forward width 128,
 dropout 0, batch_first) under a causal mask, a final LayerNorm and a linear head: about 85k
@@ -58,7 +58,7 @@ from archive.export import ExportError, load_optimizer  # noqa: E402
 from sandbox.contract import CandidateError  # noqa: E402
 from sandbox.scoring import first_step_reaching, mean_curve  # noqa: E402
 
-SOURCE_DIRS = ("sandbox", "archive", "discover")
+CORPUS_DIR = Path(torch.__file__).parent / "optim"  # torch's own optimizer source: fixed for a torch version
 CONTEXT = 64
 BATCH = 32
 SMOOTHING_WINDOW = 20
@@ -104,8 +104,8 @@ class CharTransformer(nn.Module):
         return self.head(self.norm(x))
 
 
-def load_corpus(root: Path) -> Corpus:
-    files = sorted(path for folder in SOURCE_DIRS for path in (root / folder).rglob("*.py"))
+def load_corpus(root: Path = CORPUS_DIR) -> Corpus:
+    files = sorted(root.glob("*.py"))
     text = "".join(path.read_text(encoding="utf-8") for path in files)
     index = {char: i for i, char in enumerate(sorted(set(text)))}
     ids = torch.tensor([index[char] for char in text], dtype=torch.long)
@@ -273,11 +273,11 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     candidate = load_candidate(args.optimizer)
     optimizers: dict[str, OptimizerFactory] = {candidate.__name__: candidate, BASELINE: torch.optim.AdamW}
-    corpus = load_corpus(ROOT)
+    corpus = load_corpus()
     parameters = sum(p.numel() for p in CharTransformer(corpus.vocab_size).parameters())
     print(f"candidate {candidate.__name__} from {args.optimizer}; torch {torch.__version__}, "
           f"{torch.get_num_threads()} thread(s)")
-    print(f"corpus: {corpus.files} files, {len(corpus.train)} train characters, {len(corpus.val_windows)} "
+    print(f"corpus: {CORPUS_DIR} ({corpus.files} files), {len(corpus.train)} train characters, {len(corpus.val_windows)} "
           f"validation windows of {CONTEXT}, vocabulary {corpus.vocab_size}; model: {parameters} parameters")
 
     sorted_grid = sorted(args.lr_grid)
