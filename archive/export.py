@@ -40,7 +40,7 @@ import torch
 from archive.resolve import parse_program_ref, resolve_program
 from archive.store import ArchiveError, open_archive
 from sandbox import vocabulary
-from sandbox.contract import executable_module, load_program, parse_ast, program_hash
+from sandbox.contract import executable_module, first_doc_line, load_program, parse_ast, program_hash
 from sandbox.references import reference_names, reference_source
 
 DEFAULT_CLASS_NAME = "DiscoveredOptimizer"
@@ -96,11 +96,7 @@ def _resolve_file(ref: str) -> ResolvedSource | None:
 
 def is_exported_module(text: str) -> bool:
     """Whether ``text`` is a module :func:`export_source` wrote (its docstring's first line says so)."""
-    try:
-        doc = ast.get_docstring(parse_ast(text))
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
-        return False
-    return bool(doc) and EXPORT_MARKER in doc.splitlines()[0]
+    return EXPORT_MARKER in first_doc_line(text)
 
 
 def _resolve_reference(ref: str) -> ResolvedSource | None:

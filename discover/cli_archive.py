@@ -10,7 +10,6 @@ compare programs of two campaigns.
 
 from __future__ import annotations
 
-import ast
 import difflib
 import json
 import math
@@ -49,7 +48,7 @@ from archive.store import (
     open_archive,
 )
 from discover.errors import UserError
-from sandbox.contract import parse_ast
+from sandbox.contract import first_doc_line
 
 WIDE = 150  # the wide layout adds ~60 columns of fields; below this the description would be squeezed out
 """From this many columns on, tables show their optional columns too."""
@@ -168,13 +167,7 @@ def _parents(record: ProgramRecord) -> str:
 
 def _first_doc_line(code: str) -> str:
     """The first line of the program's docstring, read from the AST (nothing runs)."""
-    if len(code) > 50_000:
-        return ""
-    try:
-        doc = ast.get_docstring(parse_ast(code))
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
-        return ""
-    return doc.strip().splitlines()[0] if doc and doc.strip() else ""
+    return "" if len(code) > 50_000 else first_doc_line(code)
 
 
 def _description(record: ProgramRecord, last_failure: dict[int, str]) -> str:

@@ -194,6 +194,16 @@ def parse_ast(text: str, mode: str = "exec") -> ast.AST:
         return ast.parse(text, mode=mode)
 
 
+def first_doc_line(text: str) -> str:
+    """The first line of a module's docstring, read from its syntax tree (nothing runs); empty
+    when the text does not parse or has no docstring."""
+    try:
+        doc = ast.get_docstring(parse_ast(text))
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return ""
+    return doc.strip().splitlines()[0] if doc and doc.strip() else ""
+
+
 def parse(source: str) -> ast.Module:
     """Parse candidate source, enforcing the size limits; raise ``CandidateError`` on failure."""
     if not isinstance(source, str):
