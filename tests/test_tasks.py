@@ -92,10 +92,13 @@ def test_one_step_budget_gets_the_full_rate():
 
 def test_bundled_splits_are_fixed_and_disjoint():
     split = data.digits()
-    assert split.x_train.shape == (1438, 64) and split.x_test.shape == (359, 64)
+    assert split.x_train.shape == (1438, 64) and split.x_val.shape == (180, 64) and split.x_test.shape == (179, 64)
     assert 0.0 <= float(split.x_train.min()) and float(split.x_train.max()) <= 1.0
     train_rows = {tuple(r.tolist()) for r in split.x_train}
-    assert sum(tuple(r.tolist()) in train_rows for r in split.x_test) < 10  # only duplicate images overlap
+    val_rows = {tuple(r.tolist()) for r in split.x_val}
+    for held_out in (split.x_val, split.x_test):
+        assert sum(tuple(r.tolist()) in train_rows for r in held_out) < 10  # only duplicate images overlap
+    assert sum(tuple(r.tolist()) in val_rows for r in split.x_test) < 5
     wine = data.wine()
     assert wine.num_features == 13 and wine.num_classes == 3
     assert float(wine.x_train.mean(0).abs().max()) < 1e-5  # standardised with train statistics

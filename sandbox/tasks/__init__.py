@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from sandbox.tasks.base import SCHEDULES, Task, lr_factor
+from sandbox.tasks.base import FAMILIES, SCHEDULES, Task, lr_factor, parse_task_spec
 from sandbox.tasks.autoencoder import DigitsAutoencoder
 from sandbox.tasks.cnn import DigitsCNN
 from sandbox.tasks.deep_linear import DeepLinearCompletion
@@ -52,13 +52,21 @@ def task_names() -> list[str]:
     return list(TASK_CLASSES)
 
 
+def get_task(spec: str, variant: int | None = None) -> Task:
+    """The task ``spec`` (``name`` or ``name@variant``; ``variant`` overrides the spec's), one
+    shared instance per process and variant, so data loads once. Raises ``KeyError`` for an
+    unknown name and ``ValueError`` for a malformed spec or variant."""
+    name, spec_variant = parse_task_spec(spec)
+    return _task(name, spec_variant if variant is None else variant)
+
+
 @lru_cache(maxsize=None)
-def get_task(name: str) -> Task:
-    """The task called ``name`` (one shared instance per process, so data loads once)."""
+def _task(name: str, variant: int) -> Task:
     try:
-        return TASK_CLASSES[name]()
+        cls = TASK_CLASSES[name]
     except KeyError:
         raise KeyError(f"no task {name!r}; known: {', '.join(TASK_CLASSES)}") from None
+    return cls(variant)
 
 
 def suite(name: str) -> list[Task]:
@@ -70,4 +78,4 @@ def suite(name: str) -> list[Task]:
     return [get_task(n) for n in SUITES[name]]
 
 
-__all__ = ["SCHEDULES", "SUITES", "TASK_CLASSES", "Task", "get_task", "lr_factor", "suite", "task_names"]
+__all__ = ["FAMILIES", "SCHEDULES", "parse_task_spec", "SUITES", "TASK_CLASSES", "Task", "get_task", "lr_factor", "suite", "task_names"]

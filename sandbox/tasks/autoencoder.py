@@ -25,11 +25,13 @@ class DigitsAutoencoder(Task):
     test_metric_name = "test_mse"
     higher_is_better = False
     stochastic = True
+    family = "generative"
     default_device_ok = True
     batch_size = 128
     eval_size = 256
 
-    def __init__(self) -> None:
+    def __init__(self, variant: int = 0) -> None:
+        super().__init__(variant)
         split = data.digits()
         self._x, self._x_test = split.x_train, split.x_test
         self._eval = {"x": self._x[: self.eval_size]}
@@ -51,6 +53,9 @@ class DigitsAutoencoder(Task):
 
     def eval_batch(self) -> Batch:
         return self._eval
+
+    def val_batch(self) -> Batch:
+        return {"x": data.digits().x_val}
 
     def test_metric(self, params: Params, seed: int) -> float:
         return float(self.loss(params, {"x": self._x_test}))

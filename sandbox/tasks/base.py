@@ -7,7 +7,21 @@ A task is pure data plus pure functions, so the harness can run one candidate ov
 * ``batch(step, seed)``   -> the data of one training step (a dict of tensors);
 * ``loss(params, batch)`` -> a 0-d tensor; pure, so ``torch.func.grad`` and ``vmap`` apply;
 * ``eval_batch()``        -> the fixed data on which the *scoring loss* is measured;
+* ``val_batch()``         -> held-out *validation* data from the training distribution;
+* ``val_loss(params)``    -> the validation value (lower is better) the score is computed on;
 * ``test_metric(params, seed)`` -> a float reported beside the score, never mixed into it.
+
+Validation (AlgoPerf's "time to a validation target"): the per-task score is how fast a
+candidate's validation curve reaches the value tuned AdamW reaches at its budget. The
+training-loss curve (the *scoring loss* below) is still recorded every step: it drives the
+divergence check and the reported training-loss speed-up.
+
+Variants (AlgoPerf's randomised workloads): a task class declares ``variant_space``, a few of
+its attributes (width, depth, init scale, batch size, data noise, sequence length...) with the
+values each may take. ``Task(variant=0)`` is the default workload; ``Task(variant=v)`` for
+v >= 1 draws every attribute of ``variant_space`` from its choices with a generator seeded by
+(task name, v, attribute), so a variant is the same on every machine and adding an attribute
+does not reshuffle the others. The validation and test tiers run variants the search never saw.
 
 The scoring loss after step t is ``loss(params_t, eval_batch())``. For a deterministic
 (full-batch) task ``batch(step, seed)`` *is* ``eval_batch()`` for every step and seed, so the
@@ -22,8 +36,10 @@ the harness detects divergence as a rise over the starting loss.
 from __future__ import annotations
 
 import math
+import random
+import re
 from abc import ABC, abstractmethod
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 
@@ -54,6 +70,51 @@ def lr_factor(schedule: str, step: int, steps: int) -> float:
         return step / warmup
     progress = (step - warmup) / max(1, steps - warmup)
     return MIN_LR_FRACTION + (1 - MIN_LR_FRACTION) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+FAMILIES: dict[str, str] = {
+    "convex": "convex problems: logistic and linear regression",
+    "classical": "classical ill-conditioned or non-convex problems: noisy quadratics, Rosenbrock, deep linear nets",
+    "mlp": "multi-layer perceptrons, including deep and poorly conditioned ones",
+    "cnn": "convolutional networks with normalisation layers",
+    "rnn": "recurrent sequence models",
+    "attention": "attention models and transformers, including a language model on real text",
+    "embedding": "embedding models with sparse or rare features",
+    "coordinate": "coordinate (implicit) networks mapping positions to values",
+    "generative": "generative and density models: autoencoders, VAEs, flows, mixtures",
+}
+"""The model families a task may belong to (``Task.family``)."""
+
+VAL_POINTS = 50
+"""Validation measurements per run (besides the starting point): every ``steps // 50`` steps."""
+
+_SPEC = re.compile(r"^([a-z0-9_]+)(?:@(-?\w+))?$")
+
+
+def val_steps(steps: int) -> list[int]:
+    """The steps after which the validation value is measured in a ``steps``-step run: 0 (the
+    start), every ``max(1, steps // VAL_POINTS)`` steps, and always the last step."""
+    every = max(1, steps // VAL_POINTS)
+    points = list(range(0, steps + 1, every))
+    if points[-1] != steps:
+        points.append(steps)
+    return points
+
+
+def parse_task_spec(spec: str) -> tuple[str, int]:
+    """``"mlp_digits"`` -> ``("mlp_digits", 0)``; ``"mlp_digits@3"`` -> ``("mlp_digits", 3)``.
+
+    Raises ``ValueError`` with a one-line message for anything else (a variant must be an int >= 0).
+    """
+    match = _SPEC.match(spec.strip()) if isinstance(spec, str) else None
+    if not match:
+        raise ValueError(f"bad task {spec!r}: expected NAME or NAME@VARIANT (e.g. mlp_digits@3)")
+    name, variant = match.group(1), match.group(2)
+    if variant is None:
+        return name, 0
+    if not re.fullmatch(r"\d+", variant):
+        raise ValueError(f"bad task {spec!r}: the variant after '@' must be a non-negative integer, got {variant!r}")
+    return name, int(variant)
 
 
 def step_generator(seed: int, step: int, stream: int = 0) -> torch.Generator:
@@ -90,6 +151,33 @@ class Task(ABC):
     default_device_ok: ClassVar[bool]
     """False for tasks so small that a GPU's kernel-launch latency makes them slower there than
     on the CPU; an executor keeps those on the CPU even when the campaign's device is a GPU."""
+    family: ClassVar[str]
+    """One of :data:`FAMILIES`."""
+    val_metric_name: ClassVar[str] = "val_loss"
+    """What ``val_loss`` measures, e.g. ``val_ce`` or ``noise_free_loss``."""
+    variant_space: ClassVar[dict[str, tuple]] = {}
+    """Attribute -> the values a variant may give it (variant 0 keeps the class's own values)."""
+
+    def __init__(self, variant: int = 0) -> None:
+        if not isinstance(variant, int) or isinstance(variant, bool) or variant < 0:
+            raise ValueError(f"task variant must be an int >= 0, got {variant!r}")
+        self.variant = variant
+        self.settings: dict[str, Any] = self.variant_settings(variant)
+        for key, value in self.settings.items():
+            setattr(self, key, value)
+
+    @classmethod
+    def variant_settings(cls, variant: int) -> dict[str, Any]:
+        """The attribute values of ``variant``: the class defaults for 0, else a seeded draw."""
+        if variant == 0:
+            return {key: getattr(cls, key) for key in cls.variant_space}
+        return {key: random.Random(f"{cls.name}/{variant}/{key}").choice(list(choices))
+                for key, choices in cls.variant_space.items()}
+
+    @property
+    def key(self) -> str:
+        """The task's identity in cache keys, archives and reports: ``name`` or ``name@variant``."""
+        return self.name if self.variant == 0 else f"{self.name}@{self.variant}"
 
     def lr_factor(self, step: int, steps: int | None = None) -> float:
         """The schedule's multiplier at ``step`` of a ``steps``-step run (default: the budget)."""
@@ -112,6 +200,16 @@ class Task(ABC):
         """The fixed data the scoring loss is measured on (CPU)."""
 
     @abstractmethod
+    def val_batch(self) -> Batch:
+        """Fixed validation data, drawn from the training distribution but never trained on
+        (for a problem with no data, such as a noisy quadratic, the noise-free objective's batch)."""
+
+    def val_loss(self, params: Params) -> torch.Tensor:
+        """The validation value (0-d, lower is better, finite and positive at the start) whose
+        speed-to-target is the task's score. Pure tensor code, vmapped like ``loss``."""
+        return self.loss(params, self.val_batch())
+
+    @abstractmethod
     def test_metric(self, params: Params, seed: int) -> float:
         """The held-out metric of trained ``params`` (CPU tensors); see ``test_metric_name``."""
 
@@ -119,6 +217,11 @@ class Task(ABC):
         """The task's plain-data description, for reports and cache keys."""
         return {
             "name": self.name,
+            "key": self.key,
+            "variant": self.variant,
+            "settings": dict(self.settings),
+            "family": self.family,
+            "val_metric_name": self.val_metric_name,
             "version": self.version,
             "steps": self.steps,
             "schedule": self.schedule,
@@ -130,7 +233,7 @@ class Task(ABC):
         }
 
     def __repr__(self) -> str:
-        return f"<Task {self.name} v{self.version}: {self.steps} steps, {self.schedule}>"
+        return f"<Task {self.key} v{self.version}: {self.steps} steps, {self.schedule}>"
 
 
 def minibatch_indices(n: int, size: int, step: int, seed: int) -> torch.Tensor:

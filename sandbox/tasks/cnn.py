@@ -36,11 +36,13 @@ class DigitsCNN(Task):
     test_metric_name = "test_acc"
     higher_is_better = True
     stochastic = True
+    family = "cnn"
     default_device_ok = True
     batch_size = 128
     eval_size = 256
 
-    def __init__(self) -> None:
+    def __init__(self, variant: int = 0) -> None:
+        super().__init__(variant)
         split = data.digits()
         self._x, self._y = _patches(split.x_train), data.one_hot(split.y_train, 10)
         self._x_test, self._y_test = _patches(split.x_test), split.y_test
@@ -71,6 +73,9 @@ class DigitsCNN(Task):
 
     def eval_batch(self) -> Batch:
         return self._eval
+
+    def val_batch(self) -> Batch:
+        return {"x": _patches(data.digits().x_val), "y": data.one_hot(data.digits().y_val, 10)}
 
     def test_metric(self, params: Params, seed: int) -> float:
         return data.accuracy(self._logits(params, self._x_test), self._y_test)

@@ -1,8 +1,10 @@
 """Data sets for the proxy tasks: scikit-learn's bundled copies (no downloads) and fixed splits.
 
 Each loader returns float32 features and int64 labels as CPU tensors, split once with a fixed
-permutation so that every run, seed and optimizer sees the same train and test sets. Seeds of
-a *run* change the initialisation and the minibatch order, never the data.
+permutation into train, validation and test sets (the held-out part is halved: validation first,
+test second), so that every run, seed and optimizer sees the same three sets. The validation set
+is what scores are computed on; the test set is only reported. Seeds of a *run* change the
+initialisation and the minibatch order, never the data.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ class Split:
 
     x_train: torch.Tensor
     y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
     x_test: torch.Tensor
     y_test: torch.Tensor
 
@@ -31,19 +35,22 @@ class Split:
 
     @property
     def num_classes(self) -> int:
-        return int(torch.cat([self.y_train, self.y_test]).max()) + 1
+        return int(torch.cat([self.y_train, self.y_val, self.y_test]).max()) + 1
 
 
 def _split(x: torch.Tensor, y: torch.Tensor, test_fraction: float, standardise: bool) -> Split:
+    """Train on ``1 - test_fraction`` of the rows; the rest is halved into validation and test."""
     order = torch.randperm(len(x), generator=torch.Generator().manual_seed(SPLIT_SEED))
-    n_test = round(test_fraction * len(x))
-    test, train = order[:n_test], order[n_test:]
-    x_train, x_test = x[train], x[test]
+    n_heldout = round(test_fraction * len(x))
+    n_val = (n_heldout + 1) // 2
+    val, test, train = order[:n_val], order[n_val:n_heldout], order[n_heldout:]
+    x_train, x_val, x_test = x[train], x[val], x[test]
     if standardise:
-        # Train-set statistics only, so nothing about the test set leaks into training.
+        # Train-set statistics only, so nothing about the held-out sets leaks into training.
         mean, std = x_train.mean(0), x_train.std(0).clamp_min(1e-6)
-        x_train, x_test = (x_train - mean) / std, (x_test - mean) / std
-    return Split(x_train.contiguous(), y[train].contiguous(), x_test.contiguous(), y[test].contiguous())
+        x_train, x_val, x_test = (x_train - mean) / std, (x_val - mean) / std, (x_test - mean) / std
+    return Split(x_train.contiguous(), y[train].contiguous(), x_val.contiguous(), y[val].contiguous(),
+                 x_test.contiguous(), y[test].contiguous())
 
 
 def _load(name: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -56,7 +63,7 @@ def _load(name: str) -> tuple[torch.Tensor, torch.Tensor]:
 
 @lru_cache(maxsize=None)
 def digits() -> Split:
-    """sklearn digits: 1797 8x8 grey images of 0-9, pixels scaled to [0, 1]; 1438 train / 359 test."""
+    """sklearn digits: 1797 8x8 grey images of 0-9, pixels scaled to [0, 1]; 1438 train / 180 validation / 179 test."""
     x, y = _load("digits")
     return _split(x / 16.0, y, TEST_FRACTION, standardise=False)
 

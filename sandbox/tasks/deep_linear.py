@@ -30,6 +30,7 @@ class DeepLinearCompletion(Task):
     test_metric_name = "unobserved_mse"
     higher_is_better = False
     stochastic = False
+    family = "classical"
     default_device_ok = False
 
     size = 24
@@ -39,7 +40,8 @@ class DeepLinearCompletion(Task):
     init_scale = 0.1  # per-entry std of each factor, times 1/sqrt(size): near the saddle at zero
     spectrum = 10.0  # ratio of the target's largest to smallest non-zero singular value
 
-    def __init__(self) -> None:
+    def __init__(self, variant: int = 0) -> None:
+        super().__init__(variant)
         gen = torch.Generator().manual_seed(DATA_SEED)
         n, r = self.size, self.rank
         u = torch.linalg.qr(torch.randn(n, r, generator=gen)).Q
@@ -71,6 +73,9 @@ class DeepLinearCompletion(Task):
 
     def eval_batch(self) -> Batch:
         return self._train
+
+    def val_batch(self) -> Batch:
+        return self._test
 
     def test_metric(self, params: Params, seed: int) -> float:
         return float(self.loss(params, self._test))

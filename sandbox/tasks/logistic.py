@@ -36,13 +36,15 @@ class SeparableLogReg(Task):
     test_metric_name = "test_acc"
     higher_is_better = True
     stochastic = False
+    family = "convex"
     default_device_ok = False
     dim = 20
     num_train = 400
     num_test = 1000
     margin = 0.1
 
-    def __init__(self) -> None:
+    def __init__(self, variant: int = 0) -> None:
+        super().__init__(variant)
         gen = torch.Generator().manual_seed(DATA_SEED)
         direction = torch.randn(self.dim, generator=gen)
         direction /= direction.norm()
@@ -75,6 +77,9 @@ class SeparableLogReg(Task):
     def eval_batch(self) -> Batch:
         return self._train
 
+    def val_batch(self) -> Batch:
+        return self._test
+
     def test_metric(self, params: Params, seed: int) -> float:
         margins = self._test["y"] * (self._test["x"] @ params["w"] + params["b"])
         return float((margins > 0).float().mean())
@@ -90,10 +95,12 @@ class BreastCancerLogReg(Task):
     test_metric_name = "test_acc"
     higher_is_better = True
     stochastic = False
+    family = "convex"
     default_device_ok = False
     l2 = 1e-4
 
-    def __init__(self) -> None:
+    def __init__(self, variant: int = 0) -> None:
+        super().__init__(variant)
         split = data.breast_cancer()
         self._train = {"x": split.x_train, "y": split.y_train.float() * 2 - 1, "l2": torch.tensor(self.l2)}
         self._test = {"x": split.x_test, "y": split.y_test.float() * 2 - 1}
@@ -110,6 +117,9 @@ class BreastCancerLogReg(Task):
 
     def eval_batch(self) -> Batch:
         return self._train
+
+    def val_batch(self) -> Batch:
+        return {"x": data.breast_cancer().x_val, "y": data.breast_cancer().y_val.float() * 2 - 1, "l2": self._train["l2"]}
 
     def test_metric(self, params: Params, seed: int) -> float:
         margins = self._test["y"] * (self._test["x"] @ params["w"] + params["b"])

@@ -40,27 +40,35 @@ def mlp_forward(params: Params, x: torch.Tensor, activation=torch.relu) -> torch
 
 class DigitsMLP(Task):
     name = "mlp_digits"
-    version = 1
+    version = 2
     steps = 300
     schedule = "warmup_cosine"
-    description = "64-32-10 ReLU MLP on sklearn digits, minibatches of 128; scoring loss on a fixed 256-image train subset"
+    description = "64-32-10 ReLU MLP on sklearn digits, minibatches of 128; validation on 180 held-out images"
+    family = "mlp"
     loss_name = "eval_batch_ce"
+    val_metric_name = "val_ce"
     test_metric_name = "test_acc"
     higher_is_better = True
     stochastic = True
     default_device_ok = True
-    sizes = (64, 32, 10)
+    hidden = 32
     batch_size = 128
     eval_size = 256
+    init_gain = 1.0
+    variant_space = {"hidden": (16, 32, 64, 128), "batch_size": (32, 64, 128, 256), "init_gain": (0.5, 1.0, 2.0)}
 
-    def __init__(self) -> None:
+    def __init__(self, variant: int = 0) -> None:
+        super().__init__(variant)
+        self.sizes = (64, self.hidden, 10)
         split = data.digits()
         self._x, self._y = split.x_train, data.one_hot(split.y_train, 10)
         self._x_test, self._y_test = split.x_test, split.y_test
         self._eval = {"x": self._x[: self.eval_size], "y": self._y[: self.eval_size]}
+        self._val = {"x": split.x_val, "y": data.one_hot(split.y_val, 10)}
 
     def init_params(self, seed: int) -> Params:
-        return init_mlp(self.sizes, seed)
+        params = init_mlp(self.sizes, seed)
+        return {k: v * self.init_gain if k.startswith("w") else v for k, v in params.items()}
 
     def loss(self, params: Params, batch: Batch) -> torch.Tensor:
         return data.cross_entropy(mlp_forward(params, batch["x"]), batch["y"])
@@ -71,6 +79,9 @@ class DigitsMLP(Task):
 
     def eval_batch(self) -> Batch:
         return self._eval
+
+    def val_batch(self) -> Batch:
+        return self._val
 
     def test_metric(self, params: Params, seed: int) -> float:
         return data.accuracy(mlp_forward(params, self._x_test), self._y_test)
@@ -86,11 +97,13 @@ class WineMLP(Task):
     test_metric_name = "test_acc"
     higher_is_better = True
     stochastic = True
+    family = "mlp"
     default_device_ok = False
     sizes = (13, 16, 3)
     batch_size = 16
 
-    def __init__(self) -> None:
+    def __init__(self, variant: int = 0) -> None:
+        super().__init__(variant)
         split = data.wine()
         self._train = {"x": split.x_train, "y": data.one_hot(split.y_train, split.num_classes)}
         self._x_test, self._y_test = split.x_test, split.y_test
@@ -107,6 +120,9 @@ class WineMLP(Task):
 
     def eval_batch(self) -> Batch:
         return self._train
+
+    def val_batch(self) -> Batch:
+        return {"x": data.wine().x_val, "y": data.one_hot(data.wine().y_val, data.wine().num_classes)}
 
     def test_metric(self, params: Params, seed: int) -> float:
         return data.accuracy(mlp_forward(params, self._x_test, torch.tanh), self._y_test)

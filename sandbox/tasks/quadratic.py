@@ -38,9 +38,11 @@ class NoisyQuadratic(Task):
     test_metric_name = "dist_to_opt"
     higher_is_better = False
     stochastic = True
+    family = "classical"
     default_device_ok = False
 
-    def __init__(self) -> None:
+    def __init__(self, variant: int = 0) -> None:
+        super().__init__(variant)
         self._h = torch.logspace(0.0, -torch.log10(torch.tensor(self.condition)).item(), self.dim)
         if self.basis_seed is None:
             self._q = None
@@ -69,6 +71,9 @@ class NoisyQuadratic(Task):
         return {**self._eval, "c": c}
 
     def eval_batch(self) -> Batch:
+        return self._eval
+
+    def val_batch(self) -> Batch:
         return self._eval
 
     def test_metric(self, params: Params, seed: int) -> float:

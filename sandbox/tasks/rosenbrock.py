@@ -29,9 +29,11 @@ class Rosenbrock(Task):
     test_metric_name = "dist_to_opt"
     higher_is_better = False
     stochastic = False
+    family = "classical"
     default_device_ok = False
 
-    def __init__(self) -> None:
+    def __init__(self, variant: int = 0) -> None:
+        super().__init__(variant)
         self._batch: Batch = {"a": torch.tensor(1.0), "b": torch.tensor(100.0)}
 
     def init_params(self, seed: int) -> Params:
@@ -47,6 +49,9 @@ class Rosenbrock(Task):
         return self._batch
 
     def eval_batch(self) -> Batch:
+        return self._batch
+
+    def val_batch(self) -> Batch:
         return self._batch
 
     def test_metric(self, params: Params, seed: int) -> float:

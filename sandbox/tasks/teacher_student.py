@@ -31,12 +31,14 @@ class TeacherStudent(Task):
     test_metric_name = "test_mse"
     higher_is_better = False
     stochastic = True
+    family = "mlp"
     default_device_ok = True
     batch_size = 64
     num_train = 1024
     num_test = 1024
 
-    def __init__(self) -> None:
+    def __init__(self, variant: int = 0) -> None:
+        super().__init__(variant)
         teacher = {k: v * TEACHER_GAIN for k, v in init_mlp(TEACHER, DATA_SEED).items()}
         gen = torch.Generator().manual_seed(DATA_SEED + 1)
         x = torch.randn(self.num_train + self.num_test, INPUTS, generator=gen)
@@ -57,6 +59,9 @@ class TeacherStudent(Task):
 
     def eval_batch(self) -> Batch:
         return self._train
+
+    def val_batch(self) -> Batch:
+        return self._test
 
     def test_metric(self, params: Params, seed: int) -> float:
         return float(self.loss(params, self._test))

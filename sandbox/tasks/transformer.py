@@ -45,9 +45,11 @@ class ModularAdditionTransformer(Task):
     test_metric_name = "test_acc"
     higher_is_better = True
     stochastic = False
+    family = "attention"
     default_device_ok = True
 
-    def __init__(self) -> None:
+    def __init__(self, variant: int = 0) -> None:
+        super().__init__(variant)
         a, b = torch.meshgrid(torch.arange(P), torch.arange(P), indexing="ij")
         a, b = a.flatten(), b.flatten()
         tokens = torch.stack([a, b], dim=1)
@@ -98,6 +100,9 @@ class ModularAdditionTransformer(Task):
 
     def eval_batch(self) -> Batch:
         return self._train
+
+    def val_batch(self) -> Batch:
+        return {"x": self._test["x"], "y": F.one_hot(self._test["y"], P).float()}
 
     def test_metric(self, params: Params, seed: int) -> float:
         return data.accuracy(self._logits(params, self._test["x"]), self._test["y"])
