@@ -94,9 +94,27 @@ class Proposer(ABC):
             raise ValueError(f"the {self.kind!r} proposer needs an LLM endpoint (set llm.base_url)")
         self.llm = llm
 
-    @abstractmethod
     def propose(self, ctx: ProposalContext) -> Proposal:
-        """Produce one proposal from ``ctx.parents`` (never raises for a bad LLM answer)."""
+        """Produce one proposal from ``ctx.parents``. Never raises: whatever goes wrong (a bad
+        answer, a bug in a parser) becomes the proposal's ``error``, and the LLM calls already
+        made (paid for) stay on it, so the campaign archives them."""
+        parents = self._parents(ctx)
+        proposal = Proposal(self.kind, [p["id"] for p in parents],
+                            seed=ctx.rng.randrange(2**31) if self.needs_llm else 0)
+        try:
+            self._fill(ctx, parents, proposal)
+        except Exception as exc:  # noqa: BLE001 (an error of one proposal must not end the campaign)
+            proposal.source = None
+            proposal.error = ("crashed", f"the {self.kind} proposer failed: {type(exc).__name__}: {exc}"[:2000])
+        return proposal
+
+    def _parents(self, ctx: ProposalContext) -> list[Program]:
+        """The parents this kind works from (the first; two kinds take the first and the last)."""
+        return [ctx.parents[0], ctx.parents[-1]] if self.parents_needed == 2 else [ctx.parents[0]]
+
+    @abstractmethod
+    def _fill(self, ctx: ProposalContext, parents: list[Program], proposal: Proposal) -> None:
+        """Set ``proposal.source`` (or ``proposal.error``), appending every LLM call made."""
 
     # --- shared LLM conversation with parse-and-retry -------------------------------------
 
@@ -173,17 +191,15 @@ class MutationProposer(Proposer):
     kind = "mutation"
     needs_llm = False
 
-    def propose(self, ctx: ProposalContext) -> Proposal:
-        parent = ctx.parents[0]
-        proposal = Proposal(self.kind, [parent["id"]])
+    def _fill(self, ctx: ProposalContext, parents: list[Program], proposal: Proposal) -> None:
+        parent = parents[0]
         n_edits = ctx.rng.randint(1, max(1, ctx.mutation_edits))
         try:
             result = mutation.mutate(parent["code"], ctx.rng, n_edits=n_edits)
         except mutation.MutationError as exc:
             proposal.error = ("invalid_code", f"no valid mutation of #{parent['id']}: {exc}")
-            return proposal
+            return
         proposal.source, proposal.edits = result.source, list(result.edits)
-        return proposal
 
 
 class OfflineCrossoverProposer(Proposer):
@@ -193,16 +209,14 @@ class OfflineCrossoverProposer(Proposer):
     parents_needed = 2
     needs_llm = False
 
-    def propose(self, ctx: ProposalContext) -> Proposal:
-        a, b = ctx.parents[0], ctx.parents[-1]
-        proposal = Proposal(self.kind, [a["id"], b["id"]])
+    def _fill(self, ctx: ProposalContext, parents: list[Program], proposal: Proposal) -> None:
+        a, b = parents
         try:
             result = mutation.crossover(a["code"], b["code"], ctx.rng)
         except mutation.MutationError as exc:
             proposal.error = ("invalid_code", f"no valid crossover of #{a['id']} and #{b['id']}: {exc}")
-            return proposal
+            return
         proposal.source, proposal.edits = result.source, list(result.edits)
-        return proposal
 
 
 class FullProgramProposer(Proposer):
@@ -210,15 +224,16 @@ class FullProgramProposer(Proposer):
 
     kind = "full"
 
-    def propose(self, ctx: ProposalContext) -> Proposal:
-        proposal = Proposal(self.kind, [p["id"] for p in ctx.parents], seed=ctx.rng.randrange(2**31))
-        examples = "\n\n".join(f"## Program #{p['id']}\n\n{self._shown(ctx, p)}" for p in ctx.parents)
+    def _parents(self, ctx: ProposalContext) -> list[Program]:
+        return list(ctx.parents)
+
+    def _fill(self, ctx: ProposalContext, parents: list[Program], proposal: Proposal) -> None:
+        examples = "\n\n".join(f"## Program #{p['id']}\n\n{self._shown(ctx, p)}" for p in parents)
         messages = [
             {"role": "system", "content": self._system()},
             {"role": "user", "content": render("propose", archive_summary=self._summary(ctx), program=examples)},
         ]
         proposal.source = self._ask(proposal, messages, "proposer", parsing.extract_program, ctx.parse_retries)
-        return proposal
 
 
 class DiffProposer(Proposer):
@@ -226,9 +241,8 @@ class DiffProposer(Proposer):
 
     kind = "diff"
 
-    def propose(self, ctx: ProposalContext) -> Proposal:
-        parent = ctx.parents[0]
-        proposal = Proposal(self.kind, [parent["id"]], seed=ctx.rng.randrange(2**31))
+    def _fill(self, ctx: ProposalContext, parents: list[Program], proposal: Proposal) -> None:
+        parent = parents[0]
         messages = [
             {"role": "system", "content": self._system()},
             {"role": "user", "content": render("diff", program=parent["code"], parent_feedback=self._feedback(ctx, parent),
@@ -239,7 +253,6 @@ class DiffProposer(Proposer):
             return parsing.apply_diff(parent["code"], parsing.parse_diff(text))
 
         proposal.source = self._ask(proposal, messages, "proposer", apply, ctx.parse_retries)
-        return proposal
 
 
 class TextGradProposer(Proposer):
@@ -247,9 +260,8 @@ class TextGradProposer(Proposer):
 
     kind = "textgrad"
 
-    def propose(self, ctx: ProposalContext) -> Proposal:
-        parent = ctx.parents[0]
-        proposal = Proposal(self.kind, [parent["id"]], seed=ctx.rng.randrange(2**31))
+    def _fill(self, ctx: ProposalContext, parents: list[Program], proposal: Proposal) -> None:
+        parent = parents[0]
         fb = self._feedback(ctx, parent)
         critic_messages = [
             {"role": "system", "content": self._system()},
@@ -258,19 +270,20 @@ class TextGradProposer(Proposer):
         ]
         completion = self._complete(proposal, critic_messages, "critic")
         if completion is None:
-            return proposal
-        critique = parsing.extract_critique(completion.text)
+            return
+        try:
+            critique = parsing.extract_critique(completion.text)
+        except parsing.ParseError as exc:  # an empty critique: archived, the proposal fails
+            self._record(proposal, "critic", critic_messages, completion, "invalid_code")
+            proposal.error = ("invalid_code", str(exc))
+            return
         self._record(proposal, "critic", critic_messages, completion, "critique")
         proposal.critique = critique
-        if not critique:
-            proposal.error = ("invalid_code", "the critic returned an empty critique")
-            return proposal
         messages = [
             {"role": "system", "content": self._system()},
             {"role": "user", "content": render("edit", program=parent["code"], critique=critique, parent_feedback=fb)},
         ]
         proposal.source = self._ask(proposal, messages, "proposer", parsing.extract_program, ctx.parse_retries)
-        return proposal
 
 
 class CrossoverProposer(Proposer):
@@ -279,9 +292,8 @@ class CrossoverProposer(Proposer):
     kind = "crossover"
     parents_needed = 2
 
-    def propose(self, ctx: ProposalContext) -> Proposal:
-        a, b = ctx.parents[0], ctx.parents[-1]
-        proposal = Proposal(self.kind, [a["id"], b["id"]], seed=ctx.rng.randrange(2**31))
+    def _fill(self, ctx: ProposalContext, parents: list[Program], proposal: Proposal) -> None:
+        a, b = parents
         messages = [
             {"role": "system", "content": self._system()},
             {"role": "user", "content": render(
@@ -290,7 +302,6 @@ class CrossoverProposer(Proposer):
                 archive_summary=self._summary(ctx))},
         ]
         proposal.source = self._ask(proposal, messages, "proposer", parsing.extract_program, ctx.parse_retries)
-        return proposal
 
 
 PROPOSERS: dict[str, type[Proposer]] = {

@@ -1,0 +1,112 @@
+"""Reliability under faults, kills and hostile input (issue 15): each test here failed before
+its fix. Campaigns are the small ones of test_campaign (one task, a 3-point grid, seconds)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+import archive
+from discover.campaign import Campaign
+from discover.config import load_config
+from tests.fake_openai import Reply, fake_llm_server  # noqa: F401 (fixture)
+from tests.test_campaign import GOOD, SMALL, private_run_cache  # noqa: F401 (autouse fixture)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def llm_config(tmp_path: Path, server, **extra):
+    return load_config(overrides=[
+        SMALL, {"output_dir": str(tmp_path), "seed": 1},
+        {"llm": {"base_url": server.base_url, "backoff_base": 0.01, "max_attempts": 2, "timeout": 5}},
+        *extra.values()])
+
+
+def run(config, directory: Path | None = None, resume: bool = False):
+    campaign = Campaign(config, directory, resume=True) if resume else Campaign.create(config)
+    try:
+        return campaign, campaign.run()
+    finally:
+        campaign.close()
+
+
+# --- 1. a proposer's error is an archived outcome, never a crash ----------------------------
+
+
+def test_an_empty_critique_is_an_archived_failure_and_resume_replays_it(tmp_path, fake_llm_server):
+    def critic_sometimes_empty(request: dict) -> Reply:
+        text = request["messages"][-1]["content"]
+        if text.startswith("You are reviewing"):
+            # Only pleasantries (nothing is left once they are stripped), for half the seeds.
+            return Reply("Sure, here is my critique:" if request["seed"] % 2 else "Normalise by a second moment.")
+        return Reply("```python\n" + GOOD.replace("0.9,", f"{0.5 + (request['seed'] % 97) / 200:.3f},") + "```")
+
+    fake_llm_server.responder = critic_sometimes_empty
+    config = llm_config(tmp_path, fake_llm_server, search={"search": {"proposers": {"textgrad": 1}}},
+                        budget={"budget": {"max_evaluations": 3}})
+    campaign, summary = run(config)
+    directory = campaign.directory
+    with archive.open(directory) as store:
+        assert store.campaign().status == "finished"
+        failed = [p for p in store.programs(status="failed") if p.proposer == "textgrad"]
+        assert failed, "no empty critique was drawn"
+        failure = store.failures(failed[0].id)[0]
+        assert failure.reason == "invalid_code" and "empty" in failure.message
+        calls = store.llm_calls()
+        # Every answer the server gave is archived, the empty critique with its outcome.
+        assert len(calls) == len(fake_llm_server.answered)
+        assert any(c.role == "critic" and c.outcome == "invalid_code" for c in calls)
+        before = [(p.code, p.status, p.proposer) for p in store.programs(sort="date")][::-1]
+        # A kill just before the first empty critique was archived: it and everything after it
+        # are missing from the archive, though their answers are in the response cache.
+        cut = min(p.meta["proposal_index"] for p in failed)
+        wiped = sorted(p.id for p in store.programs() if p.meta.get("proposal_index", -1) >= cut)
+        charged = sum(1 for p in store.programs(status="evaluated")
+                      if p.proposer != "reference" and p.meta["proposal_index"] < cut)
+        spend = {**store.campaign().spend, "evaluations": charged}
+    conn = sqlite3.connect(directory / "archive.db")
+    marks = ",".join("?" * len(wiped))
+    with conn:
+        for table in ("llm_calls", "failures", "evaluations"):
+            conn.execute(f"DELETE FROM {table} WHERE program_id IN ({marks})", wiped)
+        conn.execute(f"DELETE FROM programs WHERE id IN ({marks})", wiped)
+        conn.execute("UPDATE campaigns SET status = 'failed', spend = ?", (json.dumps(spend),))
+    conn.close()
+    sent = len(fake_llm_server.requests)
+    resumed_config = load_config(directory / "config.toml", overrides=[{"llm": {"cache": "replay"}}])
+    run(resumed_config, directory, resume=True)
+    assert len(fake_llm_server.requests) == sent  # the resume replayed the cached answers
+    with archive.open(directory) as store:
+        assert store.campaign().status == "finished"
+        after = [(p.code, p.status, p.proposer) for p in store.programs(sort="date")][::-1]
+    assert after == before
+
+
+def test_a_proposer_that_raises_keeps_the_answers_it_paid_for(fake_llm_server):
+    import random
+
+    from discover.llm import LLMClient, LLMSettings
+    from discover.proposers import Proposer, ProposalContext
+
+    class Exploding(Proposer):
+        """A proposer with a bug after its request: the answer must survive the bug."""
+
+        kind = "exploding"
+
+        def _fill(self, ctx, parents, proposal):
+            messages = [{"role": "user", "content": "write one"}]
+            completion = self._complete(proposal, messages, "proposer")
+            self._record(proposal, "proposer", messages, completion, "ok")
+            raise KeyError("a bug in a parser")
+
+    fake_llm_server.script([Reply("an answer", 7, 3)])
+    llm = LLMClient(LLMSettings(base_url=fake_llm_server.base_url, models={"proposer": "m"}, cache_mode="off"))
+    parent = {"id": 1, "code": GOOD}
+    ctx = ProposalContext(parents=[parent], parent_of=lambda p: None, top=[parent], failure_counts={},
+                          rng=random.Random(0))
+    proposal = Exploding(llm).propose(ctx)
+    assert proposal.source is None and proposal.error[0] == "crashed" and "a bug in a parser" in proposal.error[1]
+    assert [c.response for c in proposal.llm_calls] == ["an answer"] and proposal.llm_calls[0].tokens_in == 7
