@@ -3,10 +3,15 @@
 The protocol (shared/DESIGN.md section 3), identical for candidates and baselines:
 
 1. *Select*: train with every LR of the grid on the selection seeds; the best LR minimises the
-   mean (over selection seeds) of the final smoothed loss. A best LR on the edge of the grid is
-   flagged: the grid was too narrow for that program.
-2. *Measure*: train at the chosen LR on fresh seeds; the task score is the speed-up of the mean
-   measured curve over tuned AdamW's mean measured curve (:mod:`sandbox.scoring`).
+   mean (over selection seeds) of the final validation value (the mean of the last three
+   measurements). A best LR on the edge of the grid is flagged: the grid was too narrow there.
+2. *Measure*: train at the chosen LR on fresh seeds; the task score is the speed-up to the
+   *validation target*, the best validation value tuned AdamW reaches within its budget (mean
+   over its selection seeds), measured against tuned AdamW's own measured curve, and capped at
+   "how far it got" when the candidate ends worse than AdamW beyond seed noise
+   (:func:`sandbox.scoring.validation_score`, :func:`sandbox.scoring.end_value_cap`). The
+   training-loss speed-up is reported beside it (``objective="train"`` scores on it instead:
+   the protocol before validation targets, kept for comparison).
 3. *Funnel*: a cheap screen (one seed, a coarse grid, a few tasks) first; a program whose screen
    fitness is clearly bad stops there.
 
@@ -34,12 +39,18 @@ from sandbox.contract import CandidateError, load_program, program_hash
 from sandbox.references import reference_source
 from sandbox.runcache import RunCache, run_key
 from sandbox.tasks import get_task, suite as suite_tasks
+from sandbox.tasks.base import val_steps
 
 BASELINES = ("adamw", "adam", "sgd_momentum", "lion")
 """Tuned baselines every candidate is compared with; AdamW is the reference for scores."""
 REFERENCE_BASELINE = "adamw"
-DEFAULT_LR_GRID = (3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0)
+DEFAULT_LR_GRID = (3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 3e-1, 1.0, 3.0)
 """Half-decade steps, identical for candidates and baselines."""
+OBJECTIVES = ("val", "train")
+"""What a task score measures: speed to tuned AdamW's validation target (the protocol), or the
+training-loss speed-up (the protocol before validation targets, for comparisons)."""
+END_POINTS = 3
+"""Validation measurements averaged into a run's "final" value (damps the last point's noise)."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +69,7 @@ class EvalSettings:
     device: str = "cpu"
     job_timeout: float = 300.0
     steps_scale: float = 1.0  # multiply every task budget (quick demos use < 1)
+    objective: str = "val"  # see OBJECTIVES
 
     def grid(self, coarse: bool = False) -> list[float]:
         """The LR grid; ``coarse`` keeps every other point (the screen's), ends included."""
@@ -85,9 +97,15 @@ class TaskResult:
     status: str  # ok | nan | diverged | failed
     reason: str | None = None
     message: str = ""
-    curve: list[float] = field(default_factory=list)  # downsampled mean measured curve
+    curve: list[float] = field(default_factory=list)  # downsampled mean measured training-loss curve
     vs_baselines: dict[str, float] = field(default_factory=dict)
     diverged_at: int | None = None
+    train_score: float | None = None  # training-loss speed-up over tuned AdamW (reported beside)
+    val_final: float | None = None  # mean final validation value of the measured runs
+    target: float | None = None  # tuned AdamW's validation target on this task
+    val_curve: list[float] = field(default_factory=list)  # mean measured validation curve
+    val_steps: list[int] = field(default_factory=list)  # the steps of val_curve
+    objective: str = "val"
 
 
 @dataclass
@@ -136,7 +154,7 @@ class Evaluator:
         return self._collect(self._submit_runs(source, phash, task, configs, steps, stats))
 
     def _submit_runs(self, source, phash, task, configs, steps, stats):
-        keys = [run_key(phash, task.name, task.version, seed, lr, steps, self.settings.device) for lr, seed in configs]
+        keys = [run_key(phash, task.key, task.version, seed, lr, steps, self.settings.device) for lr, seed in configs]
         cached = {k: self.cache.get(k) for k in keys}
         missing = [(cfg, k) for cfg, k in zip(configs, keys) if cached[k] is None]
         stats["cached"] += len(configs) - len(missing)
@@ -144,7 +162,7 @@ class Evaluator:
         if missing:
             payload = {
                 "source": source,
-                "task": task.name,
+                "task": task.key,
                 "configs": [list(cfg) for cfg, _ in missing],
                 "steps": steps,
                 "device": self.settings.device,
@@ -171,13 +189,24 @@ class Evaluator:
         configs = [(lr, seed) for lr in grid for seed in seeds]
         return grid, configs, self._submit_runs(source, phash, task, configs, steps, stats)
 
-    @staticmethod
-    def _best_lr(grid, configs, records, steps) -> tuple[float, bool, list[dict]]:
+    def _final_value(self, rec: dict, steps: int) -> float:
+        """What LR selection minimises for one run: its final validation value (the mean of the
+        last END_POINTS measurements), or under the train objective its final smoothed loss."""
+        if rec["status"] != "ok":
+            return math.inf
+        if self.settings.objective == "train":
+            curve = scoring.smooth(rec["losses"], steps)
+            return float(curve[-1]) if curve.size == steps else math.inf
+        values, points = rec.get("val_losses") or [], rec.get("val_steps") or []
+        if not points or points[-1] != steps:
+            return math.inf
+        tail = values[-END_POINTS:]
+        return float(np.mean(tail)) if all(math.isfinite(v) for v in tail) else math.inf
+
+    def _best_lr(self, grid, configs, records, steps) -> tuple[float, bool, list[dict]]:
         by_lr: dict[float, list[float]] = {lr: [] for lr in grid}
         for (lr, _), rec in zip(configs, records):
-            curve = scoring.smooth(rec["losses"], steps)
-            ok = rec["status"] == "ok" and curve.size == steps
-            by_lr[lr].append(float(curve[-1]) if ok else math.inf)
+            by_lr[lr].append(self._final_value(rec, steps))
         means = {lr: float(np.mean(v)) for lr, v in by_lr.items()}
         best = min(grid, key=lambda lr: (means[lr], lr))
         return best, best in (grid[0], grid[-1]), [r for (lr, _), r in zip(configs, records) if lr == best]
@@ -216,7 +245,7 @@ class Evaluator:
         return result
 
     def _screen(self, source, phash, suite, tasks, stats, records) -> EvaluationResult:
-        names = self.settings.screen_tasks or tuple(t.name for t in tasks[:2])
+        names = self.settings.screen_tasks or tuple(t.key for t in tasks[:2])
         seed = self.settings.selection_seeds[:1]
         pending = {}
         for name in names:
@@ -228,7 +257,7 @@ class Evaluator:
             recs = self._collect(sub)
             records.extend(_tagged(recs, configs, task, "screen"))
             best, edge, best_recs = self._best_lr(grid, configs, recs, steps)
-            base = self.baseline_curve(REFERENCE_BASELINE, task, screen=True)
+            base = self.baseline_reference(REFERENCE_BASELINE, task, screen=True)
             results[name] = self._task_result(task, best, edge, best_recs, steps, {REFERENCE_BASELINE: base})
         scores = [r.score for r in results.values()]
         return EvaluationResult(phash, suite, "screen", scoring.geometric_mean(scores), 0.0, results,
@@ -239,7 +268,7 @@ class Evaluator:
         selections = {}
         for task in tasks:
             steps = self.settings.steps_for(task)
-            selections[task.name] = (task, steps, self._select(source, phash, task, seeds, False, steps, stats))
+            selections[task.key] = (task, steps, self._select(source, phash, task, seeds, False, steps, stats))
         measures = {}
         for name, (task, steps, (grid, configs, sub)) in selections.items():
             recs = self._collect(sub)
@@ -250,7 +279,7 @@ class Evaluator:
         for name, (task, steps, best, edge, sub) in measures.items():
             recs = self._collect(sub)
             records.extend(_tagged(recs, [(best, s) for s in measure_seeds], task, "measure"))
-            baselines = {b: self.baseline_curve(b, task, seeds=measure_seeds) for b in self.baseline_names()}
+            baselines = {b: self.baseline_reference(b, task, seeds=measure_seeds) for b in self.baseline_names()}
             results[name] = self._task_result(task, best, edge, recs, steps, baselines)
             if on_task:
                 on_task(name, results[name])
@@ -260,19 +289,31 @@ class Evaluator:
         return EvaluationResult(phash, suite, "full", fitness, float(np.std(seed_fitness)), results,
                                 runs_executed=stats["executed"], runs_cached=stats["cached"], run_records=records)
 
-    def _task_result(self, task, lr, edge, recs, steps, baselines: dict[str, list[float]]) -> TaskResult:
+    def _task_result(self, task, lr, edge, recs, steps, baselines: dict[str, "BaselineReference"]) -> TaskResult:
         curves = [r["losses"] for r in recs]
         mean = scoring.mean_curve(curves, steps)
+        points = val_steps(steps)
+        val_mean = scoring.mean_val_curve(recs, points)
         adamw = baselines[REFERENCE_BASELINE]
-        score = scoring.speedup_score(mean, adamw, steps)
-        seed_scores = [scoring.speedup_score(c, adamw, steps) for c in curves]
+        train_score = scoring.speedup_score(mean, adamw.train_curve, steps)
+        if self.settings.objective == "train":
+            score = train_score
+            seed_scores = [scoring.speedup_score(c, adamw.train_curve, steps) for c in curves]
+            vs = {b: scoring.speedup_score(mean, ref.train_curve, steps) for b, ref in baselines.items()}
+        else:
+            ends = [self._final_value(r, steps) for r in recs]
+            score = adamw.val_score(points, val_mean, ends, steps)
+            seed_scores = [adamw.val_score(points, scoring.mean_val_curve([r], points), [end], steps, cap_ends=ends)
+                           for r, end in zip(recs, ends)]
+            vs = {b: ref.val_score(points, val_mean, ends, steps) for b, ref in baselines.items()}
         statuses = [r["status"] for r in recs]
         status = "ok" if all(s == "ok" for s in statuses) else next(s for s in statuses if s != "ok")
         finals = [r["final_loss"] for r in recs]
         tests = [r.get("test_metric") for r in recs if r.get("test_metric") is not None]
         stopped = [r.get("stopped_at") for r in recs if r.get("stopped_at")]
+        val_ends = [self._final_value(r, steps) for r in recs] if self.settings.objective != "train" else []
         return TaskResult(
-            task=task.name,
+            task=task.key,
             task_version=task.version,
             score=score,
             seed_scores=seed_scores,
@@ -286,8 +327,14 @@ class Evaluator:
             reason=None if status == "ok" else status,
             message="" if status == "ok" else f"{status} at step {min(stopped) if stopped else '?'} with lr {lr:g}",
             curve=scoring.downsample(mean),
-            vs_baselines={b: scoring.speedup_score(mean, c, steps) for b, c in baselines.items()},
+            vs_baselines=vs,
             diverged_at=min(stopped) if stopped else None,
+            train_score=train_score,
+            val_final=float(np.mean(val_ends)) if val_ends and all(math.isfinite(v) for v in val_ends) else None,
+            target=adamw.target,
+            val_curve=[float(v) for v in val_mean],
+            val_steps=list(points),
+            objective=self.settings.objective,
         )
 
     def _failed(self, source, suite, stage, exc: CandidateError, started, stats) -> EvaluationResult:
@@ -310,15 +357,21 @@ class Evaluator:
     def baseline_names(self) -> tuple[str, ...]:
         return BASELINES
 
-    def baseline_curve(self, name: str, task, *, seeds: tuple[int, ...] | None = None,
-                       screen: bool = False) -> list[float]:
-        """Mean measured curve of a tuned baseline (cached: computed once per task version)."""
-        memo_key = (name, task.name, task.version, seeds, screen, self.settings.steps_for(task))
+    def baseline_reference(self, name: str, task, *, seeds: tuple[int, ...] | None = None,
+                           screen: bool = False) -> "BaselineReference":
+        """A tuned baseline's target and measured curves on ``task`` (computed once per task
+        version and settings; the runs themselves come from the run cache when they exist)."""
+        memo_key = (name, task.key, task.version, seeds, screen, self.settings.steps_for(task))
         if memo_key not in self._baseline_memo:
-            self._baseline_memo[memo_key] = self._baseline_curve(name, task, seeds, screen)
+            self._baseline_memo[memo_key] = self._baseline_reference(name, task, seeds, screen)
         return self._baseline_memo[memo_key]
 
-    def _baseline_curve(self, name, task, seeds, screen) -> list[float]:
+    def baseline_curve(self, name: str, task, *, seeds: tuple[int, ...] | None = None,
+                       screen: bool = False) -> list[float]:
+        """Mean measured training-loss curve of a tuned baseline."""
+        return self.baseline_reference(name, task, seeds=seeds, screen=screen).train_curve
+
+    def _baseline_reference(self, name, task, seeds, screen) -> "BaselineReference":
         source = reference_source(name)
         phash = program_hash(source)
         steps = self.settings.steps_for(task)
@@ -326,10 +379,19 @@ class Evaluator:
         sel_seeds = self.settings.selection_seeds[:1] if screen else self.settings.selection_seeds
         grid, configs, sub = self._select(source, phash, task, sel_seeds, screen, steps, stats)
         best, _, best_recs = self._best_lr(grid, configs, self._collect(sub), steps)
+        points = val_steps(steps)
+        target = float(scoring.best_so_far(scoring.mean_val_curve(best_recs, points))[-1])
         if screen:
-            return scoring.mean_curve([r["losses"] for r in best_recs], steps)
-        recs = self._collect(self._measure(source, phash, task, best, seeds or self.settings.measure_seeds, steps, stats))
-        return scoring.mean_curve([r["losses"] for r in recs], steps)
+            recs = best_recs
+        else:
+            recs = self._collect(self._measure(source, phash, task, best, seeds or self.settings.measure_seeds, steps, stats))
+        return BaselineReference(
+            train_curve=scoring.mean_curve([r["losses"] for r in recs], steps),
+            val_steps=points,
+            val_curve=scoring.mean_val_curve(recs, points),
+            target=target,
+            ends=[self._final_value(r, steps) for r in recs],
+        )
 
     def baseline_table(self, suite: str | None = None,
                        progress: Callable[[str], None] | None = None) -> dict[str, dict[str, TaskResult]]:
@@ -339,9 +401,9 @@ class Evaluator:
             row = {}
             for name in self.baseline_names():
                 if progress:
-                    progress(f"{task.name}: {name}")
+                    progress(f"{task.key}: {name}")
                 row[name] = self._baseline_result(name, task)
-            table[task.name] = row
+            table[task.key] = row
         return table
 
     def _baseline_result(self, name: str, task) -> TaskResult:
@@ -353,13 +415,32 @@ class Evaluator:
                                           self.settings.selection_seeds, False, steps, stats)
         best, edge, _ = self._best_lr(grid, configs, self._collect(sub), steps)
         recs = self._collect(self._measure(source, phash, task, best, self.settings.measure_seeds, steps, stats))
-        baselines = {b: self.baseline_curve(b, task) for b in self.baseline_names()}
+        baselines = {b: self.baseline_reference(b, task) for b in self.baseline_names()}
         return self._task_result(task, best, edge, recs, steps, baselines)
+
+
+@dataclass(frozen=True)
+class BaselineReference:
+    """What a tuned baseline contributes to scoring on one task."""
+
+    train_curve: list[float]  # mean measured training-loss curve, one value per step
+    val_steps: list[int]
+    val_curve: list[float]  # mean measured validation curve at val_steps
+    target: float  # best validation value reached within the budget, mean over selection seeds
+    ends: list[float]  # per measured seed: final validation value
+
+    def val_score(self, points, values, ends, budget, cap_ends=None) -> float:
+        """A curve's speed-up to this baseline's target, capped when it ends worse beyond noise
+        (``cap_ends``: the seeds the cap judges; default ``ends``)."""
+        score = scoring.validation_score(points, values, self.val_steps, self.val_curve, self.target, budget)
+        cap = scoring.end_value_cap(ends if cap_ends is None else cap_ends, self.ends, self.val_steps,
+                                    self.val_curve, budget)
+        return score if cap is None else min(score, cap)
 
 
 def _tagged(records: list[dict], configs, task, role: str) -> list[dict]:
     """Run records annotated with what the archive needs to store them."""
     return [
-        {**rec, "lr": lr, "seed": seed, "task": task.name, "task_version": task.version, "role": role}
+        {**rec, "lr": lr, "seed": seed, "task": task.key, "task_version": task.version, "role": role}
         for rec, (lr, seed) in zip(records, configs)
     ]

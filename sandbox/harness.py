@@ -10,6 +10,7 @@ One run of a candidate on a task with config (lr, seed) and budget T is::
         for each name:  delta, state[name] = update(grads[name], params[name], state[name], step, hp)
                         params[name] = params[name] + delta
         losses[step] = task.loss(params, task.eval_batch())  # the scoring loss after the step
+        if step in val_steps(T): val[step] = task.val_loss(params)  # the validation value
 
 The *batched* path runs all configs as one: every tensor gets a leading config dimension and
 ``torch.func.vmap`` maps the gradient and the update over it, with ``hp.lr`` a 0-d tensor per
@@ -23,6 +24,9 @@ on a tensor's value, say) falls back to the sequential path automatically.
 For a full-batch task (``task.stochastic`` False) the training batch is the evaluation batch,
 so the loss computed with step t+1's gradient *is* the scoring loss after step t: it is
 recorded from there instead of paying for a second forward pass.
+
+The validation value (what scores are computed on, AlgoPerf-style) is measured at the start
+and every ``T // 50`` steps (:func:`~sandbox.tasks.base.val_steps`), in the same pass.
 
 A run stops early when its scoring loss becomes NaN/inf (status ``nan``) or rises above
 ``DIVERGENCE_FACTOR`` times its starting loss (status ``diverged``). The batched path drops
@@ -41,7 +45,7 @@ from torch.func import grad, grad_and_value, vmap
 from torch.utils._pytree import tree_map
 
 from sandbox.contract import CandidateError, HParams, Program, run_init, run_update
-from sandbox.tasks.base import Batch, Params, Task
+from sandbox.tasks.base import Batch, Params, Task, val_steps
 
 STATUSES = ("ok", "nan", "diverged")
 
@@ -76,6 +80,11 @@ class RunResult:
     """One scoring loss per step run; for a stopped run the last entry is the offending one."""
     initial_loss: float
     """The scoring loss of the starting parameters."""
+    val_steps: list[int]
+    """The steps after which the validation value was measured (0 = the start); a stopped run's
+    list ends before the step it stopped at."""
+    val_losses: list[float]
+    """``val_losses[k]`` is the task's validation value after step ``val_steps[k]``."""
     test_metric: float | None
     """The task's test metric of the final parameters; None for a run that did not finish."""
     stopped_at: int | None
@@ -206,6 +215,17 @@ class _Monitor:
         self.initial: list[float] = [math.nan] * count
         self.status = ["ok"] * count
         self.stopped_at: list[int | None] = [None] * count
+        self.val_steps: list[list[int]] = [[] for _ in range(count)]
+        self.val: list[list[float]] = [[] for _ in range(count)]
+
+    def record_val(self, index: int, step: int, value: float) -> None:
+        """Record config ``index``'s validation value after ``step``, unless the run stopped at or
+        before that step (its parameters there are the failed ones)."""
+        stopped = self.stopped_at[index]
+        if stopped is not None and step >= stopped:
+            return
+        self.val_steps[index].append(step)
+        self.val[index].append(value)
 
     def record(self, index: int, step: int, value: float) -> None:
         """Record config ``index``'s scoring loss after ``step`` (0 = the starting loss)."""
@@ -279,6 +299,7 @@ class _Run:
                                      device=device)
         self.monitor = _Monitor(len(self.configs))
         self.check_every = CHECK_EVERY.get(device.type, 1)
+        self.val_at = frozenset(val_steps(self.steps))
 
     @staticmethod
     def _check_config(config: RunConfig) -> RunConfig:
@@ -294,6 +315,9 @@ class _Run:
     def _eval_loss(self, params: Params) -> torch.Tensor:
         return self.task.loss(params, self.eval_batch)
 
+    def _val_loss(self, params: Params) -> torch.Tensor:
+        return self.task.val_loss(params)
+
     # --- the sequential reference path -------------------------------------------------------------
 
     def sequential(self) -> list[RunResult]:
@@ -308,8 +332,10 @@ class _Run:
         params = self._init_params(config.seed)
         states = _init_states(self.program, params)
         pending: list[tuple[int, torch.Tensor]] = []  # (step, loss) awaiting the divergence check
+        pending_val: list[tuple[int, torch.Tensor]] = []  # (step, validation value)
         if not full_batch:
             pending.append((0, self._eval_loss(params)))
+        pending_val.append((0, self._val_loss(params)))
         for step in range(1, self.steps + 1):
             lr = self.lr_table[step - 1, index]
             if full_batch:
@@ -320,20 +346,36 @@ class _Run:
                 batch = self.to_device.batch(task.batch(step, config.seed))
                 params, states = _train_step(task, self.program, self.hp, step, params, states, batch, lr)
                 pending.append((step, self._eval_loss(params)))
+            if step in self.val_at:
+                pending_val.append((step, self._val_loss(params)))
             if step % self.check_every == 0 or step == self.steps:
-                self._flush_one(index, pending)
+                self._flush_one(index, pending, pending_val)
                 if not monitor.running(index):
                     return params
         if full_batch:
             pending.append((self.steps, self._eval_loss(params)))
-            self._flush_one(index, pending)
+            self._flush_one(index, pending, pending_val)
         return params
 
-    def _flush_one(self, index: int, pending: list[tuple[int, torch.Tensor]]) -> None:
-        values = torch.stack([v for _, v in pending]).tolist()
+    def _flush_one(self, index: int, pending: list[tuple[int, torch.Tensor]],
+                   pending_val: list[tuple[int, torch.Tensor]]) -> None:
+        values = torch.stack([v for _, v in pending]).tolist() if pending else []
         for (step, _), value in zip(pending, values):
             self.monitor.record(index, step, value)
         pending.clear()
+        self._flush_val(index, pending_val)
+
+    def _flush_val(self, index: int, pending_val: list[tuple[int, torch.Tensor]]) -> None:
+        """Record the validation values whose step's scoring loss is known (a full-batch run
+        learns step t's loss one step later): whether the run was still going there decides."""
+        monitor = self.monitor
+        known = len(monitor.losses[index])
+        ready = [(step, v) for step, v in pending_val if step <= known or not monitor.running(index)]
+        if not ready:
+            return
+        for (step, _), value in zip(ready, torch.stack([v for _, v in ready]).tolist()):
+            monitor.record_val(index, step, value)
+        del pending_val[:len(ready)]
 
     # --- the batched (vmapped) path -----------------------------------------------------------------
 
@@ -352,10 +394,12 @@ class _Run:
         params = {name: torch.stack([per_seed[c.seed][name] for c in self.configs]) for name in per_seed[seeds[0]]}
         states = vmap(partial(_init_states, self.program))(params)
         finals: list[Params | None] = [None] * len(self.configs)
-        eval_loss = vmap(self._eval_loss)
+        eval_loss, val_loss = vmap(self._eval_loss), vmap(self._val_loss)
         pending: list[tuple[int, list[int], torch.Tensor]] = []  # (step, configs, losses)
+        pending_val: list[tuple[int, list[int], torch.Tensor]] = []  # (step, configs, validation values)
         if not full_batch:
             pending.append((0, list(active), eval_loss(params)))
+        pending_val.append((0, list(active), val_loss(params)))
         rows = torch.arange(len(active), device=self.device)  # == active, as a tensor
         for step in range(1, self.steps + 1):
             lr = self.lr_table[step - 1, rows]
@@ -368,14 +412,19 @@ class _Run:
                 fn = partial(_train_step, task, self.program, self.hp, step)
                 params, states = vmap(fn, in_dims=(0, 0, batch_dims, 0))(params, states, batch, lr)
                 pending.append((step, list(active), eval_loss(params)))
+            if step in self.val_at:
+                pending_val.append((step, list(active), val_loss(params)))
             if step % self.check_every == 0 or step == self.steps:
-                self._flush_batched(pending)
+                # A full-batch run learns step t's loss one step later: its validation values up
+                # to there are decided, the rest wait for the next check.
+                self._flush_batched(pending, pending_val, known=step - 1 if full_batch else step)
                 keep = [j for j, i in enumerate(active) if monitor.running(i)]
                 if len(keep) < len(active):
                     for j, i in enumerate(active):
                         if j not in keep:
                             finals[i] = {name: p[j] for name, p in params.items()}
                     if not keep:
+                        self._flush_batched([], pending_val, known=self.steps)
                         return finals
                     index = torch.tensor(keep, device=self.device)
                     params, states = tree_map(lambda x: x[index], (params, states))
@@ -383,7 +432,7 @@ class _Run:
                     rows = rows[index]
         if full_batch:
             pending.append((self.steps, list(active), eval_loss(params)))
-            self._flush_batched(pending)
+        self._flush_batched(pending, pending_val, known=self.steps)
         for j, i in enumerate(active):
             finals[i] = {name: p[j] for name, p in params.items()}
         return finals
@@ -402,11 +451,20 @@ class _Run:
                 batch[key], dims[key] = stacked[seed_rows], 0
         return batch, dims
 
-    def _flush_batched(self, pending: list[tuple[int, list[int], torch.Tensor]]) -> None:
-        values = [v.tolist() for v in torch.cat([v for _, _, v in pending]).split([len(a) for _, a, _ in pending])]
-        for (step, active, _), row in zip(pending, values):
-            for index, value in zip(active, row):
-                self.monitor.record(index, step, value)
+    def _flush_batched(self, pending: list[tuple[int, list[int], torch.Tensor]],
+                       pending_val: list[tuple[int, list[int], torch.Tensor]], known: int) -> None:
+        """Record the pending losses, then the validation values of steps up to ``known``."""
+        for entries, record in ((pending, self.monitor.record), (None, self.monitor.record_val)):
+            if entries is None:
+                count = sum(1 for step, _, _ in pending_val if step <= known)
+                entries = pending_val[:count]
+                del pending_val[:count]
+            if not entries:
+                continue
+            values = [v.tolist() for v in torch.cat([v for _, _, v in entries]).split([len(a) for _, a, _ in entries])]
+            for (step, active, _), row in zip(entries, values):
+                for index, value in zip(active, row):
+                    record(index, step, value)
         pending.clear()
 
     # --- results ------------------------------------------------------------------------------------
@@ -421,6 +479,6 @@ class _Run:
                 metric = float(self.task.test_metric(cpu_params, config.seed))
             results.append(RunResult(
                 lr=config.lr, seed=config.seed, status=status, losses=monitor.losses[index],
-                initial_loss=monitor.initial[index], test_metric=metric, stopped_at=monitor.stopped_at[index],
+                initial_loss=monitor.initial[index], val_steps=monitor.val_steps[index], val_losses=monitor.val[index], test_metric=metric, stopped_at=monitor.stopped_at[index],
                 batched=batched))
         return results

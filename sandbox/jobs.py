@@ -181,7 +181,7 @@ def _socket_attempts(address: str, port: int) -> dict[str, str]:
 def evaluate_job(payload: dict, device: str = "cpu") -> dict[str, Any]:
     """Train a candidate on one task for every ``(lr, seed)`` config; return raw run records.
 
-    Payload: ``source``, ``task`` (a registered task name), ``configs`` (``[[lr, seed], ...]``),
+    Payload: ``source``, ``task`` (a registered task name, or ``name@variant``), ``configs`` (``[[lr, seed], ...]``),
     ``steps``, optional ``batched`` (default True) and ``device`` (overrides the worker's). Only
     raw losses and metrics come back; the controller scores them.
     """
@@ -196,7 +196,8 @@ def evaluate_job(payload: dict, device: str = "cpu") -> dict[str, Any]:
     return {"runs": [
         {"losses": [float(x) for x in r.losses], "final_loss": float(r.final_loss), "initial_loss": float(r.initial_loss),
          "test_metric": None if r.test_metric is None else float(r.test_metric), "status": r.status,
-         "stopped_at": r.stopped_at, "batched": r.batched}
+         "stopped_at": r.stopped_at, "batched": r.batched,
+         "val_steps": list(r.val_steps), "val_losses": [float(x) for x in r.val_losses]}
         for r in results
     ]}
 

@@ -1,6 +1,6 @@
 """A persistent cache of training runs, so nothing is evaluated twice.
 
-Key: (normalised program hash, task name, task version, seed, lr, steps, device kind). The
+Key: (record format, normalised program hash, task key (name@variant), task version, seed, lr, steps, device kind). The
 value is the raw run record a worker sent back (losses, final loss, test metric, status), never
 a score: scores are recomputed by the controller from raw losses, so a change of scoring rule
 never needs a re-run. Baselines are just the reference programs' entries in the same cache.
@@ -27,10 +27,16 @@ def default_cache_dir() -> Path:
     return Path(base) / "optimizer-discovery"
 
 
+RECORD_FORMAT = 2
+"""Bumped when a run record gains fields every scorer needs (2: validation curves), so that no
+record of an older format is ever read back as if it had them."""
+
+
 def run_key(program_hash: str, task: str, task_version: int | str, seed: int, lr: float, steps: int,
             device: str) -> str:
+    """``task`` is the task's key (``name`` or ``name@variant``)."""
     kind = "cuda" if device.startswith("cuda") else "cpu"
-    return f"{program_hash}|{task}|v{task_version}|s{seed}|lr{lr!r}|T{steps}|{kind}"
+    return f"r{RECORD_FORMAT}|{program_hash}|{task}|v{task_version}|s{seed}|lr{lr!r}|T{steps}|{kind}"
 
 
 class RunCache:

@@ -1,4 +1,8 @@
-"""Scores: speed-up over tuned AdamW on a smoothed loss curve (shared/DESIGN.md section 3).
+"""Scores: speed-up over tuned AdamW (shared/DESIGN.md section 3).
+
+Two curves are scored. The *validation* score (the task score, AlgoPerf's time-to-target) is
+:func:`validation_score` below; the *training-loss* speed-up (reported beside it) is
+:func:`speedup_score`, described first.
 
 Let T be the step budget and L* tuned AdamW's final (smoothed) loss.
 
@@ -106,3 +110,94 @@ def downsample(curve: Sequence[float], points: int = 64) -> list[float]:
         return [float(v) for v in values]
     idx = np.linspace(0, len(values) - 1, points).round().astype(int)
     return [float(values[i]) for i in idx]
+
+
+# --- validation targets (the task score) -------------------------------------------------------
+
+
+def best_so_far(values: Sequence[float]) -> np.ndarray:
+    """Running minimum of a validation curve; nothing after a NaN/inf counts (it stays +inf)."""
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.size == 0:
+        return arr
+    bad = np.nonzero(~np.isfinite(arr))[0]
+    out = arr.copy()
+    if bad.size:
+        out[bad[0]:] = np.inf
+    return np.minimum.accumulate(out)
+
+
+def reach_time(steps: Sequence[int], best: np.ndarray, level: float) -> float | None:
+    """The (linearly interpolated) step at which a best-so-far curve measured at ``steps`` first
+    reaches ``level``; None if it never does. A curve that starts at the level reaches it at 1."""
+    hits = np.nonzero(best <= level)[0]
+    if not hits.size:
+        return None
+    k = int(hits[0])
+    if k == 0:
+        return 1.0
+    v0, v1 = float(best[k - 1]), float(best[k])
+    s0, s1 = float(steps[k - 1]), float(steps[k])
+    frac = (v0 - level) / (v0 - v1) if v0 > v1 and math.isfinite(v0) else 1.0
+    return max(1.0, s0 + frac * (s1 - s0))
+
+
+def validation_score(cand_steps: Sequence[int], cand_values: Sequence[float], ref_steps: Sequence[int],
+                     ref_values: Sequence[float], target: float, budget: int) -> float:
+    """Speed-up to a validation target over a reference (tuned AdamW's measured curve).
+
+    ``target`` is the value tuned AdamW reaches within its budget (its best-so-far at the end,
+    mean over selection seeds). With T_ref the step at which the reference curve reaches the
+    target (the budget if it never does):
+
+    * the candidate reaches the target at step s:  score = T_ref / s
+    * it never does, best value L:                 score = t_ref(L) / T, the step at which the
+      reference reached L over the budget ("how far it got"; T_ref / T if the reference never
+      got as far as L either).
+
+    Steps are interpolated between measurement points; the score is clipped to [0.05, 20].
+    """
+    cand = best_so_far(cand_values)
+    ref = best_so_far(ref_values)
+    if cand.size == 0 or ref.size == 0 or not np.isfinite(cand[-1]):
+        return FAILED_SCORE
+    t_ref = reach_time(ref_steps, ref, target) or float(budget)
+    s = reach_time(cand_steps, cand, target)
+    if s is not None:
+        return clip_score(t_ref / s)
+    t = reach_time(ref_steps, ref, float(cand[-1]))
+    return clip_score((t if t is not None else t_ref) / budget)
+
+
+def end_value_cap(cand_ends: Sequence[float], ref_ends: Sequence[float], ref_steps: Sequence[int],
+                  ref_values: Sequence[float], budget: int) -> float | None:
+    """The most a candidate may score when it *ends* worse than the reference beyond seed noise.
+
+    A rule that reaches the target early and then degrades (overfits, or drifts off) must not
+    beat AdamW on that task: when the candidate's mean final validation value exceeds the
+    reference's by more than the larger per-seed standard deviation of the two, its score is
+    capped at t_ref(final) / T (<= 1), "how far it got" judged by where it ended. None: no cap.
+    """
+    cand = np.asarray(cand_ends, dtype=np.float64)
+    ref = np.asarray(ref_ends, dtype=np.float64)
+    if cand.size == 0 or ref.size == 0 or not np.all(np.isfinite(ref)):
+        return None
+    if not np.all(np.isfinite(cand)):
+        return FAILED_SCORE
+    noise = max(float(np.std(cand)), float(np.std(ref)))
+    end = float(np.mean(cand))
+    if end <= float(np.mean(ref)) + noise:
+        return None
+    t = reach_time(ref_steps, best_so_far(ref_values), end)
+    return clip_score((t if t is not None else budget) / budget)
+
+
+def mean_val_curve(records: Sequence[dict], steps: Sequence[int]) -> list[float]:
+    """Average several seeds' validation curves measured at ``steps``; a run that stopped early
+    counts as +inf after its last measurement (a failure is not averaged away)."""
+    padded = np.full((len(records), len(steps)), np.inf)
+    for i, rec in enumerate(records):
+        values = np.asarray(rec.get("val_losses") or [], dtype=np.float64)[: len(steps)]
+        padded[i, : values.size] = np.where(np.isfinite(values), values, np.inf)
+    with np.errstate(invalid="ignore"):
+        return padded.mean(axis=0).tolist()

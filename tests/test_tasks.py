@@ -9,7 +9,7 @@ import torch
 
 from sandbox.harness import RunConfig, run_candidate
 from sandbox.references import load_reference
-from sandbox.tasks import SCHEDULES, SUITES, TASK_CLASSES, Task, get_task, lr_factor, suite, task_names
+from sandbox.tasks import SCHEDULES, TASK_CLASSES, TIERS, Task, get_task, lr_factor, parse_task_spec, suite, task_names
 from sandbox.tasks import data
 
 torch.set_num_threads(1)
@@ -24,20 +24,28 @@ def tensors_equal(a: dict, b: dict) -> bool:
 # --- registry and suites ---------------------------------------------------------------------
 
 
-def test_suites_are_disjoint_non_empty_and_cover_the_registry():
-    search, heldout = set(SUITES["search"]), set(SUITES["heldout"])
-    assert search and heldout
-    assert not search & heldout
-    assert search | heldout == set(ALL)
-    assert [t.name for t in suite("all")] == SUITES["search"] + SUITES["heldout"]
-    assert [t.name for t in suite("heldout")] == SUITES["heldout"]
+def test_tiers_cover_the_registry_and_keep_search_apart_from_validation_and_test():
+    search = {get_task(s).key for s in TIERS["search"]}
+    validation = {get_task(s).key for s in TIERS["validation"]}
+    test = {get_task(s).key for s in TIERS["test"]}
+    assert search and validation and test
+    # The validation and test tiers are workloads the search never ran (other variants or tasks).
+    assert not search & validation and not search & test and not validation & test
+    covered = {parse_task_spec(spec)[0] for specs in TIERS.values() for spec in specs}
+    assert covered == set(ALL), "every registered task belongs to some tier"
+    assert [t.key for t in suite("test")] == [get_task(s).key for s in TIERS["test"]]
 
 
 def test_unknown_names_say_what_exists():
     with pytest.raises(KeyError, match="mlp_digits"):
         get_task("no_such_task")
-    with pytest.raises(KeyError, match="heldout"):
+    with pytest.raises(KeyError, match="validation"):
         suite("tiny")
+    with pytest.raises(KeyError, match="test tier"):
+        suite("heldout")
+    for bad in ("mlp_digits@x", "mlp_digits@-1", "mlp digits", "mlp_digits@1.5"):
+        with pytest.raises(ValueError, match="variant|expected NAME"):
+            get_task(bad)
 
 
 def test_get_task_returns_one_shared_instance():

@@ -1,7 +1,13 @@
-"""Proxy tasks and the suites they form.
+"""Proxy tasks and the three tiers they form (shared/DESIGN.md section 3).
 
-The *search* suite is what candidates are selected on; the *held-out* suite is only ever used
-to report how a selected candidate generalises (tasks and variants the search never saw).
+* ``search``: what parents are selected on; cheap; the default workload of each task.
+* ``validation``: decides what is confirmed and announced as a winner; never picks parents.
+  Workload variants (``name@variant``) the search never saw, plus tasks it never ran.
+* ``test``: reported only; no decision reads it. Other variants, and tasks and families that
+  neither the search nor the validation tier contains.
+
+``legacy_search`` and ``legacy_heldout`` are the suites before tiers existed (default workloads,
+scored on the training loss by ``benchmarks/transfer.py`` for comparison); nothing else uses them.
 """
 
 from __future__ import annotations
@@ -40,11 +46,34 @@ TASK_CLASSES: dict[str, type[Task]] = {
 }
 """Name -> class of every registered task."""
 
-SUITES: dict[str, list[str]] = {
+VALIDATION_VARIANT = 1
+TEST_VARIANT = 2
+
+TIERS: dict[str, list[str]] = {
     "search": ["noisy_quadratic", "rosenbrock", "logreg_separable", "mlp_digits", "transformer_modadd", "deep_linear"],
-    "heldout": ["cnn_digits", "mlp_wine", "autoencoder_digits", "teacher_student", "quadratic_diagonal",
-                "logreg_breast_cancer"],
+    "validation": [f"{name}@{VALIDATION_VARIANT}" for name in (
+        "noisy_quadratic", "rosenbrock", "logreg_separable", "mlp_digits", "transformer_modadd", "deep_linear",
+        "teacher_student")],
+    "test": [f"{name}@{TEST_VARIANT}" for name in (
+        "cnn_digits", "mlp_wine", "autoencoder_digits", "quadratic_diagonal", "logreg_breast_cancer",
+        "mlp_digits", "deep_linear")],
 }
+"""Tier -> task specs (``name`` or ``name@variant``)."""
+
+LEGACY_SUITES: dict[str, list[str]] = {
+    "legacy_search": ["noisy_quadratic", "rosenbrock", "logreg_separable", "mlp_digits", "transformer_modadd",
+                      "deep_linear"],
+    "legacy_heldout": ["cnn_digits", "mlp_wine", "autoencoder_digits", "teacher_student", "quadratic_diagonal",
+                       "logreg_breast_cancer"],
+}
+
+SUITES: dict[str, list[str]] = {**TIERS, **LEGACY_SUITES}
+"""Every name :func:`suite` accepts besides ``all`` (the union of the three tiers)."""
+
+
+def tiers_of(name: str) -> list[str]:
+    """The tiers a task (by name, any variant) appears in."""
+    return [tier for tier, specs in TIERS.items() if any(parse_task_spec(s)[0] == name for s in specs)]
 
 
 def task_names() -> list[str]:
@@ -70,12 +99,15 @@ def _task(name: str, variant: int) -> Task:
 
 
 def suite(name: str) -> list[Task]:
-    """The tasks of suite ``search``, ``heldout`` or ``all``."""
+    """The tasks of tier ``search``, ``validation`` or ``test``, of ``all`` three, or of a legacy
+    suite. Raises ``KeyError`` naming the known tiers for anything else."""
     if name == "all":
-        return [get_task(n) for n in SUITES["search"] + SUITES["heldout"]]
+        specs = list(dict.fromkeys(spec for specs in TIERS.values() for spec in specs))
+        return [get_task(spec) for spec in specs]
     if name not in SUITES:
-        raise KeyError(f"no suite {name!r}; known: search, heldout, all")
-    return [get_task(n) for n in SUITES[name]]
+        hint = " (the held-out suite became the test tier)" if name == "heldout" else ""
+        raise KeyError(f"no tier {name!r}{hint}; known: {', '.join(TIERS)}, all")
+    return [get_task(spec) for spec in SUITES[name]]
 
 
-__all__ = ["FAMILIES", "SCHEDULES", "parse_task_spec", "SUITES", "TASK_CLASSES", "Task", "get_task", "lr_factor", "suite", "task_names"]
+__all__ = ["FAMILIES", "LEGACY_SUITES", "SCHEDULES", "TIERS", "parse_task_spec", "tiers_of", "SUITES", "TASK_CLASSES", "Task", "get_task", "lr_factor", "suite", "task_names"]
