@@ -44,6 +44,8 @@ from sandbox.tasks import suite as suite_tasks
 
 CONFIG_FILE = "config.toml"
 LLM_KINDS = ("full", "diff", "textgrad", "crossover")
+LLM_DOWN_BATCHES = 3
+"""A campaign stops (resumable) after this many batches in a row whose every LLM request failed."""
 
 
 @dataclass
@@ -98,7 +100,8 @@ class Campaign:
     """One discovery campaign in one directory (archive.db + config.toml)."""
 
     def __init__(self, config: CampaignConfig, directory: Path, *, resume: bool = False,
-                 on_event: Callable[[Event], None] | None = None, cache: RunCache | None = None):
+                 on_event: Callable[[Event], None] | None = None, cache: RunCache | None = None,
+                 checked: list[tuple[str, Any]] | None = None):
         self.config = config
         self.directory = Path(directory)
         self.on_event = on_event or (lambda event: None)
@@ -131,6 +134,9 @@ class Campaign:
             self.campaign_id = self.archive.create_campaign(config.name, config.model_dump(mode="json"), config.seed)
             self.spend = Spend(budget)
         self.llm = self._make_llm()
+        self._record_checks(checked or [])
+        self._llm_down = 0  # batches in a row whose every LLM request failed
+        self._llm_failure: str | None = None
         weights = dict(config.search.proposers)
         if self.llm is None and any(weights.get(k, 0) > 0 for k in LLM_KINDS):
             dropped = [k for k in LLM_KINDS if weights.pop(k, 0) > 0]
@@ -157,25 +163,32 @@ class Campaign:
 
     @classmethod
     def create(cls, config: CampaignConfig, **kwargs: Any) -> Campaign:
-        """A campaign in a new directory (checked first, so a bad device leaves no empty directory)."""
+        """A campaign in a new directory. The device and the LLM endpoint are checked first, so
+        a bad device or a dead endpoint is one error and leaves no directory behind."""
         resolve_device(config.evaluation.device)
+        if "checked" not in kwargs:
+            kwargs["checked"] = preflight(config)
         return cls(config, new_campaign_dir(config), **kwargs)
 
     def _make_llm(self):
         if self.config.offline:
             return None
-        from discover.llm import DEFAULT_PRICES, LLMClient, LLMSettings
+        from discover.llm import LLMClient
 
-        c = self.config.llm
-        models = {"proposer": c.proposer_model}
-        if c.critic_model:
-            models["critic"] = c.critic_model
-        settings = LLMSettings(
-            models=models, base_url=c.base_url, api_key_env=c.api_key_env, temperature=c.temperature,
-            max_tokens=c.max_tokens, max_tokens_param=c.max_tokens_param, timeout=c.timeout, max_attempts=c.max_attempts,
-            max_concurrency=c.max_concurrency, backoff_base=c.backoff_base, stream=c.stream, cache_dir=self.directory / "llm-cache",
-            cache_mode=c.cache, prices={**DEFAULT_PRICES, **{k: tuple(v) for k, v in c.prices.items()}})
-        return LLMClient(settings, spend=self.spend)
+        return LLMClient(llm_settings(self.config, self.directory / "llm-cache"), spend=self.spend)
+
+    def _record_checks(self, checked: list[tuple[str, Any]]) -> None:
+        """The preflight requests were answered (and paid for): charge and archive them."""
+        from discover.llm import CHECK_MESSAGES
+
+        for role, completion in checked:
+            self.spend.charge_llm(completion)
+            self.archive.add_llm_call(role=role, model=completion.model, prompt=[dict(m) for m in CHECK_MESSAGES],
+                                      response=completion.text, tokens_in=completion.prompt_tokens,
+                                      tokens_out=completion.completion_tokens, cost_usd=completion.cost_usd,
+                                      cached=False, outcome="preflight")
+        if checked:
+            self.archive.update_spend(self.campaign_id, self.spend.to_dict())
 
     def close(self) -> None:
         self._ahead_pool.shutdown(wait=True)
@@ -235,6 +248,12 @@ class Campaign:
                     exhausted, proposed, evaluated, ahead = self._run_batch(ahead)
                     if exhausted:
                         stop_reason = exhausted
+                        break
+                    if self._llm_down >= LLM_DOWN_BATCHES:
+                        stop_reason = (f"the LLM endpoint failed every request of {self._llm_down} batches in a row "
+                                       f"(last: {self._llm_failure}); fix it, then continue with "
+                                       f"`discover run --resume {self.directory}`")
+                        status = "stopped"
                         break
                     stalled = 0 if evaluated else stalled + proposed
                     if stalled >= limit:
@@ -343,6 +362,11 @@ class Campaign:
                 exhausted = proposal.budget_exhausted
             if pid is not None:
                 to_evaluate.append((pid, proposal.source))
+        failures = [p.llm_failure for _, p in proposals if p.source is None and p.llm_failure]
+        if proposals and len(failures) == len(proposals):
+            self._llm_down, self._llm_failure = self._llm_down + 1, failures[-1]
+        else:
+            self._llm_down = 0
         return exhausted, to_evaluate
 
     def _context(self, index: int) -> tuple[str, ProposalContext]:
@@ -383,6 +407,14 @@ class Campaign:
                       tokens_in=sum(c.tokens_in for c in proposal.llm_calls),
                       tokens_out=sum(c.tokens_out for c in proposal.llm_calls),
                       cost_usd=sum(c.cost_usd for c in proposal.llm_calls))
+        if proposal.source is None and (proposal.llm_failure or proposal.budget_exhausted):
+            # Not the program's fault: no program is made. The calls (answered ones were paid
+            # for, failed ones say why) are archived; `--resume` asks again for this index.
+            for call in proposal.llm_calls:
+                self._store_llm_call(None, call)
+            why = proposal.llm_failure or f"budget exhausted: {proposal.budget_exhausted}"
+            self.on_event(Event("note", None, f"{kind}: no proposal: {why}"))
+            return None
         if proposal.source is None:
             reason, message = proposal.error or ("crashed", "the proposer produced nothing")
             code = proposal.response or ""
@@ -408,9 +440,12 @@ class Campaign:
 
     def _store_llm_calls(self, pid: int, proposal: Proposal) -> None:
         for call in proposal.llm_calls:
-            self.archive.add_llm_call(role=call.role, model=call.model, prompt=call.messages, response=call.response,
-                                      program_id=pid, tokens_in=call.tokens_in, tokens_out=call.tokens_out,
-                                      cost_usd=call.cost_usd, cached=call.cached, outcome=call.outcome)
+            self._store_llm_call(pid, call)
+
+    def _store_llm_call(self, pid: int | None, call) -> None:
+        self.archive.add_llm_call(role=call.role, model=call.model, prompt=call.messages, response=call.response,
+                                  program_id=pid, tokens_in=call.tokens_in, tokens_out=call.tokens_out,
+                                  cost_usd=call.cost_usd, cached=call.cached, outcome=call.outcome)
 
     # --- evaluation -------------------------------------------------------------------------
 
@@ -529,6 +564,47 @@ class Campaign:
                                         meta={**rec.meta, "heldout_scores": scores,
                                               "heldout_spread": result.fitness_spread})
             self.on_event(Event("heldout", pid, f"held-out fitness {result.fitness:.3f}", result.fitness))
+
+
+def llm_settings(config: CampaignConfig, cache_dir: Path | None):
+    """The LLM client settings a campaign's config asks for (``cache_dir`` None: no cache)."""
+    from discover.llm import DEFAULT_PRICES, LLMSettings
+
+    c = config.llm
+    models = {"proposer": c.proposer_model}
+    if c.critic_model:
+        models["critic"] = c.critic_model
+    return LLMSettings(
+        models=models, base_url=c.base_url, api_key_env=c.api_key_env, temperature=c.temperature,
+        max_tokens=c.max_tokens, max_tokens_param=c.max_tokens_param, timeout=c.timeout, max_attempts=c.max_attempts,
+        max_concurrency=c.max_concurrency, backoff_base=c.backoff_base, stream=c.stream, cache_dir=cache_dir,
+        cache_mode=c.cache if cache_dir is not None else "off",
+        prices={**DEFAULT_PRICES, **{k: tuple(v) for k, v in c.prices.items()}})
+
+
+def preflight(config: CampaignConfig, force: bool = False) -> list[tuple[str, Any]]:
+    """One small live request per configured model before a campaign starts: a dead server, a
+    rejected key or an unknown model is one :class:`UserError`, before anything is archived.
+    Returns ``[(role, Completion)]`` for the campaign to charge and archive; nothing when the
+    campaign is offline, replays its cache, or the config turns the check off (``force``
+    checks anyway: ``discover llm-check``)."""
+    if config.offline:
+        if force:
+            raise UserError("no LLM endpoint configured: set llm.base_url (or --base-url)")
+        return []
+    if not force and (config.llm.cache == "replay" or not config.llm.preflight):
+        return []
+    from discover.llm import LLMClient, LLMError
+
+    client = LLMClient(llm_settings(config, None))
+    roles = ["proposer"] + (["critic"] if config.llm.critic_model not in (None, config.llm.proposer_model) else [])
+    checked = []
+    for role in roles:
+        try:
+            checked.append((role, client.check(role)))
+        except LLMError as exc:
+            raise UserError(f"LLM check failed ({role} model {client.model_for(role)!r}): {exc}") from None
+    return checked
 
 
 def _make_executor(config: CampaignConfig, device: str):

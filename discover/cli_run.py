@@ -146,7 +146,7 @@ def run_command(
     as_json: bool = typer.Option(False, "--json", help="print the summary as JSON (no live view)"),
 ) -> None:
     """Run a discovery campaign: propose programs, evaluate them in the sandbox, archive, repeat."""
-    from discover.campaign import Campaign, campaign_dir_for_resume
+    from discover.campaign import Campaign, campaign_dir_for_resume, preflight
     from discover.config import CampaignConfig, load_config, parse_override
 
     named = {
@@ -173,9 +173,11 @@ def run_command(
             raise UserError("--resume continues with the campaign's own config.toml; drop --config/--preset "
                             "(budgets can still be raised with --max-evaluations etc.)")
         cfg = load_config(directory / "config.toml", overrides=extra)
-        campaign = Campaign(cfg, directory, resume=True)
+        warn_missing_key(cfg)
+        campaign = Campaign(cfg, directory, resume=True, checked=preflight(cfg))
     else:
         cfg: CampaignConfig = load_config(config, preset=preset or (None if config else "quick"), overrides=extra)
+        warn_missing_key(cfg)
         campaign = Campaign.create(cfg)
     view = LiveView(campaign, Console(stderr=True) if as_json else console)
     campaign.on_event = view.on_event
@@ -201,5 +203,42 @@ def run_command(
         campaign.close()
 
 
+def warn_missing_key(cfg) -> None:
+    """One warning line when an LLM campaign has no API key for a remote endpoint."""
+    if cfg.offline:
+        return
+    from discover.campaign import llm_settings
+    from discover.llm import missing_key_warning
+
+    warning = missing_key_warning(llm_settings(cfg, None))
+    if warning:
+        Console(stderr=True).print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
+
+
+def llm_check_command(
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="campaign TOML file"),
+    base_url: Optional[str] = typer.Option(None, "--base-url", help="OpenAI-compatible endpoint"),
+    model: Optional[str] = typer.Option(None, "--model", help="proposer model"),
+    critic_model: Optional[str] = typer.Option(None, "--critic-model", help="critic model"),
+    overrides: list[str] = typer.Option([], "--set", help="any config field: --set llm.api_key_env=MY_KEY"),
+) -> None:
+    """Send one small request to each configured model: does the endpoint answer, take the key,
+    know the model? Exit code 0 if so; otherwise one line saying what is wrong and exit code 2."""
+    from discover.campaign import preflight
+    from discover.config import load_config, parse_override
+
+    extra = [parse_override(o) for o in overrides]
+    llm = {k: v for k, v in (("base_url", base_url), ("proposer_model", model), ("critic_model", critic_model)) if v}
+    if llm:
+        extra.append({"llm": llm})
+    cfg = load_config(config, overrides=extra)
+    warn_missing_key(cfg)
+    for role, completion in preflight(cfg, force=True):
+        console.print(f"ok: {role} model {completion.model!r} at {cfg.llm.base_url} answered in "
+                      f"{completion.seconds:.2f} s ({completion.prompt_tokens + completion.completion_tokens} tokens)",
+                      highlight=False, soft_wrap=True)
+
+
 def register(app: typer.Typer) -> None:
     app.command("run")(run_command)
+    app.command("llm-check")(llm_check_command)

@@ -41,6 +41,8 @@ class LLMConfig(_Strict):
         default_factory=dict, description="model -> (USD per 1M input tokens, USD per 1M output tokens)")
     cache: Literal["off", "read_write", "replay"] = "read_write"
     stream: bool = False
+    preflight: bool = Field(True, description="one small request per model before the campaign: a dead "
+                                              "endpoint, a rejected key or an unknown model stops it at once")
 
 
 class BudgetConfig(_Strict):

@@ -58,12 +58,16 @@ __all__ = [
     "LLMSettings",
     "ReplayMiss",
     "ResponseCache",
+    "missing_key_warning",
 ]
 
 ROLES = ("proposer", "critic")
 """Who asks: the proposer writes programs, the critic writes TextGrad-style critiques."""
 
 CACHE_MODES = ("off", "read_write", "replay")
+
+CHECK_MESSAGES = ({"role": "user", "content": "Reply with the single word: ready"},)
+"""What :meth:`LLMClient.check` asks: the smallest request that proves model, key and URL work."""
 
 DEFAULT_PRICES: dict[str, tuple[float, float]] = {
     # USD per 1M (input, output) tokens, OpenAI list prices when this was written; override
@@ -379,6 +383,60 @@ class LLMClient:
             self.cache.put(request, {**answer, "cost_usd": cost})
         return completion
 
+    def check(self, role: str = "proposer", max_tokens: int = 16) -> Completion:
+        """One small live request to ``role``'s model (never from the cache): does the endpoint
+        answer, take the key and know the model? Run before a campaign, so a broken endpoint is
+        one clear :class:`LLMError` instead of a campaign of failed proposals.
+
+        Rate limits, 5xx and timeouts are retried as in :meth:`complete`; a refused connection,
+        a rejected key (401/403) or an unknown model (404) fail at once. The answer is charged
+        to ``spend`` like any other.
+        """
+        started = time.monotonic()
+        s = self.settings
+        request = {
+            "model": self.model_for(role),
+            "messages": [dict(m) for m in CHECK_MESSAGES],
+            "temperature": s.temperature, "max_tokens": max_tokens, "seed": 0, "n": 1,
+        }
+        attempts = 0
+
+        def attempt() -> dict[str, Any]:
+            nonlocal attempts
+            attempts += 1
+            return self._send(request)
+
+        def worth_retrying(exc: BaseException) -> bool:
+            # A timeout is worth another try; a refused connection or a bad host name is not.
+            unreachable = isinstance(exc, openai.APIConnectionError) and not isinstance(exc, openai.APITimeoutError)
+            return _is_transient(exc) and not unreachable
+
+        retrying = tenacity.Retrying(stop=tenacity.stop_after_attempt(s.max_attempts), wait=self._wait,
+                                     retry=tenacity.retry_if_exception(worth_retrying), sleep=self._sleep,
+                                     reraise=True)
+        try:
+            answer = retrying(attempt)
+        except openai.APITimeoutError as exc:
+            raise self._gave_up(request, attempts, exc) from exc
+        except openai.APIConnectionError as exc:
+            raise LLMError(f"cannot reach {self._where()}: {_cause_text(exc)} (is the server running? "
+                           f"check llm.base_url)", exc) from exc
+        except openai.APIStatusError as exc:
+            if _is_transient(exc):
+                raise self._gave_up(request, attempts, exc) from exc
+            raise LLMError(self._rejected_message(request, exc), exc) from exc
+        except _TRANSIENT as exc:
+            raise self._gave_up(request, attempts, exc) from exc
+        except openai.OpenAIError as exc:
+            raise LLMError(f"the request to {self._where()} failed: {_cause_text(exc)}", exc) from exc
+        cost = self._cost(request["model"], answer["model"], answer["prompt_tokens"], answer["completion_tokens"])
+        completion = Completion(
+            text=answer["text"], prompt_tokens=answer["prompt_tokens"], completion_tokens=answer["completion_tokens"],
+            cost_usd=cost, model=answer["model"], cached=False, attempts=attempts,
+            seconds=time.monotonic() - started, finish_reason=answer["finish_reason"])
+        self.spend.charge_llm(completion)
+        return completion
+
     def price(self, model: str) -> tuple[float, float] | None:
         """(USD per 1M input tokens, USD per 1M output tokens) for ``model``, if known."""
         return self.settings.prices.get(model)
@@ -505,6 +563,24 @@ class LLMClient:
         }
         hint = hints.get(exc.status_code, "the request was rejected")
         return f"{where} answered HTTP {exc.status_code} ({exc.message}): {hint}"
+
+
+_LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1", "0.0.0.0", "host.docker.internal")
+
+
+def missing_key_warning(settings: LLMSettings) -> str | None:
+    """A warning when no API key is set for an endpoint that is not on this machine (a remote
+    server will almost surely reject the requests); None when there is a key or it is local."""
+    from urllib.parse import urlparse
+
+    if os.environ.get(settings.api_key_env, "").strip():
+        return None
+    url = settings.base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
+    host = (urlparse(url).hostname or "").lower()
+    if host in _LOCAL_HOSTS or host.startswith("127.") or host.endswith(".local"):
+        return None
+    return (f"no API key: the environment variable {settings.api_key_env} is not set, and {url} is not a "
+            f"local server; its requests will probably be rejected")
 
 
 def _prompt_text(request: dict[str, Any]) -> str:

@@ -40,7 +40,7 @@ class LLMCall:
     tokens_out: int
     cost_usd: float
     cached: bool
-    outcome: str  # ok | invalid_code | forbidden_construct | critique | error
+    outcome: str  # ok | invalid_code | forbidden_construct | critique | error (no answer: response says why)
 
 
 @dataclass
@@ -55,6 +55,7 @@ class Proposal:
     edits: list[str] = field(default_factory=list)
     llm_calls: list[LLMCall] = field(default_factory=list)
     budget_exhausted: str | None = None
+    llm_failure: str | None = None  # an LLM request failed (transport, rejection): not the program's fault
     seed: int = 0
 
     @property
@@ -155,7 +156,13 @@ class Proposer(ABC):
             proposal.budget_exhausted = str(exc)
             proposal.error = ("crashed", f"budget exhausted before the request: {exc}")
         except LLMError as exc:
-            proposal.error = ("crashed", f"{role} request failed: {exc}")
+            # Archived as a failed LLM call (the campaign makes no program of it).
+            proposal.llm_failure = f"{role} request failed: {exc}"
+            proposal.error = ("crashed", proposal.llm_failure)
+            proposal.llm_calls.append(LLMCall(
+                role=role, model=self.llm.model_for(role),
+                messages=list(messages), response=str(exc), tokens_in=0, tokens_out=0, cost_usd=0.0, cached=False,
+                outcome="error"))
         return None
 
     @staticmethod

@@ -242,7 +242,9 @@ def test_a_stuck_proposer_ends_the_campaign_with_a_clear_reason(tmp_path, fake_l
     campaign, summary = run_campaign(config)
     assert "proposals in a row" in summary.stop_reason
     # the config's request field reaches the wire (reasoning models reject max_tokens)
-    assert all(r["max_completion_tokens"] == 777 and "max_tokens" not in r for r in fake_llm_server.requests)
+    preflight, *requests = fake_llm_server.requests
+    assert preflight["max_completion_tokens"] == 16 and "max_tokens" not in preflight
+    assert all(r["max_completion_tokens"] == 777 and "max_tokens" not in r for r in requests)
     assert summary.spend["evaluations"] == 0
     with archive.open(campaign.directory) as store:
         failed = store.programs(status="failed")

@@ -110,3 +110,90 @@ def test_a_proposer_that_raises_keeps_the_answers_it_paid_for(fake_llm_server):
     proposal = Exploding(llm).propose(ctx)
     assert proposal.source is None and proposal.error[0] == "crashed" and "a bug in a parser" in proposal.error[1]
     assert [c.response for c in proposal.llm_calls] == ["an answer"] and proposal.llm_calls[0].tokens_in == 7
+
+
+# --- 4. a broken LLM endpoint fails fast, before anything is archived -------------------------
+
+
+def run_main(argv, monkeypatch, capsys) -> tuple[int, str, str]:
+    """The console-script entry point (user errors: one line, exit code 2)."""
+    from discover.cli import main
+
+    monkeypatch.setattr("sys.argv", ["discover", *argv])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    out, err = capsys.readouterr()
+    return exit_info.value.code, out, err
+
+
+def closed_port_url() -> str:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}/v1"  # nothing listens there once the socket is closed
+
+
+@pytest.mark.parametrize("answer, words", [(401, "API key was rejected"), (403, "may not use model"),
+                                           (404, "does not exist"), ("refused", "cannot reach")])
+def test_run_with_a_broken_endpoint_stops_before_the_campaign(answer, words, tmp_path, fake_llm_server,
+                                                              monkeypatch, capsys):
+    from tests.fake_openai import Status
+
+    url = closed_port_url() if answer == "refused" else fake_llm_server.base_url
+    if answer != "refused":
+        fake_llm_server.responder = lambda request: Status(answer)
+    code, out, err = run_main(["run", "--base-url", url, "--output-dir", str(tmp_path / "out"),
+                               "--set", "search.proposers={\"full\": 1}", "--max-evaluations", "2"],
+                              monkeypatch, capsys)
+    assert code == 2, err
+    lines = [line for line in err.strip().splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and words in lines[0] and "Traceback" not in err
+    assert not (tmp_path / "out").exists()  # nothing archived, no directory
+    assert len(fake_llm_server.requests) <= 1  # a rejection is not retried
+
+
+def test_llm_check_answers_in_one_line(fake_llm_server, monkeypatch, capsys):
+    from tests.fake_openai import Status
+
+    fake_llm_server.script([Reply("ready", 5, 1)])
+    code, out, err = run_main(["llm-check", "--base-url", fake_llm_server.base_url, "--model", "m1"],
+                              monkeypatch, capsys)
+    assert code == 0, err
+    assert "m1" in out and "ok" in out.lower()
+    fake_llm_server.script([Status(401)])
+    code, out, err = run_main(["llm-check", "--base-url", fake_llm_server.base_url], monkeypatch, capsys)
+    assert code == 2 and "API key was rejected" in err and "Traceback" not in err
+    code, out, err = run_main(["llm-check"], monkeypatch, capsys)
+    assert code == 2 and "llm.base_url" in err
+
+
+def test_no_key_for_a_remote_url_is_warned(monkeypatch):
+    from discover.llm import LLMSettings, missing_key_warning
+
+    monkeypatch.delenv("MY_TEST_LLM_KEY", raising=False)
+    remote = LLMSettings(base_url="https://api.example.com/v1", api_key_env="MY_TEST_LLM_KEY")
+    assert "MY_TEST_LLM_KEY" in missing_key_warning(remote)
+    assert missing_key_warning(LLMSettings(base_url="http://127.0.0.1:8000/v1", api_key_env="MY_TEST_LLM_KEY")) is None
+    monkeypatch.setenv("MY_TEST_LLM_KEY", "sk-test")
+    assert missing_key_warning(remote) is None
+
+
+def test_transport_failures_mid_campaign_are_llm_call_failures_not_programs(tmp_path, fake_llm_server):
+    from tests.fake_openai import Status
+
+    fake_llm_server.script([Reply("ready", 3, 1)])  # the preflight passes, then the server breaks
+    fake_llm_server.responder = lambda request: Status(503)
+    config = llm_config(tmp_path, fake_llm_server, search={"search": {"proposers": {"full": 1}}},
+                        llm={"llm": {"max_attempts": 1}})
+    campaign, summary = run(config)
+    assert "LLM" in summary.stop_reason and "503" in summary.stop_reason
+    with archive.open(campaign.directory) as store:
+        assert [p.proposer for p in store.programs()] == ["reference", "reference"]  # no failed programs
+        calls = store.llm_calls()
+        assert calls[0].outcome == "preflight" and calls[0].tokens_in == 3
+        errors = [c for c in calls if c.outcome == "error"]
+        assert errors and all(c.program_id is None and "503" in c.response for c in errors)
+        assert len(errors) == len(fake_llm_server.requests) - 1
+        assert summary.spend["tokens_in"] == 3  # exactly what the server reported using
