@@ -17,26 +17,49 @@ from discover.errors import UserError
 console = Console()
 _SHORT = {"sgd_momentum": "sgd-m"}
 
-SuiteOpt = typer.Option("search", "--suite", help="search (used for selection), heldout (generalisation) or all")
+TIER_HELP = ("search (picks parents), validation (decides what is announced) or test (reported only); "
+             "`discover tasks` lists each tier's tasks")
+SuiteOpt = typer.Option("search", "--tier", "--suite", help=TIER_HELP)
+TiersOpt = typer.Option([], "--tier", "--suite", help=TIER_HELP + "; repeatable (default: all three)")
 DeviceOpt = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N (auto: cuda if available)")
 WorkersOpt = typer.Option(None, "--workers", help="sandbox worker processes (default: CPU cores, or one per GPU)")
 JsonOpt = typer.Option(False, "--json", help="print machine-readable JSON instead of tables")
 StepsScaleOpt = typer.Option(1.0, "--steps-scale", min=0.05, max=4.0, help="multiply every task's step budget")
 
 
-TasksOpt = typer.Option([], "--task", help="only this task (repeatable); default: every task of the suite")
+TasksOpt = typer.Option([], "--task", help="only this task, NAME or NAME@VARIANT (repeatable); default: the tier's tasks")
+TIER_SEEDS = {"search": (100, 101), "validation": (200, 201, 202), "test": (300, 301)}
+"""Fresh measurement seeds per tier (the campaign's measure, confirm and test seeds)."""
+
+
+def _check_tier(tier: str) -> None:
+    from sandbox.tasks import TIERS
+
+    if tier not in TIERS and tier != "all":
+        hint = " (the held-out suite became the test tier)" if tier == "heldout" else ""
+        raise UserError(f"unknown tier {tier!r}{hint}: choose {', '.join(TIERS)} or all")
+
+
+def _task_specs(only: list[str]) -> list:
+    """The tasks named by ``--task`` (``name`` or ``name@variant``), checked before anything runs."""
+    from sandbox.tasks import get_task
+
+    tasks = []
+    for spec in only:
+        try:
+            tasks.append(get_task(spec))
+        except KeyError:
+            raise UserError(f"unknown task {spec.split('@')[0]!r}; `discover tasks` lists them") from None
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+    return tasks
 
 
 def _suite_tasks(suite: str, only: list[str]) -> list:
-    from sandbox.tasks import get_task, task_names
     from sandbox.tasks import suite as suite_tasks
 
-    if suite not in ("search", "heldout", "all"):
-        raise UserError(f"unknown suite {suite!r}: choose search, heldout or all")
-    unknown = [t for t in only if t not in task_names()]
-    if unknown:
-        raise UserError(f"unknown task(s) {', '.join(unknown)}; `discover tasks` lists them")
-    return [get_task(t) for t in only] if only else suite_tasks(suite)
+    _check_tier(suite)
+    return _task_specs(only) or suite_tasks(suite)
 
 
 def _read_source(ref: str) -> tuple[str, str]:
@@ -59,7 +82,8 @@ def _evaluator(device: str, workers: Optional[int], seeds: Optional[int] = None,
     from sandbox.runcache import RunCache
 
     device = resolve_device(device)
-    measure = tuple(range(100, 100 + seeds)) if seeds else (100, 101)
+    base = TIER_SEEDS.get(suite, (100,))[0]
+    measure = tuple(range(base, base + seeds)) if seeds else TIER_SEEDS.get(suite, (100, 101))
     settings = EvalSettings(suite=suite, tasks=tasks, measure_seeds=measure, device=device, screen=screen,
                             steps_scale=steps_scale)
     options = {"device": device}
@@ -79,55 +103,99 @@ def _fmt(x: float | None, spec: str = ".3g") -> str:
 def eval_command(
     program: str = typer.Argument(..., help="candidate file, reference name (adamw) or archived program "
                                             "(campaign_dir:ID, ID or best)"),
-    suite: str = SuiteOpt,
-    seeds: int = typer.Option(2, "--seeds", min=1, max=16, help="fresh measurement seeds per task"),
+    tier: list[str] = TiersOpt,
+    seeds: Optional[int] = typer.Option(None, "--seeds", min=1, max=16,
+                                        help="fresh measurement seeds per task (default: 2; 3 on validation)"),
     device: str = DeviceOpt,
     workers: Optional[int] = WorkersOpt,
     steps_scale: float = StepsScaleOpt,
     task: list[str] = TasksOpt,
     as_json: bool = JsonOpt,
 ) -> None:
-    """Score one program on a suite: speed-up over tuned AdamW per task, vs every baseline."""
+    """Score one program on the search, validation and test tiers: speed-up to tuned AdamW's
+    validation target per task, the training-loss speed-up beside it, and every baseline."""
     from sandbox.contract import load_program
+    from sandbox.tasks import TIERS
 
-    tasks = _suite_tasks(suite, task)
+    tiers = list(dict.fromkeys(tier)) or (["search"] if task else list(TIERS))
+    for name in tiers:
+        _check_tier(name)
+    if task and len(tiers) > 1:
+        raise UserError("--task picks the tasks of one tier: give a single --tier with it")
+    explicit = _task_specs(task)
     source, label = _read_source(program)
     load_program(source)  # a bad program fails here, in one clear line, before any worker starts
-    evaluator = _evaluator(device, workers, seeds, steps_scale, suite=suite, tasks=tuple(t.name for t in tasks))
-    try:
-        with _progress(as_json) as progress:
-            bar = progress.add_task(f"evaluating {label}", total=len(tasks))
-            result = evaluator.evaluate(source, suite=suite, stage="full",
-                                        on_task=lambda name, _: progress.advance(bar))
-    finally:
-        evaluator.executor.close()
+    results = {}
+    for name in tiers:
+        tasks = explicit or _suite_tasks(name, [])
+        evaluator = _evaluator(device, workers, seeds, steps_scale, suite=name, tasks=tuple(t.key for t in tasks))
+        try:
+            with _progress(as_json) as progress:
+                bar = progress.add_task(f"{label}: {name} tier", total=len(tasks))
+                results[name] = evaluator.evaluate(source, suite=name, stage="full",
+                                                   on_task=lambda key, _: progress.advance(bar))
+        finally:
+            evaluator.executor.close()
+        if results[name].failure:
+            break
+    failed = next((r for r in results.values() if r.failure), None)
     if as_json:
-        print(json.dumps(result.to_dict(), indent=2, default=_json_default))
-        raise typer.Exit(1 if result.failure else 0)
-    if result.failure:
-        reason, message = result.failure
+        payload = {"program": label, "tiers": {n: r.to_dict() for n, r in results.items()},
+                   "verdict": None if failed else _verdict(results)}
+        print(json.dumps(payload, indent=2, default=_json_default))
+        raise typer.Exit(1 if failed else 0)
+    if failed:
+        reason, message = failed.failure
         console.print(f"[bold red]{label} failed[/] ([bold]{reason}[/]): {message}")
         raise typer.Exit(1)
-    others = [b for b in evaluator.baseline_names() if b != "adamw"]
-    table = Table(title=f"{label} on the {suite} suite ({len(evaluator.settings.measure_seeds)} fresh seeds); "
-                        "score = speed-up over tuned AdamW", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
+    for name, result in results.items():
+        _print_tier(label, name, result, evaluator.baseline_names())
+    if len(results) > 1:
+        console.print("  ".join(f"{n} [bold]{r.fitness:.3f}[/] ± {r.fitness_spread:.3f}" for n, r in results.items()))
+    verdict = _verdict(results)
+    if verdict:
+        console.print(verdict)
+
+
+def _verdict(results: dict) -> str | None:
+    """The announce rule in words, when the validation tier was scored."""
+    from sandbox.evaluate import beats_adamw
+
+    val = results.get("validation")
+    if val is None:
+        return None
+    if beats_adamw(val.fitness, val.fitness_spread):
+        return (f"beats tuned AdamW on the validation tier ({val.fitness:.3f} ± {val.fitness_spread:.3f} excludes 1.0): "
+                "a campaign would announce it, after its long-horizon check")
+    return (f"does not beat tuned AdamW on the validation tier ({val.fitness:.3f} ± {val.fitness_spread:.3f}): "
+            "a campaign would not announce it")
+
+
+def _print_tier(label: str, tier: str, result, baselines: tuple[str, ...]) -> None:
+    others = [b for b in baselines if b != "adamw"]
+    table = Table(title=f"{label} on the {tier} tier ({len(next(iter(result.tasks.values())).seed_scores)} fresh seeds); "
+                        "score = speed-up to tuned AdamW's validation target",
+                  title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
                   collapse_padding=True)  # fits 80 columns with three baselines
     table.add_column("task", no_wrap=True, min_width=len(max(result.tasks, key=len, default="task")))
     table.add_column("score", justify="right", no_wrap=True)
+    table.add_column("train", justify="right", no_wrap=True)
     table.add_column("best lr", justify="right")
-    table.add_column("loss", justify="right", no_wrap=True, min_width=8)
-    table.add_column("test", justify="right", no_wrap=True, min_width=7)
+    table.add_column("val", justify="right", no_wrap=True, min_width=7)
+    table.add_column("test", justify="right", no_wrap=True, min_width=6)
     for name in others:
         table.add_column(f"vs {_SHORT.get(name, name)}", justify="right")
     for name, t in result.tasks.items():
         lr = _fmt(t.best_lr, ".2g") + ("[yellow]*[/]" if t.lr_at_edge else "")
         metric = "-" if t.test_metric is None else f"{_fmt(t.test_metric, '.3g')}"
         score = f"{t.score:.2f}x" + ("" if t.status == "ok" else f" [red]{t.status}[/]")
-        table.add_row(name, score, lr, _fmt(t.final_loss, ".3g"), metric,
+        train = "-" if t.train_score is None else f"{t.train_score:.2f}x"
+        table.add_row(name, score, train, lr, _fmt(t.val_final, ".3g"), metric,
                       *[f"{t.vs_baselines.get(b, float('nan')):.2f}x" for b in others])
     console.print(table)
-    console.print("loss = final loss; test = the task's test metric (`discover tasks`); vs X = speed-up over tuned X", style="dim")
-    console.print(f"fitness (geometric mean over tasks): [bold]{result.fitness:.3f}[/] "
+    console.print("train = training-loss speed-up; val = final validation value (target: tuned AdamW's best); "
+                  "test = the task's test metric; vs X = speed-up to tuned X's target", style="dim")
+    console.print(f"{tier} fitness (geometric mean over tasks): [bold]{result.fitness:.3f}[/] "
                   f"± {result.fitness_spread:.3f} over seeds  (1.0 = tuned AdamW; "
                   f"{result.runs_executed} runs executed, {result.runs_cached} from cache, {result.seconds:.0f} s)")
     edges = [n for n, t in result.tasks.items() if t.lr_at_edge]
@@ -146,7 +214,7 @@ def baselines_command(
 ) -> None:
     """Compute (or show, when cached) the tuned baselines: AdamW, Adam, SGD-momentum, Lion."""
     tasks = _suite_tasks(suite, task)
-    evaluator = _evaluator(device, workers, steps_scale=steps_scale, suite=suite, tasks=tuple(t.name for t in tasks))
+    evaluator = _evaluator(device, workers, steps_scale=steps_scale, suite=suite, tasks=tuple(t.key for t in tasks))
     try:
         with _progress(as_json) as progress:
             bar = progress.add_task("baselines", total=len(tasks) * len(evaluator.baseline_names()))
@@ -158,7 +226,7 @@ def baselines_command(
         print(json.dumps({task: {b: r.__dict__ for b, r in row.items()} for task, row in table_data.items()},
                          indent=2, default=_json_default))
         return
-    table = Table(title=f"Tuned baselines on the {suite} suite (score = speed-up over tuned AdamW)",
+    table = Table(title=f"Tuned baselines on the {suite} tier (score = speed-up to tuned AdamW's validation target)",
                   title_justify="left")
     table.add_column("task")
     for name in evaluator.baseline_names():
@@ -168,32 +236,51 @@ def baselines_command(
         for name in evaluator.baseline_names():
             r = row[name]
             edge = "[yellow]*[/]" if r.lr_at_edge else ""
-            cells.append(f"{r.score:.2f}x  lr {r.best_lr:.2g}{edge}\nloss {_fmt(r.final_loss, '.3g')}")
+            cells.append(f"{r.score:.2f}x  lr {r.best_lr:.2g}{edge}\nval {_fmt(r.val_final, '.3g')}")
         table.add_row(task, *cells)
     console.print(table)
     console.print(f"[yellow]*[/] best lr at the edge of the grid. Results are cached in {evaluator.cache.path}.")
 
 
 def tasks_command(as_json: bool = JsonOpt) -> None:
-    """List the proxy tasks, their suites, budgets and schedules."""
-    from sandbox.tasks import SUITES, get_task, task_names
+    """List the proxy tasks: family, the tiers (and variants) each appears in, budget, the
+    validation and test metrics, and tuned AdamW's validation target where it is already known."""
+    from sandbox.evaluate import cached_target
+    from sandbox.runcache import RunCache
+    from sandbox.tasks import FAMILIES, TIERS, get_task, parse_task_spec, task_names
 
+    cache = RunCache()
     rows = []
     for name in task_names():
         task = get_task(name)
-        suites = [s for s, members in SUITES.items() if name in members]
-        rows.append({"name": name, "suite": ",".join(suites), "steps": task.steps, "schedule": task.schedule,
-                     "version": task.version, "test_metric": task.test_metric_name, "description": task.description})
+        placements = []
+        for tier, specs in TIERS.items():
+            for spec in specs:
+                spec_name, variant = parse_task_spec(spec)
+                if spec_name == name:
+                    placements.append(tier if variant == 0 else f"{tier}@{variant}")
+        rows.append({"name": name, "family": task.family, "tiers": placements, "steps": task.steps,
+                     "schedule": task.schedule, "version": task.version, "val_metric": task.val_metric_name,
+                     "test_metric": task.test_metric_name, "target": cached_target(cache, task),
+                     "variant_space": {k: list(v) for k, v in task.variant_space.items()},
+                     "description": task.description})
     if as_json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps(rows, indent=2, default=_json_default))
         return
-    table = Table(title="Proxy tasks", title_justify="left")
-    for col, justify in (("name", "left"), ("suite", "left"), ("steps", "right"), ("schedule", "left"),
-                         ("test metric", "left"), ("description", "left")):
-        table.add_column(col, justify=justify, overflow="fold")
+    table = Table(title=f"Proxy tasks ({len(rows)} in {len({r['family'] for r in rows})} families)", title_justify="left",
+                  box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    for col, justify in (("name", "left"), ("family", "left"), ("tiers", "left"), ("steps", "right"),
+                         ("target", "right")):
+        table.add_column(col, justify=justify, no_wrap=col != "tiers")
     for r in rows:
-        table.add_row(r["name"], r["suite"], str(r["steps"]), r["schedule"], r["test_metric"], r["description"])
+        tiers = " ".join(t.replace("validation", "val") for t in r["tiers"]) or "-"
+        table.add_row(r["name"], r["family"], tiers, str(r["steps"]), _fmt(r["target"], ".3g"))
     console.print(table)
+    console.print("tiers: search picks parents; validation (variants @1) decides what is announced; test (@2) is "
+                  "reported only. target = tuned AdamW's validation target on the default workload (- = not "
+                  "computed yet: `discover baselines`). `discover tasks --json` has descriptions and variant spaces.",
+                  style="dim")
+    console.print("families: " + "; ".join(f"{k} ({sum(r['family'] == k for r in rows)})" for k in FAMILIES), style="dim")
 
 
 def _progress(quiet: bool) -> Progress:

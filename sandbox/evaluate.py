@@ -419,6 +419,33 @@ class Evaluator:
         return self._task_result(task, best, edge, recs, steps, baselines)
 
 
+def beats_adamw(fitness: float, spread: float) -> bool:
+    """The announce rule: a fitness beats tuned AdamW when its seed spread excludes 1.0."""
+    return math.isfinite(fitness) and fitness - max(spread, 0.0) > 1.0
+
+
+class _CacheOnly:
+    """An executor that runs nothing: lets an Evaluator answer from the run cache alone."""
+
+    def submit(self, job, payload, timeout):
+        raise LookupError("not in the run cache")
+
+
+def cached_target(cache: RunCache, task, settings: EvalSettings = EvalSettings()) -> float | None:
+    """Tuned AdamW's validation target on ``task`` if its selection runs are all in the cache
+    (nothing is run); None otherwise."""
+    evaluator = Evaluator(_CacheOnly(), cache, settings)
+    source = reference_source(REFERENCE_BASELINE)
+    steps = settings.steps_for(task)
+    try:
+        grid, configs, sub = evaluator._select(source, program_hash(source), task, settings.selection_seeds, False,
+                                               steps, {"executed": 0, "cached": 0})
+        _, _, best_recs = evaluator._best_lr(grid, configs, evaluator._collect(sub), steps)
+    except LookupError:
+        return None
+    return float(scoring.best_so_far(scoring.mean_val_curve(best_recs, val_steps(steps)))[-1])
+
+
 @dataclass(frozen=True)
 class BaselineReference:
     """What a tuned baseline contributes to scoring on one task."""
