@@ -4,8 +4,8 @@ A worker is a long-lived ``python -m sandbox.worker`` subprocess. It imports tor
 runs many jobs, each named from the fixed registry in :mod:`sandbox.jobs`. Candidate code only
 ever runs here, never in the controller.
 
-Why a plain subprocess rather than ``multiprocessing``: the environment is scrubbed of secrets
-*before* the process exists (``/proc/self/environ`` of a spawned child would still show the
+Why a plain subprocess rather than ``multiprocessing``: the environment is built from an
+allow-list of variables *before* the process exists (``/proc/self/environ`` of a spawned child would still show the
 parent's variables however the child edits ``os.environ``), and no pickle crosses the
 boundary in either direction. The protocol is one JSON object per line: jobs go in on the
 worker's stdin, results come back on its original stdout. The worker points fd 1 at stderr
@@ -49,6 +49,17 @@ MAX_MESSAGE_BYTES = 32 * 1024 * 1024
 
 _SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH", re.IGNORECASE)
 _SECRET_PREFIXES = ("OPENAI_", "ANTHROPIC_", "AWS_", "HF_", "HUGGING_FACE_", "AZURE_", "GOOGLE_")
+_ALLOWED_NAMES = frozenset({
+    "PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TMP", "TEMP", "TERM",
+    "PYTHONPATH", "PYTHONHASHSEED", "PYTHONUTF8", "PYTHONIOENCODING", "PYTHONNOUSERSITE", "VIRTUAL_ENV",
+    "LD_LIBRARY_PATH", "CUDA_HOME", "CUDA_PATH", "CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER",
+    "CUBLAS_WORKSPACE_CONFIG", "PYTORCH_CUDA_ALLOC_CONF", "NVIDIA_VISIBLE_DEVICES", "NVIDIA_DRIVER_CAPABILITIES",
+    "XDG_CACHE_HOME", "TORCH_HOME", "TORCHINDUCTOR_CACHE_DIR", "KMP_DUPLICATE_LIB_OK",
+})
+_ALLOWED_PREFIXES = ("LC_",)
+"""Workers start from these variables only, never from the controller's whole environment:
+a new secret under a name nobody thought of cannot leak. (Names that look like secrets are
+dropped even from this list.)"""
 _OOM_HINTS = ("memoryerror", "bad_alloc", "out of memory", "can't allocate memory", "cannot allocate memory")
 
 
@@ -110,10 +121,17 @@ def is_secret_name(name: str) -> bool:
     return bool(_SECRET_NAME.search(name)) or name.upper().startswith(_SECRET_PREFIXES)
 
 
+def is_allowed_name(name: str) -> bool:
+    """True for the variables a worker inherits: what Python, torch and CUDA need to run."""
+    upper = name.upper()
+    return (upper in _ALLOWED_NAMES or upper.startswith(_ALLOWED_PREFIXES)) and not is_secret_name(name)
+
+
 def scrubbed_environment(env: Mapping[str, str], config: WorkerConfig) -> dict[str, str]:
-    """The environment a worker starts with: ``env`` minus anything that looks like a secret,
-    plus the thread count, the GPU pin and a ``PYTHONPATH`` that finds this package."""
-    clean = {name: value for name, value in env.items() if not is_secret_name(name)}
+    """The environment a worker starts with: only the allow-listed variables of ``env`` (so a
+    key under any name, e.g. a custom ``llm.api_key_env``, stays out by construction), plus the
+    thread count, the GPU pin and a ``PYTHONPATH`` that finds this package."""
+    clean = {name: value for name, value in env.items() if is_allowed_name(name)}
     root = str(Path(__file__).resolve().parent.parent)
     clean["PYTHONPATH"] = os.pathsep.join(p for p in (root, clean.get("PYTHONPATH", "")) if p)
     clean["PYTHONDONTWRITEBYTECODE"] = "1"

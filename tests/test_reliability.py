@@ -197,3 +197,24 @@ def test_transport_failures_mid_campaign_are_llm_call_failures_not_programs(tmp_
         assert errors and all(c.program_id is None and "503" in c.response for c in errors)
         assert len(errors) == len(fake_llm_server.requests) - 1
         assert summary.spend["tokens_in"] == 3  # exactly what the server reported using
+
+
+# --- 2. workers start from an allow-list of variables, so no key of any name reaches them ------
+
+
+def test_a_key_in_a_custom_variable_never_reaches_a_worker(monkeypatch):
+    from sandbox.pool import WorkerPool
+    from sandbox.worker import WorkerConfig, scrubbed_environment
+
+    monkeypatch.setenv("MYLLM_CRED", "sk-custom-must-not-leak")  # llm.api_key_env = "MYLLM_CRED"
+    monkeypatch.setenv("OPENAI_BASE_URL", "https://internal.example/v1")  # read by the LLM client
+    monkeypatch.setenv("ZZ_RANDOM_SETTING", "also-not-needed")
+    with WorkerPool(size=1) as pool:
+        result = pool.submit("selftest", {"mode": "env"}, timeout=30).result()
+    assert result.ok, result.message
+    visible = set(result.value["visible"])  # os.environ and the process's initial environment
+    assert not {"MYLLM_CRED", "OPENAI_BASE_URL", "ZZ_RANDOM_SETTING"} & visible
+    assert "PATH" in visible
+    env = scrubbed_environment({"PATH": "/bin", "LC_ALL": "C.UTF-8", "CUDA_HOME": "/usr/local/cuda",
+                                "MYLLM_CRED": "x", "DATABASE_URL": "postgres://u:p@h/db"}, WorkerConfig())
+    assert {"PATH", "LC_ALL", "CUDA_HOME"} <= set(env) and not {"MYLLM_CRED", "DATABASE_URL"} & set(env)
