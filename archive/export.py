@@ -25,9 +25,11 @@ program, the measured step cost next to AdamW (:mod:`archive.export_step_cost`).
 from __future__ import annotations
 
 import builtins
+import hashlib
 import importlib.util
 import inspect
 import keyword
+import sys
 import types
 from pathlib import Path
 
@@ -109,8 +111,14 @@ def export_source(source: str, class_name: str | None = None, evidence: str = ""
 
 
 def _class_from_text(text: str, class_name: str, origin: str) -> type[torch.optim.Optimizer]:
-    module = types.ModuleType(f"exported_{class_name.lower()}", f"Exported from {origin}")
-    exec(compile(text, f"<exported {origin}>", "exec"), module.__dict__)
+    # Registered in sys.modules, as an import would be: torch.compile looks the class's module up
+    # by name. The name carries the text's digest, so two different exports never share one.
+    name = f"exported_{class_name.lower()}_{hashlib.sha256(text.encode()).hexdigest()[:12]}"
+    module = sys.modules.get(name)
+    if module is None:
+        module = types.ModuleType(name, f"Exported from {origin}")
+        exec(compile(text, f"<exported {origin}>", "exec"), module.__dict__)
+        sys.modules[name] = module
     return getattr(module, class_name)
 
 
