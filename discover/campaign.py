@@ -20,13 +20,13 @@ import os
 import random
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
 import archive as archive_store
-from archive.store import Archive, ProgramRecord
+from archive.store import Archive, ArchiveError, ProgramRecord
 from discover.budget import Budget, Spend
 from discover.config import CampaignConfig, to_toml
 from discover.devices import resolve_device
@@ -34,7 +34,8 @@ from discover.errors import UserError
 from discover.proposers import Proposal, ProposalContext, Proposer, make_proposers
 from discover.selection import select_parents
 from sandbox.contract import program_hash
-from sandbox.evaluate import EvalSettings, EvaluationResult, Evaluator
+from sandbox import scoring
+from sandbox.evaluate import EvalSettings, EvaluationResult, Evaluator, beats_adamw
 from sandbox.executor import ExecutorUnavailable, make_executor
 from sandbox.references import reference_names, reference_source
 from sandbox.runcache import RunCache
@@ -99,17 +100,44 @@ def new_campaign_dir(config: CampaignConfig) -> Path:
 class Campaign:
     """One discovery campaign in one directory (archive.db + config.toml)."""
 
-    def __init__(self, config: CampaignConfig, directory: Path, *, resume: bool = False,
+    def __init__(self, config: CampaignConfig, directory: Path | None, *, resume: bool = False,
                  on_event: Callable[[Event], None] | None = None, cache: RunCache | None = None,
                  checked: list[tuple[str, Any]] | None = None):
+        """``directory`` None: a new one under ``config.output_dir``, made only once the
+        executor is up (a config that cannot run leaves no directory behind)."""
         self.config = config
-        self.directory = Path(directory)
         self.on_event = on_event or (lambda event: None)
         self.notes: list[str] = []
+        self.archive: Archive | None = None
+        if resume:
+            # A damaged, foreign or missing archive is the user's to fix: one line, before any
+            # worker starts or anything is written.
+            self.directory = Path(directory)
+            try:
+                self.archive = archive_store.open(self.directory)
+            except ArchiveError as exc:
+                raise UserError(str(exc)) from None
         # On Ray the cluster's GPUs count, not this machine's: that executor resolves the device.
         on_ray = config.evaluation.executor == "ray"
-        self.device = config.evaluation.device if on_ray else resolve_device(config.evaluation.device)
-        self.executor = _make_executor(config, self.device)
+        try:
+            self.device = config.evaluation.device if on_ray else resolve_device(config.evaluation.device)
+            self.executor = _make_executor(config, self.device)
+        except BaseException:
+            if self.archive is not None:
+                self.archive.close()
+            raise
+        try:
+            self._setup(config, directory, resume, cache, checked)
+        except BaseException as exc:
+            self.executor.close()
+            if self.archive is not None:
+                self.archive.close()
+            if isinstance(exc, ArchiveError):  # e.g. a truncated file that opened but cannot be read
+                raise UserError(str(exc)) from None
+            raise
+
+    def _setup(self, config: CampaignConfig, directory: Path | None, resume: bool, cache: RunCache | None,
+               checked: list[tuple[str, Any]] | None) -> None:
         self.device = getattr(self.executor, "device", self.device)
         if not resume:  # a resumed campaign keeps the batch size its config.toml recorded
             in_flight = in_flight_for(config, self.executor.capacity)
@@ -118,7 +146,8 @@ class Campaign:
                     update={"search": config.search.model_copy(update={"in_flight": in_flight})})
                 self.notes.append(f"search.in_flight = {in_flight}: enough proposals per batch to keep the "
                                   f"executor's {self.executor.capacity} slots busy (set it to pin the batch size)")
-        self.archive: Archive = archive_store.open(self.directory, create=True)
+            self.directory = Path(directory) if directory is not None else new_campaign_dir(config)
+            self.archive = archive_store.open(self.directory, create=True)
         b = config.budget
         budget = Budget(max_tokens=b.max_tokens, max_usd=b.max_usd, max_evaluations=b.max_evaluations,
                         max_seconds=b.max_seconds)
@@ -155,10 +184,11 @@ class Campaign:
         self.cache = cache or RunCache()
         ev = config.evaluation
         self.settings = EvalSettings(
-            suite=ev.suite, tasks=tuple(ev.tasks), selection_seeds=tuple(ev.selection_seeds), measure_seeds=tuple(ev.measure_seeds),
-            confirm_seeds=tuple(ev.confirm_seeds), lr_grid=tuple(ev.lr_grid), screen=ev.screen,
-            screen_threshold=ev.screen_threshold, device=self.device, job_timeout=ev.job_timeout,
-            steps_scale=ev.steps_scale)
+            suite=ev.suite, tasks=tuple(ev.tasks), validation_tasks=tuple(ev.validation_tasks),
+            test_tasks=tuple(ev.test_tasks), selection_seeds=tuple(ev.selection_seeds),
+            measure_seeds=tuple(ev.measure_seeds), confirm_seeds=tuple(ev.confirm_seeds), test_seeds=tuple(ev.test_seeds),
+            lr_grid=tuple(ev.lr_grid), screen=ev.screen, screen_threshold=ev.screen_threshold, device=self.device,
+            job_timeout=ev.job_timeout, steps_scale=ev.steps_scale)
         self.evaluator = Evaluator(self.executor, self.cache, self.settings)
 
     @classmethod
@@ -168,7 +198,7 @@ class Campaign:
         resolve_device(config.evaluation.device)
         if "checked" not in kwargs:
             kwargs["checked"] = preflight(config)
-        return cls(config, new_campaign_dir(config), **kwargs)
+        return cls(config, None, **kwargs)
 
     def _make_llm(self):
         if self.config.offline:
@@ -266,8 +296,8 @@ class Campaign:
                     # Proposals already paid for are archived (pending), never dropped:
                     # `--resume` with a larger budget evaluates them.
                     self._archive_batch(*ahead[0], ahead[1].result())
-            if self.config.evaluation.heldout:
-                self._score_heldout()
+            if self.config.evaluation.test_tier:
+                self._score_test_tier()
         except KeyboardInterrupt:
             stop_reason, status = "interrupted by the user (resume with --resume)", "stopped"
         except Exception:
@@ -516,35 +546,69 @@ class Campaign:
         """Per-task results as the archive's ``scores`` JSON (with each task's step budget)."""
         return {name: {**asdict(t), "steps": self.settings.steps_for(get_task(name))} for name, t in result.tasks.items()}
 
+    def _best_confirmed_search(self) -> float:
+        """The search fitness of the confirmed program with the best search fitness (-inf: none)."""
+        confirmed = [r.fitness for r in self.archive.programs(status="evaluated")
+                     if r.confirmed_fitness is not None and r.fitness is not None]
+        return max(confirmed, default=float("-inf"))
+
     def _maybe_confirm(self, pid: int, source: str, result: EvaluationResult) -> None:
-        """A would-be new best is re-measured on fresh seeds before it is announced."""
-        best_id, best = self.best_confirmed()
-        if result.fitness <= best:
+        """A would-be new best (on the search tier) is scored on the validation tier, fresh seeds
+        and workload variants the search never saw, before anything is said about it. It is
+        *announced* only if it beats tuned AdamW there with its seed spread excluding 1.0 and
+        still leads at ``long_horizon_scale`` times the steps (else it is "short-horizon")."""
+        if result.fitness <= self._best_confirmed_search():
             return
-        confirm = self.evaluator.evaluate(source, stage="full", measure_seeds=self.settings.confirm_seeds)
+        best_id, best = self.best_confirmed()
+        confirm = self.evaluator.evaluate(source, suite="validation", stage="full",
+                                          measure_seeds=self.settings.confirm_seeds)
         if confirm.failure is not None:
+            rec = self.archive.program(pid)
+            self.archive.update_program(pid, meta={**rec.meta, "validation_failure": list(confirm.failure)})
             return
         rec = self.archive.program(pid)
-        # Selection runs are cache hits of the first evaluation: only the new measurements are stored.
-        self.archive.add_evaluations(_evaluation_rows(
-            pid, confirm.suite, [r for r in confirm.run_records if r["role"] == "measure"]))
-        self.archive.update_program(pid, stage="confirmed",
-                                    meta={**rec.meta, "confirmed_fitness": confirm.fitness,
-                                          "confirmed_spread": confirm.fitness_spread,
-                                          "confirm_seeds": list(self.settings.confirm_seeds)})
+        self.archive.add_evaluations(_evaluation_rows(pid, "validation", confirm.run_records))
+        meta = {**rec.meta, "confirmed_fitness": confirm.fitness, "confirmed_spread": confirm.fitness_spread,
+                "confirm_seeds": list(self.settings.confirm_seeds), "validation_scores": self._scores(confirm)}
+        verdict = self._announce_verdict(pid, source, rec, confirm, meta)
+        self.archive.update_program(pid, stage="confirmed", meta=meta)
+        label = f"{confirm.fitness:.3f} on the validation tier (search {result.fitness:.3f}); {verdict}"
         if confirm.fitness > best:
             self.archive.set_best_program(self.campaign_id, pid)
-            kind = "reference" if rec.proposer == "reference" else "new_best"
-            self.on_event(Event(kind if kind == "new_best" else "evaluated", pid,
-                                f"confirmed on fresh seeds: {confirm.fitness:.3f} (first measured {result.fitness:.3f})",
-                                confirm.fitness))
+            kind = "new_best" if rec.proposer != "reference" else "evaluated"
+            self.on_event(Event(kind, pid, label, confirm.fitness))
         else:
-            self.on_event(Event("note", pid, f"#{pid} measured {result.fitness:.3f} but only {confirm.fitness:.3f} on "
-                                             f"fresh seeds: seed noise, not a new best"))
+            self.on_event(Event("note", pid, f"#{pid} measured {result.fitness:.3f} on search but "
+                                             f"{confirm.fitness:.3f} on the validation tier: not a new best"))
 
-    def _score_heldout(self) -> None:
-        """Score the best programs, and the tuned baselines beside them, on the held-out suite
-        (reported, never used for selection)."""
+    def _announce_verdict(self, pid: int, source: str, rec: ProgramRecord, confirm: EvaluationResult,
+                          meta: dict[str, Any]) -> str:
+        """Apply the announce rule, running the long-horizon check when it matters; fills ``meta``."""
+        meta["announced"] = False
+        if rec.proposer == "reference":
+            return "a reference (never announced)"
+        if not beats_adamw(confirm.fitness, confirm.fitness_spread):
+            return "does not beat tuned AdamW beyond seed noise: not announced"
+        scale = self.config.evaluation.long_horizon_scale
+        if scale > 1:
+            long_settings = replace(self.settings, steps_scale=self.settings.steps_scale * scale)
+            long = Evaluator(self.executor, self.cache, long_settings).evaluate(
+                source, suite="validation", stage="full", measure_seeds=self.settings.confirm_seeds)
+            if long.failure is None:
+                self.archive.add_evaluations(_evaluation_rows(pid, "long_horizon", long.run_records))
+            fitness = scoring.FAILED_SCORE if long.failure else long.fitness
+            meta.update(long_horizon_fitness=fitness, long_horizon_spread=long.fitness_spread,
+                        long_horizon_scale=scale)
+            if fitness < 1.0:
+                meta["short_horizon"] = True
+                return (f"short-horizon: at {scale:g}x the steps it falls behind tuned AdamW ({fitness:.3f}); "
+                        "not announced")
+        meta["announced"] = True
+        return "beats tuned AdamW beyond seed noise" + (" and holds at " f"{scale:g}x the steps" if scale > 1 else "")
+
+    def _score_test_tier(self) -> None:
+        """Score the best programs, and the tuned baselines beside them, on the test tier
+        (reported only: no decision reads it)."""
         evaluated = self.archive.programs(status="evaluated")
         ranked = sorted(((r.confirmed_fitness, r.id) for r in evaluated
                          if r.confirmed_fitness is not None and r.proposer != "reference"),
@@ -554,16 +618,16 @@ class Campaign:
             rec = self.archive.program(pid)
             if rec.heldout_fitness is not None:
                 continue
-            result = self.evaluator.evaluate(rec.code, suite="heldout", stage="full")
+            result = self.evaluator.evaluate(rec.code, suite="test", stage="full", measure_seeds=self.settings.test_seeds)
             if result.failure is not None:
                 self.archive.update_program(pid, meta={**rec.meta, "heldout_failure": list(result.failure)})
                 continue
-            self.archive.add_evaluations(_evaluation_rows(pid, "heldout", result.run_records))
+            self.archive.add_evaluations(_evaluation_rows(pid, "test", result.run_records))
             scores = self._scores(result)
             self.archive.update_program(pid, heldout_fitness=result.fitness,
                                         meta={**rec.meta, "heldout_scores": scores,
                                               "heldout_spread": result.fitness_spread})
-            self.on_event(Event("heldout", pid, f"held-out fitness {result.fitness:.3f}", result.fitness))
+            self.on_event(Event("heldout", pid, f"test-tier fitness {result.fitness:.3f}", result.fitness))
 
 
 def llm_settings(config: CampaignConfig, cache_dir: Path | None):

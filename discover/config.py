@@ -12,7 +12,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from discover.errors import UserError
 from sandbox.evaluate import DEFAULT_LR_GRID
@@ -55,11 +55,21 @@ class BudgetConfig(_Strict):
 
 
 class EvaluationConfig(_Strict):
-    suite: Literal["search", "heldout", "all"] = "search"
-    tasks: list[str] = Field(default_factory=list, description="evaluate on exactly these tasks (default: the suite's)")
+    suite: Literal["search"] = Field(
+        "search", description="the tier parents are selected on (validation decides what is announced; test is "
+                              "reported only: neither can pick parents)")
+    tasks: list[str] = Field(default_factory=list,
+                             description="search on exactly these tasks, NAME or NAME@VARIANT (default: the search tier)")
+    validation_tasks: list[str] = Field(default_factory=list,
+                                        description="confirm on exactly these tasks (default: the validation tier)")
+    test_tasks: list[str] = Field(default_factory=list, description="report on exactly these tasks (default: the test tier)")
     selection_seeds: list[int] = [0, 1]
     measure_seeds: list[int] = [100, 101]
-    confirm_seeds: list[int] = [200, 201, 202]
+    confirm_seeds: list[int] = Field([200, 201, 202], description="fresh seeds of the validation tier")
+    test_seeds: list[int] = Field([300, 301], description="fresh seeds of the test tier")
+    long_horizon_scale: float = Field(3.0, ge=1, le=4, description=(
+        "before a program is announced it is re-scored on the validation tier with this many times the steps; "
+        "a rule that falls behind tuned AdamW there is flagged short-horizon and not announced (1: no check)"))
     lr_grid: list[float] = Field(
         default_factory=lambda: list(DEFAULT_LR_GRID),
         description="learning rates tried for every program and baseline alike (absolute, log-spaced)")
@@ -71,7 +81,8 @@ class EvaluationConfig(_Strict):
     executor: Literal["local", "ray"] = "local"
     ray_address: str | None = None
     job_timeout: float = Field(300.0, gt=0)
-    heldout: bool = Field(True, description="also score the final best programs on the held-out suite")
+    test_tier: bool = Field(True, validation_alias=AliasChoices("test_tier", "heldout"),
+                            description="score the final best programs and the baselines on the test tier (reported only)")
 
     @field_validator("device")
     @classmethod
@@ -87,12 +98,18 @@ class EvaluationConfig(_Strict):
             raise ValueError("the LR grid needs at least 3 distinct positive learning rates")
         return sorted(value)
 
-    @field_validator("tasks")
+    @field_validator("tasks", "validation_tasks", "test_tasks")
     @classmethod
     def _known_tasks(cls, value: list[str]) -> list[str]:
-        from sandbox.tasks import task_names
+        from sandbox.tasks import parse_task_spec, task_names
 
-        unknown = [t for t in value if t not in task_names()]
+        names = []
+        for spec in value:
+            try:
+                names.append(parse_task_spec(spec)[0])
+            except ValueError as exc:
+                raise ValueError(str(exc)) from None
+        unknown = [t for t in names if t not in task_names()]
         if unknown:
             raise ValueError(f"unknown task(s) {', '.join(unknown)}; known: {', '.join(task_names())}")
         return value
@@ -127,6 +144,33 @@ class SearchConfig(_Strict):
     max_stalled_proposals: int = Field(
         60, ge=1, description="stop after this many proposals in a row that were all failures or duplicates")
 
+    @field_validator("proposers")
+    @classmethod
+    def _known_proposers(cls, value: dict[str, float]) -> dict[str, float]:
+        from discover.proposers import PROPOSERS
+
+        unknown = [k for k in value if k not in PROPOSERS]
+        if unknown:
+            raise ValueError(f"unknown proposer kind {unknown[0]!r}; known: {', '.join(PROPOSERS)}")
+        if any(not w >= 0 for w in value.values()):  # `not >=` also catches NaN
+            raise ValueError("proposer weights must be >= 0")
+        if not any(w > 0 for w in value.values()):
+            raise ValueError("at least one proposer needs a positive weight")
+        return value
+
+    @field_validator("seed_programs")
+    @classmethod
+    def _known_seeds(cls, value: list[str]) -> list[str]:
+        from sandbox.references import reference_names
+
+        if not value:
+            raise ValueError("at least one seed program is needed: the population starts from them")
+        known = set(reference_names())
+        unknown = [name for name in value if name not in known]
+        if unknown:
+            raise ValueError(f"unknown seed program {unknown[0]!r}; known references: {', '.join(sorted(known))}")
+        return value
+
 
 class CampaignConfig(_Strict):
     name: str = "campaign"
@@ -147,7 +191,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "quick": {
         "name": "quick",
         "budget": {"max_evaluations": 150, "max_seconds": 240},
-        "evaluation": {"steps_scale": 0.5, "lr_grid": [1e-4, 1e-3, 1e-2, 0.1, 1.0], "heldout": False,
+        "evaluation": {"steps_scale": 0.5, "lr_grid": [1e-4, 1e-3, 1e-2, 0.1, 1.0], "test_tier": False,
                        "confirm_seeds": [200, 201]},
         "search": {"in_flight": 2},
     },

@@ -59,9 +59,12 @@ class EvalSettings:
 
     suite: str = "search"
     tasks: tuple[str, ...] = ()  # non-empty: evaluate on exactly these tasks instead of the suite's
+    validation_tasks: tuple[str, ...] = ()  # non-empty: the validation tier is exactly these tasks
+    test_tasks: tuple[str, ...] = ()  # non-empty: the test tier is exactly these tasks
     selection_seeds: tuple[int, ...] = (0, 1)
     measure_seeds: tuple[int, ...] = (100, 101)
-    confirm_seeds: tuple[int, ...] = (200, 201, 202)
+    confirm_seeds: tuple[int, ...] = (200, 201, 202)  # the validation tier's fresh seeds
+    test_seeds: tuple[int, ...] = (300, 301)
     lr_grid: tuple[float, ...] = DEFAULT_LR_GRID
     screen: bool = True
     screen_tasks: tuple[str, ...] = ()  # empty: the suite's first two tasks
@@ -347,9 +350,13 @@ class Evaluator:
                                 runs_cached=stats["cached"], seconds=time.perf_counter() - started)
 
     def tasks_for(self, suite: str) -> list:
-        """The tasks of ``suite``; on the search suite, ``settings.tasks`` narrows it when set."""
-        if self.settings.tasks and suite == self.settings.suite:
-            return [get_task(name) for name in self.settings.tasks]
+        """The tasks of ``suite``; ``settings.tasks`` (for the settings' own suite),
+        ``validation_tasks`` and ``test_tasks`` narrow a tier when set."""
+        narrowed = {"validation": self.settings.validation_tasks, "test": self.settings.test_tasks}.get(suite, ())
+        if suite == self.settings.suite and self.settings.tasks:
+            narrowed = self.settings.tasks
+        if narrowed:
+            return [get_task(spec) for spec in narrowed]
         return suite_tasks(suite)
 
     # --- baselines --------------------------------------------------------------------------

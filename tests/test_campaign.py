@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 SMALL = {
     "budget": {"max_evaluations": 4},
-    "evaluation": {"tasks": ["noisy_quadratic"], "steps_scale": 0.25, "lr_grid": [1e-3, 1e-2, 0.1],
+    "evaluation": {"tasks": ["noisy_quadratic"], "validation_tasks": ["noisy_quadratic@1"], "steps_scale": 0.25, "lr_grid": [1e-3, 1e-2, 0.1],
                    "screen": False, "heldout": False, "workers": 2, "confirm_seeds": [200]},
     "search": {"seed_programs": ["adamw", "sgd_momentum"], "in_flight": 2},
 }

@@ -100,7 +100,7 @@ def test_run_from_the_cli_writes_a_campaign_and_a_json_summary(tmp_path, monkeyp
     monkeypatch.chdir(tmp_path)
     code = 0
     argv = ["run", "--max-evaluations", "2", "--workers", "1", "--json", "--output-dir", str(tmp_path / "c"),
-            "--set", 'evaluation.tasks=["noisy_quadratic"]', "--set", "evaluation.steps_scale=0.2",
+            "--set", 'evaluation.tasks=["noisy_quadratic"]', "--set", 'evaluation.validation_tasks=["noisy_quadratic@1"]', "--set", "evaluation.steps_scale=0.2",
             "--set", "evaluation.lr_grid=[0.001, 0.01, 0.1]", "--set", 'search.seed_programs=["adamw"]']
     monkeypatch.setattr("sys.argv", ["discover", *argv])
     try:
