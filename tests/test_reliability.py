@@ -218,3 +218,54 @@ def test_a_key_in_a_custom_variable_never_reaches_a_worker(monkeypatch):
     env = scrubbed_environment({"PATH": "/bin", "LC_ALL": "C.UTF-8", "CUDA_HOME": "/usr/local/cuda",
                                 "MYLLM_CRED": "x", "DATABASE_URL": "postgres://u:p@h/db"}, WorkerConfig())
     assert {"PATH", "LC_ALL", "CUDA_HOME"} <= set(env) and not {"MYLLM_CRED", "DATABASE_URL"} & set(env)
+
+
+# --- 5. bad input is one line and exit code 2, and leaves nothing behind -----------------------
+
+
+def finished_campaign(tmp_path: Path) -> Path:
+    """A campaign directory as `discover run` leaves it (two references, no candidates)."""
+    config = load_config(overrides=[SMALL, {"output_dir": str(tmp_path), "budget": {"max_evaluations": 1},
+                                            "search": {"seed_programs": ["adamw"]}}])
+    campaign, _ = run(config)
+    return campaign.directory
+
+
+@pytest.mark.parametrize("damage", ["random", "truncated", "foreign"])
+def test_resume_on_a_damaged_archive_is_one_line(damage, tmp_path, monkeypatch, capsys):
+    import os
+
+    directory = tmp_path / "c"
+    directory.mkdir()
+    (directory / "config.toml").write_text('name = "c"\n[budget]\nmax_evaluations = 2\n')
+    db = directory / "archive.db"
+    if damage == "random":
+        db.write_bytes(os.urandom(8192))
+    elif damage == "truncated":
+        with archive.open(directory, create=True) as store:
+            store.create_campaign("c", {}, seed=0)
+        data = db.read_bytes()
+        db.write_bytes(data[: len(data) // 3])
+    else:
+        conn = sqlite3.connect(db)
+        conn.execute("CREATE TABLE users (name TEXT)")
+        conn.commit()
+        conn.close()
+    code, out, err = run_main(["run", "--resume", str(directory)], monkeypatch, capsys)
+    assert code == 2 and "Traceback" not in err + out, err
+    assert len(err.strip().splitlines()) == 1 and str(db) in err
+
+
+@pytest.mark.parametrize("override, words", [
+    ('search.proposers={"bogus": 1}', "unknown proposer kind 'bogus'"),
+    ('search.proposers={"mutation": 0}', "at least one proposer needs a positive weight"),
+    ('search.proposers={"mutation": -1}', "weights must be >= 0"),
+    ('search.seed_programs=["adamw", "nope"]', "unknown seed program 'nope'"),
+    ("search.seed_programs=[]", "at least one seed program"),
+])
+def test_a_bad_config_is_rejected_before_any_directory(override, words, tmp_path, monkeypatch, capsys):
+    out_dir = tmp_path / "campaigns"
+    code, out, err = run_main(["run", "--output-dir", str(out_dir), "--set", override], monkeypatch, capsys)
+    assert code == 2 and "Traceback" not in err + out, err
+    assert words in err and len(err.strip().splitlines()) == 1
+    assert not out_dir.exists()
