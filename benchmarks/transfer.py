@@ -1,0 +1,206 @@
+"""Does the search score predict unseen workloads? The measure of the whole scoring protocol.
+
+Over a fixed library of optimizers (the 15 references at their default hyperparameters, 14
+re-parameterised references, 12 seeded mutants of references and the winners in results/),
+this scores every program on
+
+* the **search tier** under the protocol (speed-up to tuned AdamW's validation target),
+* the **old search suite** under the old protocol (``legacy_search``: the same default
+  workloads, scored on the training-loss speed-up), and
+* the **test tier** (workload variants and tasks neither of the others ran): the ground truth,
+
+and prints, for the old and the new search score side by side, how well each ranks the library
+the way the test tier does: Spearman's rho, Kendall's tau, rho within the decision region
+(search fitness 0.8-1.5x AdamW, where a campaign decides) and the *announce precision* (of the
+programs that beat AdamW on the search score, the fraction that also beat it on the test tier).
+With ``--validation`` it also scores the validation tier and prints the precision of the real
+announce rule (validation fitness beats 1.0 beyond its seed spread).
+
+Every run is cached (the same run cache as everything else), so a rerun costs nothing and an
+interrupted run resumes; per-program fitnesses are written to ``--out`` as they come.
+
+    python benchmarks/transfer.py [--workers 2] [--limit N] [--validation] [--out transfer.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import math
+import random
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+from discover.mutation import MutationError, mutate  # noqa: E402
+from sandbox.evaluate import EvalSettings, Evaluator, beats_adamw  # noqa: E402
+from sandbox.executor import make_executor  # noqa: E402
+from sandbox.references import reference_names, reference_source  # noqa: E402
+from sandbox.runcache import RunCache  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+HPARAM_VARIANTS: dict[str, list[dict[str, float]]] = {
+    "adam": [{"beta1": 0.5}, {"beta2": 0.95}],
+    "adamw": [{"weight_decay": 0.1}, {"beta2": 0.95}],
+    "sgd_momentum": [{"momentum": 0.5}, {"momentum": 0.99}],
+    "nesterov": [{"momentum": 0.99}],
+    "rmsprop": [{"alpha": 0.9}, {"momentum": 0.9}],
+    "lion": [{"beta1": 0.95, "beta2": 0.98}],
+    "nadam": [{"beta2": 0.99}],
+    "signum": [{"momentum": 0.5}],
+    "muon": [{"momentum": 0.8}],
+    "adagrad": [{"eps": 1e-3}],
+}
+"""Re-parameterised references: (reference, HPARAMS overrides)."""
+MUTANTS = 12
+WINNERS = ("results/winner_program.py", "results/seed0_winner_program.py")
+DECISION_REGION = (0.8, 1.5)
+GOALS = {"rho": 0.9, "tau": None, "rho_decision": 0.7, "announce_precision": 0.8}
+
+
+def with_hparams(source: str, overrides: dict[str, float]) -> str:
+    """``source`` with some HPARAMS values replaced (the dict is rewritten in place)."""
+    tree = ast.parse(source)
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "HPARAMS" for t in node.targets):
+            values = ast.literal_eval(node.value)
+            unknown = set(overrides) - set(values)
+            if unknown:
+                raise KeyError(f"HPARAMS has no {sorted(unknown)}")
+            values.update(overrides)
+            lines = source.splitlines(keepends=True)
+            start, end = node.lineno - 1, node.end_lineno
+            return "".join(lines[:start]) + f"HPARAMS = {values!r}\n" + "".join(lines[end:])
+    raise KeyError("no HPARAMS assignment")
+
+
+def library(mutants: int = MUTANTS, seed: int = 0) -> dict[str, str]:
+    """label -> source of every program in the library, in a fixed order."""
+    programs = {name: reference_source(name) for name in reference_names()}
+    for name, variants in HPARAM_VARIANTS.items():
+        for overrides in variants:
+            label = name + "(" + ",".join(f"{k}={v:g}" for k, v in overrides.items()) + ")"
+            programs[label] = with_hparams(reference_source(name), overrides)
+    names = sorted(reference_names())
+    made = 0
+    attempt = 0
+    while made < mutants:
+        rng = random.Random(f"transfer:{seed}:{attempt}")
+        parent = names[attempt % len(names)]
+        attempt += 1
+        try:
+            child = mutate(reference_source(parent), rng, n_edits=rng.choice((1, 2)))
+        except MutationError:
+            continue
+        programs[f"mutant{made}({parent})"] = child.source
+        made += 1
+    for path in WINNERS:
+        if (REPO / path).exists():
+            programs[Path(path).stem] = (REPO / path).read_text()
+    return programs
+
+
+def rank_figures(search: list[float], test: list[float]) -> dict[str, float | str]:
+    """Spearman, Kendall, Spearman in the decision region, announce precision."""
+    from scipy.stats import kendalltau, spearmanr
+
+    s, t = np.asarray(search), np.asarray(test)
+    ok = np.isfinite(s) & np.isfinite(t)
+    s, t = s[ok], t[ok]
+    region = (s >= DECISION_REGION[0]) & (s <= DECISION_REGION[1])
+    winners = s > 1.0
+    return {
+        "n": int(s.size),
+        "rho": float(spearmanr(s, t).statistic),
+        "tau": float(kendalltau(s, t).statistic),
+        "rho_decision": float(spearmanr(s[region], t[region]).statistic) if region.sum() >= 3 else math.nan,
+        "n_decision": int(region.sum()),
+        "announce_precision": float((t[winners] > 1.0).mean()) if winners.any() else math.nan,
+        "announced": f"{int((t[winners] > 1.0).sum())}/{int(winners.sum())}",
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", type=int, default=2, help="sandbox worker processes (default: 2)")
+    parser.add_argument("--limit", type=int, default=None, help="only the first N programs of the library")
+    parser.add_argument("--mutants", type=int, default=MUTANTS, help=f"seeded mutants (default: {MUTANTS})")
+    parser.add_argument("--validation", action="store_true", help="also score the validation tier (announce rule)")
+    parser.add_argument("--out", default="transfer.json", help="per-program fitnesses, JSON (default: transfer.json)")
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+
+    programs = library(args.mutants)
+    labels = list(programs)[: args.limit] if args.limit else list(programs)
+    executor = make_executor("local", device=args.device, size=args.workers)
+    cache = RunCache()
+    base = EvalSettings(device=args.device, screen=False)
+    evaluators = {
+        "legacy": Evaluator(executor, cache, replace(base, suite="legacy_search", objective="train")),
+        "search": Evaluator(executor, cache, base),
+        "test": Evaluator(executor, cache, replace(base, measure_seeds=base.test_seeds)),
+    }
+    tiers = {"legacy": "legacy_search", "search": "search", "test": "test"}
+    if args.validation:
+        evaluators["validation"] = Evaluator(executor, cache, replace(base, measure_seeds=base.confirm_seeds))
+        tiers["validation"] = "validation"
+    out_path = Path(args.out)
+    rows: dict[str, dict] = json.loads(out_path.read_text()) if out_path.exists() else {}
+    started = time.perf_counter()
+    try:
+        for i, label in enumerate(labels, 1):
+            row = rows.get(label, {})
+            for key, evaluator in evaluators.items():
+                if key in row:
+                    continue
+                t0 = time.perf_counter()
+                result = evaluator.evaluate(programs[label], suite=tiers[key], stage="full")
+                row[key] = None if result.failure else result.fitness
+                row[key + "_spread"] = result.fitness_spread
+                row[key + "_seconds"] = round(time.perf_counter() - t0, 1)
+            rows[label] = row
+            out_path.write_text(json.dumps(rows, indent=1))
+            print(f"[{i}/{len(labels)} {time.perf_counter() - started:6.0f} s] {label:44} "
+                  + "  ".join(f"{k} {_f(row.get(k))}" for k in evaluators), flush=True)
+    finally:
+        executor.close()
+
+    done = [label for label in labels if all(rows.get(label, {}).get(k) is not None for k in ("legacy", "search", "test"))]
+    test = [rows[label]["test"] for label in done]
+    old = rank_figures([rows[label]["legacy"] for label in done], test)
+    new = rank_figures([rows[label]["search"] for label in done], test)
+    print(f"\nTransfer to the test tier over {len(done)} optimizers (ground truth: test-tier fitness)")
+    print(f"{'figure':28} {'old suite (train loss)':>24} {'search tier (val target)':>25} {'goal':>6}")
+    for key, name in (("rho", "Spearman rho"), ("tau", "Kendall tau"), ("rho_decision", "rho, decision region"),
+                      ("announce_precision", "announce precision")):
+        extra_old = f" ({old['announced']})" if key == "announce_precision" else f" (n={old['n_decision']})" if key == "rho_decision" else ""
+        extra_new = f" ({new['announced']})" if key == "announce_precision" else f" (n={new['n_decision']})" if key == "rho_decision" else ""
+        goal = GOALS[key]
+        print(f"{name:28} {_f(old[key]) + extra_old:>24} {_f(new[key]) + extra_new:>25} {'' if goal is None else f'>={goal}':>6}")
+    if args.validation:
+        vals = [(rows[label].get("validation"), rows[label].get("validation_spread") or 0.0, rows[label]["test"])
+                for label in done if rows[label].get("validation") is not None]
+        announced = [t for v, spread, t in vals if beats_adamw(v, spread)]
+        hits = sum(t > 1.0 for t in announced)
+        print(f"announce rule (validation beats 1.0 beyond seed spread): {hits}/{len(announced)} also beat AdamW on test")
+    seconds = {k: np.mean([rows[label].get(k + "_seconds", math.nan) for label in done]) for k in evaluators}
+    print("mean seconds per program (first scoring, cache hits make reruns free): "
+          + ", ".join(f"{k} {v:.0f}" for k, v in seconds.items()))
+
+
+def _f(x) -> str:
+    if x is None:
+        return "fail"
+    if isinstance(x, float) and math.isnan(x):
+        return "n/a"
+    return f"{x:.3f}" if isinstance(x, float) else str(x)
+
+
+if __name__ == "__main__":
+    main()
