@@ -52,8 +52,7 @@ Usage (with this file saved as my_opt.py):
     optimizer = {class_name}(model.parameters(), lr={lr!r})
     loss.backward(); optimizer.step(); optimizer.zero_grad()
 
-Supported: {", ".join(supports)}.
-This file imports only torch.
+{textwrap.fill("Supported: " + ", ".join(supports) + ". This file imports only torch.", 96)}
 '''
     text += "\n" + (evidence.rstrip() if evidence else
                     f"No campaign measured this program; lr={lr!r} is its own default. Tune lr as you would\n"

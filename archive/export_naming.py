@@ -50,7 +50,23 @@ def _features(source: str) -> dict[str, bool]:
         "sign": "sign" in ops,
         "momentum": bool(state_keys),
         "weight_decay": "weight_decay" in program.hparams and "param" in text,
+        "coupled_decay": _decay_feeds_moments(tree),
     }
+
+
+def _decay_feeds_moments(tree: ast.Module) -> bool:
+    # `g = grad + hp.weight_decay * param`, then `m = interp(g, ...)` returned as state: L2-style
+    # decay through the running averages, rather than AdamW's decoupled shrinking
+    update = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "update")
+    decayed = {t.id for node in ast.walk(update) if isinstance(node, ast.Assign)
+               and any(isinstance(a, ast.Attribute) and a.attr == "weight_decay" for a in ast.walk(node.value))
+               for t in node.targets if isinstance(t, ast.Name)}
+    returned = update.body[-1]
+    state_names = {n.id for node in ast.walk(returned) if isinstance(node, ast.Dict)
+                   for v in node.values for n in ast.walk(v) if isinstance(n, ast.Name)}
+    return any(isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id in state_names for t in node.targets)
+               and any(isinstance(n, ast.Name) and n.id in decayed for n in ast.walk(node.value))
+               for node in ast.walk(update))
 
 
 def descriptive_name(source: str, doc: str) -> str:
@@ -76,8 +92,9 @@ def plain_description(source: str) -> list[str]:
     f = _features(source)
     lines = []
     if f["clipped"] or f["normalized"]:
-        done = [w for w, on in (("clips", f["clipped"]), ("rescales by the gradient's RMS or norm", f["normalized"])) if on]
-        lines.append("It " + " and ".join(done) + " the gradient before using it.")
+        done = [w for w, on in (("clips the gradient", f["clipped"]),
+                                ("rescales the gradient by an RMS or norm", f["normalized"])) if on]
+        lines.append("It " + " and ".join(done) + " before using it.")
     if f["newton_schulz"]:
         lines.append("It orthogonalises 2-D gradients (or momenta) with Newton-Schulz iterations, as Muon does; "
                      "each step then costs several matrix products per weight matrix.")
@@ -93,6 +110,9 @@ def plain_description(source: str) -> list[str]:
         lines.append("It steps along the (transformed) gradient, with no state.")
     if f["squashed"]:
         lines.append("It squashes some quantities with tanh or sigmoid.")
-    if f["weight_decay"]:
-        lines.append("weight_decay shrinks the parameters directly (decoupled weight decay).")
+    if f["weight_decay"] and f["coupled_decay"]:
+        lines.append("weight_decay adds weight_decay * param to the gradient before its running averages "
+                     "(L2-style decay, as Adam's weight_decay).")
+    elif f["weight_decay"]:
+        lines.append("weight_decay shrinks the parameters directly (decoupled weight decay, as AdamW's).")
     return lines

@@ -189,8 +189,11 @@ __GROUP_BETAS__
         # The rule is elementwise and built from ops that round the same wherever an element
         # sits, so any slice or concatenation of parameters gives the per-parameter loop's bits.
         buckets = {}
-        for param, grad, state in work:
-            step = int(state["step"])
+        # every step count in one read (one .item() per parameter costs more than the rule on
+        # a small tensor); they live on the CPU, so this never waits for a device
+        steps = torch.stack([state["step"] for _, _, state in work]).tolist()
+        for (param, grad, state), step in zip(work, steps):
+            step = int(step)
             keys = tuple(key for key in state if key != "step")
             fits = param.is_contiguous() and grad.is_contiguous() and grad.dtype == param.dtype and all(
                 state[key].shape == param.shape and state[key].dtype == param.dtype and state[key].is_contiguous()

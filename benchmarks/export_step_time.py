@@ -6,12 +6,15 @@ Two models, each parameter given a fixed random gradient:
 * ``small``: many small Linear layers, about 2M parameters in 400 tensors, where per-tensor
   overhead dominates and the exported optimizer's flattened path matters.
 
-For each, ``optimizer.step()`` is timed for torch's AdamW, the exported AdamW reference (with and,
-on the small model, without its flattened path) and the exported Lion reference, interleaved
+For each, ``optimizer.step()`` is timed for torch's AdamW, the exported AdamW reference (with its
+elementwise fast path and, on the small model, with ``foreach=False``: the per-parameter loop),
+the exported Lion reference and, on the small model, the campaign's winner
+(``results/winner_program.py``: Newton-Schulz per matrix, so its cost is the point), interleaved
 round by round so machine noise hits all alike. Prints the median and the best step time of each
-and their ratios to torch's AdamW.
+and their ratios to torch's AdamW: on the CPU always, and on CUDA as well when a GPU is present.
+On a shared machine the best-of ratio is the steadier one.
 
-    python benchmarks/export_step_time.py [--device cuda] [--rounds 30] [--threads 1]
+    python benchmarks/export_step_time.py [--device cpu|cuda|all] [--rounds 30] [--threads 1]
 """
 
 from __future__ import annotations
@@ -58,22 +61,22 @@ def time_step(opt: torch.optim.Optimizer, device: str) -> float:
     return time.perf_counter() - start
 
 
-def contenders(model: str) -> dict[str, Callable[[list[torch.Tensor]], torch.optim.Optimizer]]:
-    adamw, lion = load_optimizer("adamw"), load_optimizer("lion")
+WINNER = str(Path(__file__).resolve().parents[1] / "results" / "winner_program.py")
 
-    def per_param_adamw(ps):
-        opt = adamw(ps, lr=1e-3, weight_decay=0.01)
-        opt.flatten = False
-        return opt
+
+def contenders(model: str) -> dict[str, Callable[[list[torch.Tensor]], torch.optim.Optimizer]]:
+    adamw, lion, winner = load_optimizer("adamw"), load_optimizer("lion"), load_optimizer(WINNER)
 
     found = {
         "torch.optim.AdamW(foreach=True)": lambda ps: torch.optim.AdamW(ps, lr=1e-3, weight_decay=0.01, foreach=True),
         "exported AdamW": lambda ps: adamw(ps, lr=1e-3, weight_decay=0.01),
-        "exported AdamW, per-param loop": per_param_adamw,
+        "exported AdamW, per-param loop": lambda ps: adamw(ps, lr=1e-3, weight_decay=0.01, foreach=False),
         "exported Lion": lambda ps: lion(ps, lr=1e-4, weight_decay=0.01),
+        "exported winner (Newton-Schulz)": lambda ps: winner(ps),
     }
-    if model == "large":  # every tensor there is past the flat path's CPU size limit anyway
-        del found["exported AdamW, per-param loop"]
+    if model == "large":  # the per-parameter loop is the fast path's slices there; the winner
+        del found["exported AdamW, per-param loop"]  # takes minutes (1024x1024 Newton-Schulz)
+        del found["exported winner (Newton-Schulz)"]
     return found
 
 
@@ -87,18 +90,19 @@ def run(model: str, device: str, rounds: int, warmup: int) -> None:
             if r >= warmup:
                 times[name].append(t)
     base = times["torch.optim.AdamW(foreach=True)"]
-    print(f"\n{model}: {sum(p.numel() for p in params) / 1e6:.1f}M parameters in {len(params)} tensors, "
-          f"{rounds} steps each")
-    print(f"  {'optimizer':32s} {'median ms':>10s} {'ratio':>7s} {'best ms':>9s} {'ratio':>7s}")
+    print(f"\n{model} on {device}: {sum(p.numel() for p in params) / 1e6:.1f}M parameters in {len(params)} "
+          f"tensors, {rounds} steps each")
+    print(f"  {'optimizer':34s} {'median ms':>10s} {'ratio':>7s} {'best ms':>9s} {'ratio':>7s}")
     for name, ts in times.items():
         med, best = statistics.median(ts), min(ts)
-        print(f"  {name:32s} {med * 1e3:10.2f} {med / statistics.median(base):6.2f}x "
+        print(f"  {name:34s} {med * 1e3:10.2f} {med / statistics.median(base):6.2f}x "
               f"{best * 1e3:9.2f} {best / min(base):6.2f}x")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", choices=["cpu", "cuda", "all"], default="all",
+                        help="all: the CPU, and CUDA when a GPU is present")
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
@@ -106,9 +110,14 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"device {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads")
-    for model in MODELS if args.model == "both" else [args.model]:
-        run(model, args.device, args.rounds, args.warmup)
+    devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
+    if "cuda" in devices and not torch.cuda.is_available():
+        devices.remove("cuda")
+        print("no CUDA device here: CPU rows only (nothing was measured on a GPU)")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
+    for device in devices:
+        for model in MODELS if args.model == "both" else [args.model]:
+            run(model, device, args.rounds, args.warmup)
 
 
 if __name__ == "__main__":

@@ -46,7 +46,7 @@ def export(
     write_user_file(output, text, "my_opt.py")
     module = output.stem
     console.print(f"wrote {output} ({name}, from {found.origin})", highlight=False)
-    console.print("use it like torch.optim.AdamW:", highlight=False)
+    console.print(f"{name} is a torch.optim.Optimizer; use it like one:", highlight=False, markup=False)
     console.print(f"    from {module} import {name}\n"
                   f"    optimizer = {name}(model.parameters())\n"
                   f"    loss.backward(); optimizer.step(); optimizer.zero_grad()",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import copy
+import re
 import io
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from archive.export import (
     ExportError,
     _position_independent,
     class_name_for,
+    descriptive_name,
     export_source,
     load_optimizer,
     register_source_resolver,
@@ -582,6 +584,10 @@ def test_an_archived_winner_exports_with_what_its_campaign_measured(tmp_path: Pa
     assert "search    a_task                  1.50x   lr 0.01     AdamW 0.1" in doc
     assert "held-out  h_task                  1.20x   lr 0.003    AdamW 0.03" in doc
     assert "Median learning-rate ratio to AdamW: 0.1. Start from about 0.1x" in doc  # ratios 0.1, 0.1, 0.3, 0.1
+    # a campaign's program also discloses its measured step cost next to torch's AdamW
+    cost = re.search(r"Step cost: one step\(\) took ([0-9.]+)x as long as torch.optim.AdamW's", doc)
+    assert cost and 0.05 < float(cost.group(1)) < 50
+    assert found.name == "Lion"  # named from its docstring, not "program_2"
     namespace: dict = {}
     exec(compile(doc, "<exported>", "exec"), namespace)  # still a valid module
     assert namespace["Winner"].__name__ == "Winner"
@@ -611,6 +617,27 @@ def test_an_exported_module_loads_and_is_not_mistaken_for_a_candidate(tmp_path: 
         load_optimizer(str(plain))
 
 
+WINNER = Path(__file__).resolve().parents[1] / "results" / "winner_program.py"
+SEED0_WINNER = Path(__file__).resolve().parents[1] / "results" / "seed0_winner_program.py"
+
+
+def test_a_discovered_rule_is_named_and_described_from_its_code() -> None:
+    # the winners' docstrings are edit logs ("Mutant: ..."): the name and the plain description
+    # come from what the rule computes
+    winner, seed0 = WINNER.read_text(), SEED0_WINNER.read_text()
+    assert descriptive_name(winner, load_program(winner).doc) == "NewtonSchulzAdam"
+    assert descriptive_name(seed0, load_program(seed0).doc) == "ClippedNormalizedAdam"
+    assert descriptive_name(reference_source("lion"), load_program(reference_source("lion")).doc) == "Lion"
+    doc = " ".join(ast.get_docstring(ast.parse(export_source(winner, "NewtonSchulzAdam"))).split())
+    assert "orthogonalises 2-D gradients (or momenta) with Newton-Schulz iterations" in doc
+    assert "L2-style decay" in doc  # its weight_decay feeds the running averages
+    assert "g = newton_schulz(grad, 5) + hp.weight_decay * param" in doc  # the maths, as it runs
+    assert "no complex parameters (its rule uses newton_schulz" in doc and "Step cost" not in doc
+    assert "No campaign measured this program; lr=0.001 is its own default" in doc
+    adamw_doc = " ".join(ast.get_docstring(ast.parse(export_source(reference_source("adamw"), "AdamW"))).split())
+    assert "decoupled weight decay, as AdamW's" in adamw_doc and "complex parameters (as torch.view_as_real)" in adamw_doc
+
+
 def test_class_names() -> None:
     assert [class_name_for(n) for n in ("adamw", "sgd_momentum", "my-rule", "3x")] == \
         ["AdamW", "SGDMomentum", "MyRule", "Optimizer3x"]
@@ -636,6 +663,7 @@ def test_cli_export_writes_an_importable_module(tmp_path: Path, monkeypatch, cap
     assert code == 0, err
     assert str(target) in out.replace("\n", "")
     assert "from my_opt import MyLion" in out and "optimizer = MyLion(model.parameters())" in out
+    assert "MyLion is a torch.optim.Optimizer; use it like one:" in out and "torch.optim.AdamW" not in out
     namespace: dict = {}
     exec(target.read_text(), namespace)
     assert issubclass(namespace["MyLion"], torch.optim.Optimizer)
