@@ -241,7 +241,7 @@ def list_programs(
     wide = console.width >= WIDE
     columns: list[Column] = [("id", 4, "right"), ("fitness", 11, "left"), ("status", 9, "left")]
     if wide:
-        columns += [("stage", 9, "left"), ("fresh", 6, "right"), ("held-out", 8, "right")]
+        columns += [("stage", 9, "left"), ("valid.", 6, "right"), ("test", 6, "right")]
     columns += [("proposer", 14 if wide else 9, "left"), ("parents", 12 if wide else 7, "left")]
     if wide:
         columns += [("tokens", 7, "right"), ("created", 16, "left")]
@@ -341,8 +341,15 @@ def show_program(
         title.append(f" ({record.stage})", style="dim")
     console.print(title)
     facts = [f"fitness {_fitness(record).plain}"]
+    if record.confirmed_fitness is not None:
+        facts.append(f"validation {_number(record.confirmed_fitness)} ± {_number(record.meta.get('confirmed_spread') or 0)}")
+    if record.meta.get("long_horizon_fitness") is not None:
+        facts.append(f"at {record.meta.get('long_horizon_scale', 3):g}x steps {_number(record.meta['long_horizon_fitness'])}")
     if record.heldout_fitness is not None:
-        facts.append(f"held-out {_number(record.heldout_fitness)}")
+        facts.append(f"test {_number(record.heldout_fitness)}")
+    if record.proposer != "reference" and "announced" in record.meta:
+        facts.append("announced" if record.meta["announced"] else
+                     "short-horizon, not announced" if record.meta.get("short_horizon") else "not announced")
     facts.append(f"proposer {record.proposer or '-'}")
     facts.append("parents " + (", ".join(f"#{p}" for p in record.parent_ids) or "none"))
     if record.duplicate_of is not None:
@@ -565,7 +572,7 @@ def campaigns(
     for row in rows:
         if row["status"] == "error":
             console.print(f"[red]{escape(row['name'])}: {escape(row['error'])}[/]")
-    notes = ["best: fitness on fresh seeds (as measured if not confirmed)"]
+    notes = ["best: validation-tier fitness (search fitness if nothing was confirmed)"]
     if latest is not None:
         notes.append("* = campaigns/latest")
     for note in notes:

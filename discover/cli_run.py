@@ -114,12 +114,25 @@ def print_summary(summary, campaign, console: Console) -> None:
     console.print(f"archive:  {where / 'archive.db'}", soft_wrap=True)
     console.print(f"browse:   discover archive list {where}", soft_wrap=True)
     console.print(f"report:   discover report {where} -o {where / 'report.html'}", soft_wrap=True)
-    if summary.best_id is not None:
+    announced = [r for r in campaign.archive.programs(status="evaluated")
+                 if r.proposer != "reference" and (r.meta or {}).get("announced")]
+    if announced:
+        best = max(announced, key=lambda r: r.confirmed_fitness)
+        spread = best.meta.get("confirmed_spread") or 0.0
+        console.print(f"[bold green]discovered:[/] #{best.id}, validation fitness {best.confirmed_fitness:.3f} ± "
+                      f"{spread:.3f} (beats tuned AdamW beyond seed noise on workloads the search never saw"
+                      + (f"; {best.meta['long_horizon_fitness']:.3f} at {best.meta.get('long_horizon_scale', 3):g}x the steps"
+                         if best.meta.get("long_horizon_fitness") is not None else "") + ")")
+        console.print(f"export:   discover export {where}:{best.id} -o my_optimizer.py", soft_wrap=True)
+    elif summary.best_id is not None:
         best = campaign.archive.program(summary.best_id)
         label = f" ({best.name})" if best.name else ""
-        console.print(f"[bold]best:[/] #{summary.best_id}{label}, confirmed fitness {summary.best_fitness:.3f} "
-                      f"on fresh seeds (1.0 = tuned AdamW)")
-        console.print(f"export:   discover export {where}:{summary.best_id} -o my_optimizer.py", soft_wrap=True)
+        what = "a seed program" if best.proposer == "reference" else "not beyond seed noise, or short-horizon"
+        console.print(f"[bold]nothing discovered this time:[/] no new program beat tuned AdamW on the validation "
+                      f"tier beyond seed noise. Best on validation: #{summary.best_id}{label}, "
+                      f"{summary.best_fitness:.3f} ({what}).")
+        console.print("next:     a larger budget (--max-evaluations), another --seed, or an LLM proposer "
+                      "(--base-url, README 'LLM proposers')", soft_wrap=True)
 
 
 def run_command(

@@ -94,6 +94,7 @@ class ProgramRow:
     heldout_note: str
     tasks: list[TaskRow]
     color: str | None = None
+    verdict: str = ""
 
 
 @dataclass
@@ -139,6 +140,18 @@ class Figure:
 
 
 # --- helpers ------------------------------------------------------------------------------
+
+
+def _verdict(rec: ProgramRecord) -> str:
+    """The campaign's decision about a program, in words (empty when none was taken)."""
+    meta = rec.meta or {}
+    if rec.proposer == "reference":
+        return "baseline" if rec.confirmed_fitness is not None else ""
+    if meta.get("announced"):
+        return "announced"
+    if meta.get("short_horizon"):
+        return "short-horizon"
+    return "not beyond noise" if rec.confirmed_fitness is not None else ""
 
 
 def _label(rec: ProgramRecord) -> str:
@@ -371,8 +384,8 @@ class ReportData:
             ("evaluation", f"steps x{ev.get('steps_scale', 1):g}, LR grid {_grid_text(ev.get('lr_grid') or [])}, "
                            f"selection seeds {ev.get('selection_seeds')}, measure seeds "
                            f"{ev.get('measure_seeds')}, confirm seeds {ev.get('confirm_seeds')}, "
-                           f"screening {'on' if ev.get('screen') else 'off'}, held-out "
-                           f"{'on' if ev.get('heldout') else 'off'}"),
+                           f"screening {'on' if ev.get('screen') else 'off'}, test tier "
+                           f"{'on' if ev.get('test_tier', ev.get('heldout')) else 'off'}"),
             ("seed programs", ", ".join(search.get("seed_programs") or []) or "-"),
         ]
 
@@ -455,8 +468,9 @@ class ReportData:
             fitness=rec.fitness, spread=rec.fitness_spread, confirmed=rec.confirmed_fitness,
             confirmed_spread=_num(meta.get("confirmed_spread")), confirm_seeds=list(meta.get("confirm_seeds") or []),
             heldout=rec.heldout_fitness, heldout_spread=_num(meta.get("heldout_spread")), heldout_note=note,
-            tasks=self._task_rows("search", rec.scores) + self._task_rows("held-out", meta.get("heldout_scores")),
-            color=self.color(rec))
+            tasks=(self._task_rows("search", rec.scores) + self._task_rows("validation", meta.get("validation_scores"))
+                   + self._task_rows("test", meta.get("heldout_scores"))),
+            color=self.color(rec), verdict=_verdict(rec))
 
     def leaderboard(self) -> list[ProgramRow]:
         """The fittest candidates and every reference, best first."""
@@ -470,7 +484,7 @@ class ReportData:
     def task_columns(self, rows: list[ProgramRow]) -> list[tuple[str, str]]:
         """(suite, task) columns of the per-task matrix, search tasks first."""
         seen: dict[tuple[str, str], None] = {}
-        for suite in ("search", "held-out"):
+        for suite in ("search", "validation", "test"):
             for row in rows:
                 for t in row.tasks:
                     if t.suite == suite:
@@ -514,7 +528,7 @@ class ReportData:
                                    rec.meta["heldout_scores"][task]["curve"], {"color": plots.program_color(rank)})
                       for rank, rec in enumerate(shown)
                       if ((rec.meta.get("heldout_scores") or {}).get(task) or {}).get("curve")]
-            panels.append(plots.Panel(f"{task} (held-out)", steps, series))
+            panels.append(plots.Panel(f"{task} (test)", steps, series))
         return panels
 
     def curves_figure(self) -> Figure | None:
@@ -706,7 +720,7 @@ def _context(data: ReportData) -> dict[str, Any]:
             "is_reference": winner.proposer == "reference", "fitness": winner.fitness,
             "spread": winner.fitness_spread, "confirmed": winner.confirmed_fitness,
             "confirmed_spread": _num(winner.meta.get("confirmed_spread")), "heldout": winner.heldout_fitness,
-            "code": highlight_python(winner.code), "export": export_command(data.directory, winner.id),
+            "verdict": _verdict(winner), "code": highlight_python(winner.code), "export": export_command(data.directory, winner.id),
         },
         "baseline_fitness": data.baseline_fitness(),
         "missing_baselines": [b for b in BASELINES if b not in data.baselines],

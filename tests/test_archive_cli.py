@@ -75,7 +75,7 @@ def test_list_fits_80_columns_and_shows_more_at_200(cli, root: Path) -> None:
     wide = cli("archive", "list", "--db", campaign(root), columns=200)
     assert wide.code == 0 and widest_line(wide.out) <= 200
     header = wide.out.splitlines()[0].split()
-    assert {"stage", "held-out", "tokens", "created"} <= set(header)
+    assert {"stage", "valid.", "test", "tokens", "created"} <= set(header)
     assert "confirmed" in wide.out and "llm_crossover" in wide.out and "Adam with decoupled weight decay." in wide.out
 
 

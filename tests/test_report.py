@@ -203,7 +203,7 @@ def test_lineage_heldout_and_critique(tmp_path):
     assert '<span class="add">+' in html and '<span class="del">-' in html
     assert "textgrad of #" in html
     assert f"#{ids['sgd_momentum']}</span> <b>sgd_momentum</b>" in html  # second parent in the tree
-    assert "cnn_digits (held-out)" in html  # a loss-curve panel for the held-out task
+    assert "cnn_digits (test)" in html  # a loss-curve panel for the test-tier task
     assert len(svgs(html)) == 3  # progress, curves, profile (no failures)
     assert f":{winner} -o my_optimizer.py" in html
     assert "dollars spent on LLM calls" in html  # LLM spend: progress over dollars, not wall time
