@@ -157,6 +157,7 @@ class Campaign:
                 raise UserError(f"{self.directory} holds no campaign to resume")
             self.campaign_id = existing[-1].id
             self.spend = Spend.from_dict(existing[-1].spend or {}, budget)
+            self.spend.evaluations = self._charged_evaluations()
             self.archive.set_campaign_status(self.campaign_id, "running")
         else:
             (self.directory / CONFIG_FILE).write_text(to_toml(config), encoding="utf-8")
@@ -266,6 +267,7 @@ class Campaign:
         try:
             self._seed_references()
             self._finish_pending()
+            self._confirm_unchecked()
             stalled = 0
             limit = self.config.search.max_stalled_proposals
             ahead = None  # the next batch's proposals, generated while this batch is evaluated
@@ -328,19 +330,51 @@ class Campaign:
             if name not in known:
                 raise UserError(f"unknown seed program {name!r}; known references: {', '.join(sorted(known))}")
             source = reference_source(name)
-            if self.archive.find_by_hash(program_hash(source)) is None:
+            found = self.archive.find_by_hash(program_hash(source))
+            if found is None:
                 pid = self.archive.add_program(source, campaign_id=self.campaign_id, proposer="reference", name=name,
                                                hash=program_hash(source))
                 pending.append((pid, source))
-        self._evaluate_all(pending, count_budget=False, kind="reference")
+            elif found.status == "pending" and found.proposer == "reference":
+                pending.append((found.id, source))  # killed while seeding: finish it, free of budget
+        # Confirmations wait for _confirm_unchecked, which runs them in program order.
+        self._evaluate_all(sorted(pending), count_budget=False, kind="reference", confirm=False)
 
     def _finish_pending(self) -> None:
         """After a resume: evaluate programs archived but never finished (their runs are cached)."""
-        pending = [(r.id, r.code) for r in self.archive.programs(status="pending", sort="date")]
+        pending = [(r.id, r.code) for r in self.archive.programs(status="pending", sort="date")
+                   if r.proposer != "reference"]
         pending.sort()
         if pending:
             self.on_event(Event("note", text=f"resuming: finishing {len(pending)} pending program(s)"))
-            self._evaluate_all(pending, count_budget=True, kind="resumed")
+            self._evaluate_all(pending, count_budget=True, kind="resumed", confirm=False)
+
+    def _confirm_unchecked(self) -> None:
+        """Run the confirmation a program would have had, where a kill came between its
+        evaluation and its confirmation. Confirmations run in program-id order and each compares
+        with the ones before it, so walking the archive in that order finds exactly the programs
+        an uninterrupted campaign would have confirmed (the others were checked and lost)."""
+        best = float("-inf")  # the best search fitness confirmed so far, as _maybe_confirm sees it
+        for rec in sorted(self.archive.programs(status="evaluated"), key=lambda r: r.id):
+            if rec.confirmed_fitness is not None and rec.fitness is not None:
+                best = max(best, rec.fitness)
+            elif (rec.stage == "full" and rec.fitness is not None and rec.fitness > best
+                  and "validation_failure" not in rec.meta):
+                self._maybe_confirm(rec.id, rec.code, _Measured(rec.fitness))
+                if self.archive.program(rec.id).confirmed_fitness is not None:
+                    best = max(best, rec.fitness)
+
+    def _charged_evaluations(self) -> int:
+        """Evaluations charged to the budget, counted from the archive: candidates whose
+        evaluation finished (scored, or failed while being evaluated). The stored counter may lag
+        by one when a kill lands between a result and its spend update."""
+        charged = 0
+        for rec in self.archive.programs(status=("evaluated", "failed")):
+            if rec.proposer == "reference":
+                continue
+            if rec.status == "evaluated" or any(f.stage not in ("proposal", "probe") for f in self.archive.failures(rec.id)):
+                charged += 1
+        return charged
 
     def _run_batch(self, ahead=None) -> tuple[str | None, int, int, Any]:
         """One batch of proposals: generate (or collect the ones generated ahead), archive,
@@ -479,7 +513,8 @@ class Campaign:
 
     # --- evaluation -------------------------------------------------------------------------
 
-    def _evaluate_all(self, items: list[tuple[int, str]], *, count_budget: bool, kind: str) -> int:
+    def _evaluate_all(self, items: list[tuple[int, str]], *, count_budget: bool, kind: str,
+                      confirm: bool = True) -> int:
         """Probe (behavioural de-dup), then evaluate survivors concurrently; archive in order.
         Returns how many programs were evaluated."""
         if not items:
@@ -514,7 +549,7 @@ class Campaign:
                 self._record_result(pid, result)
                 self.archive.update_spend(self.campaign_id, self.spend.to_dict())
         # Confirmation compares with the best so far, so it runs in proposal order: reruns agree.
-        for pid, source in survivors:
+        for pid, source in survivors if confirm else ():
             result = results[pid]
             if result.failure is None and result.stage == "full":
                 self._maybe_confirm(pid, source, result)
@@ -634,6 +669,13 @@ def is_short_horizon(long_horizon_fitness: float) -> bool:
     """A rule that beat tuned AdamW at the task budgets but is behind it (below 1.0) when both
     train for longer leads early and falls behind later: it is not announced."""
     return not long_horizon_fitness >= 1.0
+
+
+@dataclass(frozen=True)
+class _Measured:
+    """What confirmation reads of an archived program's search result: its fitness."""
+
+    fitness: float
 
 
 def llm_settings(config: CampaignConfig, cache_dir: Path | None):

@@ -269,3 +269,100 @@ def test_a_bad_config_is_rejected_before_any_directory(override, words, tmp_path
     assert code == 2 and "Traceback" not in err + out, err
     assert words in err and len(err.strip().splitlines()) == 1
     assert not out_dir.exists()
+
+
+# --- 3. a resumed campaign ends with the archive an uninterrupted one ends with ---------------
+
+RESUME = {"seed": 8, "budget": {"max_evaluations": 6}}
+
+
+def snapshot(directory: Path) -> dict:
+    """What must not depend on whether the campaign was killed: programs, statuses, stages,
+    fitness, confirmations, the winner, the evaluations charged."""
+    with archive.open(directory) as store:
+        rows = [(p.id, p.code, p.status, p.proposer, p.stage, None if p.fitness is None else round(p.fitness, 9),
+                 None if p.confirmed_fitness is None else round(p.confirmed_fitness, 9))
+                for p in store.programs(sort="date")][::-1]
+        camp = store.campaign()
+        return {"programs": rows, "best": camp.best_program_id, "charged": camp.spend.get("evaluations"),
+                "status": camp.status}
+
+
+def copy_campaign(source: Path, target: Path) -> Path:
+    target.mkdir()
+    (target / "config.toml").write_text((source / "config.toml").read_text())
+    src, dst = sqlite3.connect(source / "archive.db"), sqlite3.connect(target / "archive.db")
+    src.backup(dst)
+    src.close()
+    dst.close()
+    return target
+
+
+CONFIRM_KEYS = ("confirmed_fitness", "confirmed_spread", "confirm_seeds", "validation_scores", "announced",
+                "long_horizon_fitness", "long_horizon_spread", "long_horizon_scale", "short_horizon",
+                "validation_failure")
+
+
+def roll_back(directory: Path, keep_through: int, unconfirm: int | None = None, pending: tuple[int, ...] = (),
+              charged: int = 0) -> None:
+    """The archive as a kill would leave it: programs after ``keep_through`` never written,
+    ``unconfirm`` evaluated but not yet confirmed, ``pending`` archived but not evaluated."""
+    conn = sqlite3.connect(directory / "archive.db")
+    with conn:
+        conn.execute("UPDATE campaigns SET best_program_id = NULL")
+        for table in ("llm_calls", "failures", "evaluations"):
+            conn.execute(f"DELETE FROM {table} WHERE program_id > ?", (keep_through,))
+        conn.execute("DELETE FROM programs WHERE id > ?", (keep_through,))
+        if unconfirm is not None:
+            meta = json.loads(conn.execute("SELECT meta FROM programs WHERE id = ?", (unconfirm,)).fetchone()[0])
+            meta = {k: v for k, v in meta.items() if k not in CONFIRM_KEYS}
+            conn.execute("UPDATE programs SET stage = 'full', meta = ? WHERE id = ?", (json.dumps(meta), unconfirm))
+            conn.execute("DELETE FROM evaluations WHERE program_id = ? AND suite NOT IN ('search')", (unconfirm,))
+        for pid in pending:
+            conn.execute("UPDATE programs SET status = 'pending', stage = NULL, fitness = NULL, fitness_spread = NULL, "
+                         "scores = NULL, fingerprint = NULL, fingerprint_size = NULL, fingerprint_l1 = NULL, "
+                         "meta = json_remove(meta, '$.confirmed_fitness') WHERE id = ?", (pid,))
+            conn.execute("DELETE FROM evaluations WHERE program_id = ?", (pid,))
+            conn.execute("DELETE FROM failures WHERE program_id = ?", (pid,))
+        spend = json.loads(conn.execute("SELECT spend FROM campaigns").fetchone()[0])
+        conn.execute("UPDATE campaigns SET status = 'running', spend = ?",
+                     (json.dumps({**spend, "evaluations": charged}),))
+    conn.close()
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    with pytest.MonkeyPatch.context() as patch:  # the module's run cache, as the autouse fixture sets it
+        patch.setenv("DISCOVER_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "run-cache"))
+        config = load_config(overrides=[SMALL, {"output_dir": str(tmp_path_factory.mktemp("whole"))}, RESUME])
+        campaign, _ = run(config)
+    return campaign.directory, snapshot(campaign.directory)
+
+
+def resume(directory: Path) -> dict:
+    run(load_config(directory / "config.toml"), directory, resume=True)
+    return snapshot(directory)
+
+
+def test_a_kill_before_a_confirmation_is_confirmed_on_resume(uninterrupted, tmp_path):
+    whole, expected = uninterrupted
+    with archive.open(whole) as store:
+        confirmed = [p for p in store.programs(sort="date") if p.confirmed_fitness is not None and p.proposer != "reference"]
+        assert confirmed, "this seed confirms no candidate; pick another"
+        target = max(confirmed, key=lambda p: p.id)
+        charged = sum(1 for p in store.programs() if p.proposer != "reference" and p.id <= target.id
+                      and p.status in ("evaluated", "failed") and p.meta.get("proposal_index") is not None
+                      and all(f.stage not in ("proposal", "probe") for f in store.failures(p.id)))
+    directory = copy_campaign(whole, tmp_path / "killed")
+    roll_back(directory, keep_through=target.id, unconfirm=target.id, charged=charged)
+    assert resume(directory) == expected
+
+
+def test_a_kill_during_reference_seeding_charges_no_budget(uninterrupted, tmp_path):
+    whole, expected = uninterrupted
+    with archive.open(whole) as store:
+        references = [p.id for p in store.programs(sort="date") if p.proposer == "reference"][::-1]
+    assert len(references) == 2
+    directory = copy_campaign(whole, tmp_path / "killed")
+    roll_back(directory, keep_through=references[-1], pending=(references[-1],), charged=0)
+    assert resume(directory) == expected
