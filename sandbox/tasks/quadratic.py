@@ -8,6 +8,8 @@ gradient ``H (x - c)`` carries noise of covariance ``(s sigma)^2 H``: large alon
 as in neural-network training. The scoring loss is the noise-free ``1/2 x^T H x`` (c = 0), whose
 minimum 0 is at x* = 0; the test metric is the distance ``|x - x*|``.
 
+Variants draw the dimension, the condition number and the noise level.
+
 The axis-aligned version (Q = I) rewards per-coordinate preconditioning, which is exactly what
 Adam does; the rotated version hides the same spectrum behind a random orthogonal basis, where a
 diagonal preconditioner has nothing to latch onto and momentum SGD is hard to beat.
@@ -82,8 +84,8 @@ class NoisyQuadratic(Task):
 
 class RotatedQuadratic(NoisyQuadratic):
     name = "noisy_quadratic"
-    version = 1
-    steps = 300
+    version = 2
+    steps = 1000
     schedule = "warmup_cosine"
     description = ("32-D noisy quadratic, condition number 1e3, eigenbasis a random rotation: "
                    "per-coordinate scaling cannot help, momentum SGD is strong")
@@ -91,6 +93,7 @@ class RotatedQuadratic(NoisyQuadratic):
     condition = 1e3
     noise = 0.01
     basis_seed = 7
+    variant_space = {"dim": (16, 32, 64), "condition": (1e2, 1e3, 1e4), "noise": (0.003, 0.01, 0.03)}
 
 
 class AxisAlignedQuadratic(NoisyQuadratic):
@@ -98,11 +101,12 @@ class AxisAlignedQuadratic(NoisyQuadratic):
     spectrum and more noise. An optimizer that only learned momentum loses Adam's edge here."""
 
     name = "quadratic_diagonal"
-    version = 1
-    steps = 300
+    version = 2
+    steps = 1000
     schedule = "warmup_cosine"
     description = "48-D noisy quadratic, condition number 1e4, ill-conditioned along the coordinate axes"
     dim = 48
     condition = 1e4
     noise = 0.03
     basis_seed = None
+    variant_space = {"dim": (24, 48, 96), "condition": (1e3, 1e4, 1e5), "noise": (0.01, 0.03, 0.1)}

@@ -1,11 +1,13 @@
 """Rosenbrock's banana valley, as several independent 2-D copies side by side.
 
-    f(z) = mean over pairs i of  (1 - x_i)^2 + 100 (y_i - x_i^2)^2,   z = (x_1, y_1, x_2, y_2, ...)
+    f(z) = mean over pairs i of  (1 - x_i)^2 + b (y_i - x_i^2)^2,   z = (x_1, y_1, x_2, y_2, ...)
 
 Minimum 0 at x_i = y_i = 1. Each pair starts near the classic (-1.2, 1), jittered by the seed.
-The valley floor is curved and its curvature ratio is ~2500: gradient steps zig-zag across it,
-and a per-coordinate preconditioner helps only partly because the valley is not axis-aligned.
-The test metric is the distance to the minimiser.
+The valley floor is curved and, for b = 100, its curvature ratio is ~2500: gradient steps
+zig-zag across it, and a per-coordinate preconditioner helps only partly because the valley is
+not axis-aligned. There is no data, so the validation value is the objective itself; the test
+metric is the distance to the minimiser. Variants draw the number of pairs, the start jitter
+and the valley's steepness ``b``.
 """
 
 from __future__ import annotations
@@ -14,31 +16,34 @@ import torch
 
 from sandbox.tasks.base import Batch, Params, Task
 
-PAIRS = 8
 START = (-1.2, 1.0)
-JITTER = 0.2
 
 
 class Rosenbrock(Task):
     name = "rosenbrock"
-    version = 1
-    steps = 400
+    version = 2
+    steps = 1000
     schedule = "constant"
-    description = f"{PAIRS} independent 2-D Rosenbrock valleys from (-1.2, 1) +- {JITTER}; full-batch, noise-free"
+    description = "8 independent 2-D Rosenbrock valleys (b = 100) from (-1.2, 1) +- 0.2; full-batch, noise-free"
     loss_name = "mean_rosenbrock"
+    val_metric_name = "mean_rosenbrock"
     test_metric_name = "dist_to_opt"
     higher_is_better = False
     stochastic = False
     family = "classical"
     default_device_ok = False
+    pairs = 8
+    jitter = 0.2
+    steepness = 100.0
+    variant_space = {"pairs": (4, 8, 16), "jitter": (0.1, 0.2, 0.4), "steepness": (30.0, 100.0, 300.0)}
 
     def __init__(self, variant: int = 0) -> None:
         super().__init__(variant)
-        self._batch: Batch = {"a": torch.tensor(1.0), "b": torch.tensor(100.0)}
+        self._batch: Batch = {"a": torch.tensor(1.0), "b": torch.tensor(float(self.steepness))}
 
     def init_params(self, seed: int) -> Params:
-        start = torch.tensor(START).repeat(PAIRS)
-        jitter = JITTER * torch.randn(2 * PAIRS, generator=torch.Generator().manual_seed(seed))
+        start = torch.tensor(START).repeat(self.pairs)
+        jitter = self.jitter * torch.randn(2 * self.pairs, generator=torch.Generator().manual_seed(seed))
         return {"z": start + jitter}
 
     def loss(self, params: Params, batch: Batch) -> torch.Tensor:

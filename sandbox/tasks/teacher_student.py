@@ -4,7 +4,9 @@
     loss = mean squared error on the teacher's outputs (no label noise, so the infimum is 0)
 
 Inputs are N(0, I). Training uses minibatches of 64 from 1024 fixed inputs; the scoring loss is
-the full training-set MSE and the test metric the MSE on 1024 fresh inputs.
+the MSE on a fixed 256-input subset of them, the validation value the MSE on 512 separate
+inputs and the test metric the MSE on 1024 more. Variants draw the student's width, the batch
+size and the teacher's gain (how far its tanh units saturate: how non-linear the target is).
 """
 
 from __future__ import annotations
@@ -16,38 +18,46 @@ from sandbox.tasks.mlp import init_mlp, mlp_forward
 
 INPUTS = 16
 TEACHER = (INPUTS, 8, 1)
-STUDENT = (INPUTS, 32, 1)
 DATA_SEED = 3
-TEACHER_GAIN = 2.0  # saturates the teacher's tanh units a little: a non-linear target
 
 
 class TeacherStudent(Task):
     name = "teacher_student"
-    version = 1
-    steps = 300
+    version = 2
+    steps = 1000
     schedule = "warmup_cosine"
-    description = "16-32-1 tanh student regressing a fixed random 16-8-1 tanh teacher, minibatches of 64 from 1024 inputs"
-    loss_name = "train_mse"
+    description = ("16-32-1 tanh student regressing a fixed random 16-8-1 tanh teacher, minibatches of 64 from 1024 "
+                   "inputs; validation on 512 other inputs")
+    loss_name = "eval_batch_mse"
+    val_metric_name = "val_mse"
     test_metric_name = "test_mse"
     higher_is_better = False
     stochastic = True
     family = "mlp"
     default_device_ok = True
+    width = 32
     batch_size = 64
+    teacher_gain = 2.0  # saturates the teacher's tanh units a little: a non-linear target
     num_train = 1024
+    num_val = 512
     num_test = 1024
+    eval_size = 256
+    variant_space = {"width": (16, 32, 64), "batch_size": (32, 64, 128), "teacher_gain": (1.0, 2.0, 3.0)}
 
     def __init__(self, variant: int = 0) -> None:
         super().__init__(variant)
-        teacher = {k: v * TEACHER_GAIN for k, v in init_mlp(TEACHER, DATA_SEED).items()}
+        teacher = {k: v * self.teacher_gain for k, v in init_mlp(TEACHER, DATA_SEED).items()}
         gen = torch.Generator().manual_seed(DATA_SEED + 1)
-        x = torch.randn(self.num_train + self.num_test, INPUTS, generator=gen)
+        x = torch.randn(self.num_train + self.num_val + self.num_test, INPUTS, generator=gen)
         y = mlp_forward(teacher, x, torch.tanh)
-        self._train = {"x": x[: self.num_train], "y": y[: self.num_train]}
-        self._test = {"x": x[self.num_train:], "y": y[self.num_train:]}
+        cuts = (self.num_train, self.num_train + self.num_val)
+        self._train = {"x": x[: cuts[0]], "y": y[: cuts[0]]}
+        self._eval = {"x": x[: self.eval_size], "y": y[: self.eval_size]}
+        self._val = {"x": x[cuts[0]: cuts[1]], "y": y[cuts[0]: cuts[1]]}
+        self._test = {"x": x[cuts[1]:], "y": y[cuts[1]:]}
 
     def init_params(self, seed: int) -> Params:
-        return init_mlp(STUDENT, seed)
+        return init_mlp((INPUTS, self.width, 1), seed)
 
     def loss(self, params: Params, batch: Batch) -> torch.Tensor:
         error = mlp_forward(params, batch["x"], torch.tanh) - batch["y"]
@@ -58,10 +68,10 @@ class TeacherStudent(Task):
         return {"x": self._train["x"][index], "y": self._train["y"][index]}
 
     def eval_batch(self) -> Batch:
-        return self._train
+        return self._eval
 
     def val_batch(self) -> Batch:
-        return self._test
+        return self._val
 
     def test_metric(self, params: Params, seed: int) -> float:
         return float(self.loss(params, self._test))
