@@ -121,7 +121,14 @@ def _v2_llm_calls(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX programs_fingerprint ON programs(fingerprint_size, fingerprint_l1)")
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1_core_tables, _v2_llm_calls]
+def _v3_campaign_runner(conn: sqlite3.Connection) -> None:
+    """Who runs a campaign (process id and host) and when it last said so (a heartbeat), so a
+    campaign killed without a chance to record it is not shown as running forever."""
+    for column in ("pid INTEGER", "host TEXT", "heartbeat_at TEXT"):
+        conn.execute(f"ALTER TABLE campaigns ADD COLUMN {column}")
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1_core_tables, _v2_llm_calls, _v3_campaign_runner]
 """``MIGRATIONS[i]`` upgrades a database from version ``i`` to ``i + 1``."""
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -24,8 +24,11 @@ an in-memory copy.
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import json
+import os
+import socket
 import sqlite3
 import threading
 from contextlib import contextmanager
@@ -72,6 +75,46 @@ class Campaign:
     status: str
     spend: dict
     best_program_id: int | None
+    pid: int | None = None
+    host: str | None = None
+    heartbeat_at: str | None = None
+
+
+HEARTBEAT_SECONDS = 10.0
+"""How often a running campaign records that it is alive."""
+STALE_SECONDS = 180.0
+"""A 'running' campaign whose heartbeat is older than this was stopped without recording it."""
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: it exists
+    except OSError:
+        return False
+    try:  # a zombie (exited, not yet reaped) is not running a campaign
+        with builtins.open(f"/proc/{pid}/stat", "rb") as handle:
+            return handle.read().rsplit(b")", 1)[-1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return True
+
+
+def effective_status(campaign: Campaign, now: datetime | None = None) -> str:
+    """The campaign's status as it really is: a campaign recorded as ``running`` whose process is
+    gone (same host) or whose heartbeat went stale was killed: ``stopped (killed)``."""
+    if campaign.status != "running":
+        return campaign.status
+    if campaign.pid is not None and campaign.host == socket.gethostname() and not _pid_alive(campaign.pid):
+        return "stopped (killed)"
+    beat = campaign.heartbeat_at or campaign.updated_at
+    try:
+        age = ((now or datetime.now(timezone.utc)) - datetime.fromisoformat(beat)).total_seconds()
+    except (TypeError, ValueError):
+        return campaign.status
+    return "stopped (killed)" if age > STALE_SECONDS else "running"
 
 
 @dataclass(frozen=True)
@@ -436,6 +479,15 @@ class Archive:
         """Mark a campaign running, finished, stopped or failed."""
         _check_choice("campaign status", status, CAMPAIGN_STATUSES)
         self._update_campaign(campaign_id, status=status)
+
+    def set_campaign_runner(self, campaign_id: int, pid: int | None = None, host: str | None = None) -> None:
+        """Record the process running the campaign (default: this one) and beat its heart."""
+        self._update_campaign(campaign_id, pid=os.getpid() if pid is None else int(pid),
+                              host=socket.gethostname() if host is None else host, heartbeat_at=_now())
+
+    def heartbeat(self, campaign_id: int) -> None:
+        """Record that the campaign's process is still alive (see :func:`effective_status`)."""
+        self._update_campaign(campaign_id, heartbeat_at=_now())
 
     def update_spend(self, campaign_id: int, spend: dict) -> None:
         """Replace the campaign's running totals (tokens, dollars, evaluations, seconds, ...)."""

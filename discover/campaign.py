@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import random
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field, replace
@@ -26,7 +27,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import archive as archive_store
-from archive.store import Archive, ArchiveError, ProgramRecord
+from archive.store import HEARTBEAT_SECONDS, Archive, ArchiveError, ProgramRecord
 from discover.budget import Budget, Spend
 from discover.config import CampaignConfig, to_toml
 from discover.devices import resolve_device
@@ -74,6 +75,8 @@ class CampaignSummary:
     seconds: float
     offline: bool
     notes: list[str] = field(default_factory=list)
+    status: str = "finished"  # finished | stopped (interrupted, or the LLM endpoint failed)
+    interrupted: bool = False
 
 
 def new_campaign_dir(config: CampaignConfig) -> Path:
@@ -264,6 +267,10 @@ class Campaign:
             self.on_event(Event("note", text=note))
         stop_reason = "finished"
         status = "finished"
+        self.archive.set_campaign_runner(self.campaign_id)
+        beating = threading.Event()
+        heart = threading.Thread(target=self._heartbeat, args=(beating,), name="campaign-heartbeat", daemon=True)
+        heart.start()
         try:
             self._seed_references()
             self._finish_pending()
@@ -306,6 +313,9 @@ class Campaign:
             self.archive.set_campaign_status(self.campaign_id, "failed")
             self.archive.update_spend(self.campaign_id, self.spend.to_dict())
             raise
+        finally:
+            beating.set()
+            heart.join()
         self.archive.update_spend(self.campaign_id, self.spend.to_dict())
         self.archive.set_campaign_status(self.campaign_id, status)
         best_id, best = self.best_confirmed()
@@ -316,7 +326,17 @@ class Campaign:
             directory=self.directory, campaign_id=self.campaign_id, stop_reason=stop_reason, best_id=best_id,
             best_fitness=None if best_id is None else best, spend=self.spend.to_dict(), counts=counts,
             failure_counts=self.archive.failure_counts(), proposals=self._next_index(),
-            seconds=time.perf_counter() - started, offline=self.llm is None, notes=self.notes)
+            seconds=time.perf_counter() - started, offline=self.llm is None, notes=self.notes, status=status,
+            interrupted=stop_reason.startswith("interrupted"))
+
+    def _heartbeat(self, stop: threading.Event) -> None:
+        """Tell the archive every few seconds that this campaign is alive (a SIGKILL cannot
+        record 'stopped', so `discover campaigns` tells a dead campaign by its silence)."""
+        while not stop.wait(HEARTBEAT_SECONDS):
+            try:
+                self.archive.heartbeat(self.campaign_id)
+            except ArchiveError:
+                pass  # a busy or closing archive: the next beat will do
 
     def _next_index(self) -> int:
         indices = [rec.meta.get("proposal_index", -1) for rec in self.archive.programs(sort="date")]

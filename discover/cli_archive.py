@@ -45,6 +45,7 @@ from archive.store import (
     LineageNode,
     ProgramRecord,
     db_path,
+    effective_status,
     open_archive,
 )
 from discover.errors import UserError
@@ -517,7 +518,10 @@ def _campaign_summary(path: Path) -> dict[str, Any]:
                        best_confirmed=best.confirmed_fitness if best else None, failures=archive.failure_counts())
             if campaigns:
                 c = campaigns[-1]
-                row.update(campaign=c.name, status=c.status, seed=c.seed, spend=c.spend, created=c.created_at)
+                # A SIGKILLed campaign could not record its end: its dead process or silent
+                # heartbeat says it stopped.
+                row.update(campaign=c.name, status=effective_status(c), recorded_status=c.status, seed=c.seed,
+                           spend=c.spend, created=c.created_at)
             else:
                 row.update(status="empty", spend={})
     except ArchiveError as exc:
@@ -551,7 +555,7 @@ def campaigns(
     wide = console.width >= WIDE
     # Narrow terminals leave out the last write time (the name already holds the start time),
     # so that the name, which the other commands take, is shown whole.
-    columns: list[Column] = [("campaign", None, "left"), ("status", 8, "left"), ("progs", 5, "right"),
+    columns: list[Column] = [("campaign", None, "left"), ("status", 16 if wide else 8, "left"), ("progs", 5, "right"),
                              ("best", 11 if wide else 10, "right"), ("spend", 28 if wide else 9, "left")]
     if wide:
         columns += [("updated", 16, "left"), ("seed", 6, "right"), ("failures", 30, "left")]
@@ -559,7 +563,7 @@ def campaigns(
     for row in rows:
         name = Text(row["name"] + (" *" if row["latest"] else ""), style="bold" if row["latest"] else "")
         status = Text(row["status"], style={"running": "yellow", "finished": "green", "failed": "red",
-                                            "error": "red"}.get(row["status"], ""))
+                                            "error": "red", "stopped (killed)": "red"}.get(row["status"], ""))
         value = row.get("best_confirmed") if row.get("best_confirmed") is not None else row.get("best_fitness")
         best = "-" if value is None else f"{value:.3f} #{row['best_id']}"
         cells = [name, status, str(row.get("programs", "-")), best, _spend(row["spend"], compact=not wide)]

@@ -99,7 +99,8 @@ def print_summary(summary, campaign, console: Console) -> None:
     from discover.summary import leaderboard
 
     console.print()
-    console.print(f"[bold]Campaign finished:[/] {summary.stop_reason}")
+    headline = "interrupted" if summary.interrupted else summary.status
+    console.print(f"[bold]Campaign {headline}:[/] {summary.stop_reason}")
     s = summary.spend
     line = (f"{summary.proposals} proposals, {s.get('evaluations', 0)} evaluated "
             f"({summary.counts.get('duplicate', 0)} duplicates skipped, {summary.counts.get('failed', 0)} failed) "
@@ -209,11 +210,14 @@ def run_command(
                 "directory": str(summary.directory), "stop_reason": summary.stop_reason, "best_id": summary.best_id,
                 "best_fitness": summary.best_fitness, "spend": summary.spend, "counts": summary.counts,
                 "failure_counts": summary.failure_counts, "proposals": summary.proposals, "seconds": summary.seconds,
-                "notes": summary.notes}, indent=2))
+                "notes": summary.notes, "status": "interrupted" if summary.interrupted else summary.status},
+                indent=2))
         else:
             print_summary(summary, campaign, console)
     finally:
         campaign.close()
+    if summary.interrupted:
+        raise typer.Exit(130)  # what a shell expects of a program stopped by Ctrl-C
 
 
 def warn_missing_key(cfg) -> None:

@@ -366,3 +366,86 @@ def test_a_kill_during_reference_seeding_charges_no_budget(uninterrupted, tmp_pa
     directory = copy_campaign(whole, tmp_path / "killed")
     roll_back(directory, keep_through=references[-1], pending=(references[-1],), charged=0)
     assert resume(directory) == expected
+
+
+# --- 8. status that tells the truth ----------------------------------------------------------
+
+
+def dead_pid() -> int:
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid  # exited and reaped: nothing runs under this id now (reuse within a test is rare)
+
+
+def test_a_killed_campaign_is_shown_stopped_not_running(tmp_path, monkeypatch, capsys):
+    import os
+    import socket
+    from datetime import datetime, timedelta, timezone
+
+    from archive.store import effective_status
+
+    root = tmp_path / "campaigns"
+    directory = root / "killed-1"
+    with archive.open(directory, create=True) as store:
+        cid = store.create_campaign("killed", {}, seed=0)
+        store.set_campaign_runner(cid, pid=os.getpid())
+        assert effective_status(store.campaign()) == "running"  # this process is alive
+        store.set_campaign_runner(cid, pid=dead_pid())
+        assert store.campaign().host == socket.gethostname()
+        assert effective_status(store.campaign()) == "stopped (killed)"
+        # Another machine's campaign: its heartbeat says whether it still runs.
+        stale = (datetime.now(timezone.utc) - timedelta(minutes=30)).isoformat(timespec="milliseconds")
+        conn = store._conn
+        conn.execute("UPDATE campaigns SET host = 'elsewhere', heartbeat_at = ?", (stale,))
+        assert effective_status(store.campaign()) == "stopped (killed)"
+        store.heartbeat(cid)
+        assert effective_status(store.campaign()) == "running"
+        conn.execute("UPDATE campaigns SET host = ?, pid = ?", (socket.gethostname(), dead_pid()))
+    code, out, err = run_main(["campaigns", str(root), "--json"], monkeypatch, capsys)
+    row = json.loads(out)[0]
+    assert row["status"] == "stopped (killed)" and row["recorded_status"] == "running"
+
+
+def test_ctrl_c_exits_130_and_says_interrupted(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out_dir = tmp_path / "c"
+    argv = [str(Path(sys.executable).parent / "discover"), "run", "--max-evaluations", "200", "--workers", "1",
+            "--output-dir", str(out_dir), "--set", 'evaluation.tasks=["noisy_quadratic"]',
+            "--set", "evaluation.steps_scale=0.2", "--set", "evaluation.lr_grid=[0.001, 0.01, 0.1]",
+            "--set", 'search.seed_programs=["adamw"]', "--set", "evaluation.test_tier=false"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            dbs = list(out_dir.glob("*/archive.db"))
+            if dbs:
+                conn = sqlite3.connect(f"file:{dbs[0]}?mode=ro", uri=True)
+                try:
+                    done = conn.execute("SELECT count(*) FROM programs WHERE status = 'evaluated' "
+                                        "AND proposer != 'reference'").fetchone()[0]
+                except sqlite3.Error:
+                    done = 0
+                finally:
+                    conn.close()
+                if done >= 1:
+                    break
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    text = (out + err).decode()
+    assert proc.returncode == 130, text[-2000:]
+    assert "interrupted" in text.lower() and "Campaign finished" not in text
+    with archive.open(dbs[0].parent) as store:
+        assert store.campaign().status == "stopped"
