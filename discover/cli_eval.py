@@ -114,7 +114,7 @@ def eval_command(
 ) -> None:
     """Score one program on the search, validation and test tiers: speed-up to tuned AdamW's
     validation target per task, the training-loss speed-up beside it, and every baseline."""
-    from sandbox.contract import load_program
+    from sandbox.contract import CandidateError, load_program
     from sandbox.tasks import TIERS
 
     tiers = list(dict.fromkeys(tier)) or (["search"] if task else list(TIERS))
@@ -124,7 +124,13 @@ def eval_command(
         raise UserError("--task picks the tasks of one tier: give a single --tier with it")
     explicit = _task_specs(task)
     source, label = _read_source(program)
-    load_program(source)  # a bad program fails here, in one clear line, before any worker starts
+    try:
+        load_program(source)  # a bad program fails here, in one clear line, before any worker starts
+    except CandidateError as exc:
+        if as_json:  # scripts get the failure as data too (the line on stderr and exit code 2 stay)
+            print(json.dumps({"program": label, "failure": {"reason": exc.reason, "message": exc.message,
+                                                            "line": exc.line}}, indent=2))
+        raise
     results = {}
     for name in tiers:
         tasks = explicit or _suite_tasks(name, [])

@@ -449,3 +449,20 @@ def test_ctrl_c_exits_130_and_says_interrupted(tmp_path):
     assert "interrupted" in text.lower() and "Campaign finished" not in text
     with archive.open(dbs[0].parent) as store:
         assert store.campaign().status == "stopped"
+
+
+# --- 7. machine-readable failures --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("body, reason, line", [
+    ("    return grad.__class__, {}\n", "forbidden_construct", 5),
+    ("    return grad +\n", "invalid_code", 5),
+])
+def test_eval_json_on_a_rejected_program_prints_the_failure(body, reason, line, tmp_path, monkeypatch, capsys):
+    bad = tmp_path / "bad.py"
+    bad.write_text('HPARAMS = {"lr": 0.1}\ndef init(param):\n    return {}\n'
+                   "def update(grad, param, state, step, hp):\n" + body)
+    code, out, err = run_main(["eval", str(bad), "--json"], monkeypatch, capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    failure = json.loads(out)["failure"]
+    assert failure["reason"] == reason and failure["line"] == line and failure["message"]
