@@ -195,9 +195,10 @@ __GROUP_BETAS__
         for (param, grad, state), step in zip(work, steps):
             step = int(step)
             keys = tuple(key for key in state if key != "step")
+            # the fast path writes state in place, so two keys must not share memory
             fits = param.is_contiguous() and grad.is_contiguous() and grad.dtype == param.dtype and all(
                 state[key].shape == param.shape and state[key].dtype == param.dtype and state[key].is_contiguous()
-                for key in keys)
+                for key in keys) and len({id(_root(state[key])) for key in keys}) == len(keys)
             if fits:
                 buckets.setdefault((param.device, param.dtype, step, keys), []).append((param, grad, state))
             else:
@@ -239,18 +240,34 @@ __GROUP_BETAS__
             flat_param[start:stop].add_(delta)
 
     def _step_pack(self, items, keys, step, hp):
-        # Small parameters concatenated into one call of the rule, then scattered back.
+        # Small parameters concatenated into one call of the rule, then scattered back into
+        # each parameter's own state tensors. (Keeping the states as views of the rule's output
+        # instead, to skip the state's concatenation, measured no faster on a CPU.)
         if len(items) == 1:
             self._step_slices(items[0], keys, step, hp, max(1, items[0][0].numel()))
             return
-        sizes = [param.numel() for param, _, _ in items]
-        flat_param = torch.cat([param.view(-1) for param, _, _ in items])
-        flat_grad = torch.cat([grad.reshape(-1) for _, grad, _ in items])
-        flat_state = {key: torch.cat([state[key].view(-1) for _, _, state in items]) for key in keys}
+        # The 1-D views of the pack's parameters and states are kept from step to step while
+        # the very same tensor objects are there (an identity check): making them anew costs
+        # about as much as the rule's arithmetic on small tensors.
+        cache = self.__dict__.setdefault("_pack_views", {})
+        tensors = [tensor for param, _, state in items for tensor in (param, *(state[key] for key in keys))]
+        cache_key = (tuple(id(tensor) for tensor in tensors), keys)
+        kept = cache.get(cache_key)
+        if kept is None or not all(a is b for a, b in zip(kept[0], tensors)):
+            kept = (tensors, [param.view(-1) for param, _, _ in items],
+                    {key: [state[key].view(-1) for _, _, state in items] for key in keys},
+                    [param.numel() for param, _, _ in items])
+            if len(cache) > 4096:  # packs change when grads come and go: keep the cache bounded
+                cache.clear()
+            cache[cache_key] = kept
+        _, param_views, state_views, sizes = kept
+        flat_param = torch.cat(param_views)
+        flat_grad = torch.cat([grad.view(-1) for _, grad, _ in items])
+        flat_state = {key: torch.cat(state_views[key]) for key in keys}
         delta, new = self._checked(update(flat_grad, flat_param, dict(flat_state), step, hp), sum(sizes), keys)
         for key in keys:
-            torch._foreach_copy_([state[key].view(-1) for _, _, state in items], list(new[key].split(sizes)))
-        torch._foreach_add_([param.view(-1) for param, _, _ in items], list(delta.split(sizes)))
+            torch._foreach_copy_(state_views[key], list(new[key].split(sizes)))
+        torch._foreach_add_(param_views, list(delta.split(sizes)))
 
     @staticmethod
     def _checked(result, numel, keys):

@@ -66,8 +66,8 @@ def sandbox_run(source: str, params0, steps: int, hp_for_step=None, groups=None)
 
 def exported_run(cls, params0, steps: int, param_groups=None, flat: bool | None = None, **kw):
     """Step an exported optimizer as the harness would. ``flat=True`` takes the fast path with a
-    chunk of 7 entries, so larger tensors are stepped in slices (one ends short) and smaller ones
-    packed together; ``False`` keeps the per-parameter loop (foreach=False); None leaves the
+    chunk of 8 entries, so larger tensors are stepped in slices (one ends short) and smaller ones
+    packed together (the float64 (4,) and (2, 2) of the flat-path test); ``False`` keeps the per-parameter loop (foreach=False); None leaves the
     optimizer's own choice."""
     params = [p.clone().requires_grad_(True) for p in params0]
     if flat is False:
@@ -77,7 +77,7 @@ def exported_run(cls, params0, steps: int, param_groups=None, flat: bool | None 
     else:
         opt = cls([{"params": [params[i] for i in idx], **g} for idx, g in param_groups], **kw)
     if flat:
-        opt.cpu_chunk_numel = 7
+        opt.cpu_chunk_numel = 8
     for _ in range(steps):
         for i, p in enumerate(params):
             p.grad = grad_of(i, p.detach())
