@@ -53,12 +53,15 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+CLOCK = time.perf_counter
+
+
 def time_step(opt: torch.optim.Optimizer, device: str) -> float:
     sync(device)
-    start = time.perf_counter()
+    start = CLOCK()
     opt.step()
     sync(device)
-    return time.perf_counter() - start
+    return CLOCK() - start
 
 
 WINNER = str(Path(__file__).resolve().parents[1] / "results" / "winner_program.py")
@@ -107,14 +110,19 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--model", choices=[*MODELS, "both"], default="both")
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                        help="cpu: this process's CPU time (steadier on a shared machine; use it with "
+                             "--threads 1 and the CPU device only)")
     args = parser.parse_args()
+    global CLOCK
+    CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
     if args.threads:
         torch.set_num_threads(args.threads)
     devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
     if "cuda" in devices and not torch.cuda.is_available():
         devices.remove("cuda")
         print("no CUDA device here: CPU rows only (nothing was measured on a GPU)")
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, {args.clock} clock")
     for device in devices:
         for model in MODELS if args.model == "both" else [args.model]:
             run(model, device, args.rounds, args.warmup)
