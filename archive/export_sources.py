@@ -15,7 +15,7 @@ from typing import Callable
 from archive.resolve import parse_program_ref, resolve_program
 from archive.store import ArchiveError, open_archive
 from archive.export_naming import descriptive_name
-from sandbox.contract import first_doc_line, parse_ast
+from sandbox.contract import CandidateError, first_doc_line, parse_ast
 from sandbox.references import reference_names, reference_source
 
 EXPORT_MARKER = "a torch.optim optimizer exported by optimizer-discovery"
@@ -89,10 +89,18 @@ def _resolve_archived(ref: str) -> ResolvedSource | None:
         raise ExportError(str(exc)) from None
     # an archived program may carry a name of its own; otherwise name the class by what the
     # rule does (its id says nothing to a user: "Program483")
-    name = found.name if found.name and ":" not in found.name else descriptive_name(
-        found.source, ast.get_docstring(parse_ast(found.source)) or "")
+    name = found.name if found.name and ":" not in found.name else _name_from_rule(found.source, found.program_id)
     return ResolvedSource(source=found.source, name=name, origin=f"{found.campaign_dir}:{found.program_id}",
                           evidence=campaign_evidence(found.campaign_dir, found.program_id))
+
+
+def _name_from_rule(source: str, program_id: int) -> str:
+    # an archive also holds programs that fail the contract: those keep their id as a name and
+    # fail later, where the contract is checked, with the contract's message
+    try:
+        return descriptive_name(source, ast.get_docstring(parse_ast(source)) or "")
+    except (CandidateError, SyntaxError, ValueError, RecursionError, MemoryError):
+        return f"program_{program_id}"
 
 
 def campaign_evidence(campaign_dir: Path, program_id: int) -> str:

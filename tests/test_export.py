@@ -554,8 +554,13 @@ def test_load_optimizer_from_an_archived_program(tmp_path: Path) -> None:
 
     with open_archive(tmp_path / "run", create=True) as archive:
         program_id = archive.add_program(reference_source("adamw"))
+        broken = archive.add_program("import os\n" + reference_source("sgd"))
     cls = load_optimizer(f"{tmp_path / 'run'}:{program_id}")
     assert cls.__name__ == "AdamW"  # named from its docstring ("AdamW: ..."), not by its id
+    # a program that breaks the contract resolves (by its id) and fails where the contract is checked
+    assert resolve_source(f"{tmp_path / 'run'}:{broken}").name == f"program_{broken}"
+    with pytest.raises(CandidateError, match="import is not allowed"):
+        load_optimizer(f"{tmp_path / 'run'}:{broken}")
     with pytest.raises(ExportError):
         load_optimizer(f"{tmp_path / 'run'}:{program_id + 1}")
 
