@@ -562,7 +562,7 @@ def test_load_optimizer_from_an_archived_program(tmp_path: Path) -> None:
     with pytest.raises(CandidateError, match="import is not allowed"):
         load_optimizer(f"{tmp_path / 'run'}:{broken}")
     with pytest.raises(ExportError):
-        load_optimizer(f"{tmp_path / 'run'}:{program_id + 1}")
+        load_optimizer(f"{tmp_path / 'run'}:{broken + 1}")
 
 
 def test_an_archived_winner_exports_with_what_its_campaign_measured(tmp_path: Path) -> None:
