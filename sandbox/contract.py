@@ -175,6 +175,46 @@ def _literal_number(node: ast.AST) -> float | int | bool | None:
     return None
 
 
+MAX_CONSTANT_BITS = 4096
+"""Integer arithmetic on constants is exact in Python, so `7 ** (10**8)` computes a 280-million
+bit number and holds a worker for minutes. No optimizer needs a constant beyond this size."""
+
+
+def _constant_int(node: ast.AST, constants: dict[str, float]) -> int | None:
+    """The value of an integer expression of literals and module constants (None when it is not
+    one); raises ``forbidden_construct`` when it would exceed :data:`MAX_CONSTANT_BITS`, judged
+    before computing it."""
+    if isinstance(node, ast.Constant):
+        return node.value if isinstance(node.value, int) and not isinstance(node.value, bool) else None
+    if isinstance(node, ast.Name):
+        value = constants.get(node.id)
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        inner = _constant_int(node.operand, constants)
+        return None if inner is None else (-inner if isinstance(node.op, ast.USub) else inner)
+    if not (isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Sub, ast.Mult, ast.Pow,
+                                                                   ast.FloorDiv, ast.Mod))):
+        return None
+    a, b = _constant_int(node.left, constants), _constant_int(node.right, constants)
+    if a is None or b is None:
+        return None
+    if isinstance(node.op, ast.Pow):
+        if b < 0 or abs(a) <= 1:
+            return None if b < 0 else a ** b  # a float, or 0/1/-1: cheap either way
+        bits = b * (abs(a).bit_length() - 1)  # a lower bound of the result's size
+    elif isinstance(node.op, ast.Mult):
+        bits = abs(a).bit_length() + abs(b).bit_length() - 1
+    else:
+        bits = max(abs(a).bit_length(), abs(b).bit_length())
+    if bits > MAX_CONSTANT_BITS:
+        raise _forbid(node, f"the constant `{ast.unparse(node)[:60]}` (about {bits} bits: too large; "
+                            f"constant integers are limited to {MAX_CONSTANT_BITS} bits)")
+    if isinstance(node.op, (ast.FloorDiv, ast.Mod)) and b == 0:
+        return None
+    return {ast.Add: int.__add__, ast.Sub: int.__sub__, ast.Mult: int.__mul__, ast.Pow: int.__pow__,
+            ast.FloorDiv: int.__floordiv__, ast.Mod: int.__mod__}[type(node.op)](a, b)
+
+
 def _is_docstring(stmt: ast.stmt) -> bool:
     return isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant) and isinstance(stmt.value.value, str)
 
@@ -253,6 +293,7 @@ class _Checker(ast.NodeVisitor):
         self.locals: set[str] = set()
         self.params: set[str] = set()
         self.loop_depth = 0
+        self.constant_values: dict[str, float] = {}
 
     def check_function(self, fn: ast.FunctionDef) -> None:
         self.current = fn.name
@@ -414,6 +455,8 @@ class _Checker(ast.NodeVisitor):
     def visit_BinOp(self, node: ast.BinOp) -> None:
         if not isinstance(node.op, _BINOPS):
             raise _forbid(node, f"the operator `{type(node.op).__name__}`")
+        if isinstance(node.op, (ast.Pow, ast.Mult)):
+            _constant_int(node, self.constant_values)  # raises for a constant integer that would stall a worker
         self.generic_visit(node)
 
     def visit_UnaryOp(self, node: ast.UnaryOp) -> None:
@@ -518,6 +561,7 @@ def _check(source: str) -> _Checked:
         if len(got) != len(expected) or fn.args.vararg or fn.args.kwarg:
             raise _invalid(fn, f"wrong `{name}` signature: expected {name}({', '.join(expected)}), got {name}({', '.join(got)})")
     checker = _Checker(functions, set(constants), set(hparams))
+    checker.constant_values = constants
     for fn in functions.values():
         checker.check_function(fn)
     _reject_recursion(checker.calls, functions)

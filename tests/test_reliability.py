@@ -466,3 +466,33 @@ def test_eval_json_on_a_rejected_program_prints_the_failure(body, reason, line, 
     assert code == 2 and len(err.strip().splitlines()) == 1
     failure = json.loads(out)["failure"]
     assert failure["reason"] == reason and failure["line"] == line and failure["message"]
+
+
+# --- 6. slow hostile code ----------------------------------------------------------------------
+
+SLOW_POWER = '''HPARAMS = {"lr": 1e-3}
+N = 100000000
+
+def init(param):
+    return {}
+
+def update(grad, param, state, step, hp):
+    big = %s
+    return -hp.lr * grad, {}
+'''
+
+
+@pytest.mark.parametrize("expression", ["7 ** (10**8)", "(2 ** 20) ** (2 ** 20)", "3 ** N", "-(5 ** 99999 * 5 ** 99999)"])
+def test_constant_big_integer_powers_are_rejected_statically(expression):
+    from sandbox.contract import CandidateError, validate
+
+    with pytest.raises(CandidateError) as info:
+        validate(SLOW_POWER % expression)
+    assert info.value.reason == "forbidden_construct" and info.value.line == 8 and "too large" in str(info.value)
+
+
+@pytest.mark.parametrize("expression", ["2 ** 10", "10 ** -8", "step ** 2", "(-1) ** (10**12)", "1.5 ** 40"])
+def test_small_or_non_constant_powers_still_pass(expression):
+    from sandbox.contract import validate
+
+    validate(SLOW_POWER % expression)

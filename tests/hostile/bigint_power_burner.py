@@ -1,5 +1,5 @@
-# expect: timeout
-# Bounded literals, unbounded integer power: 10 ** (12 ** 10**12).
+# expect: forbidden_construct
+# Bounded literals, unbounded integer power: 10 ** (12 ** 10**12), rejected before it runs.
 HPARAMS = {"lr": 0.001}
 
 def init(param):
