@@ -1,0 +1,672 @@
+"""Grammars of what each proposer may answer, generated from the candidate contract.
+
+A small local model asked for a program writes prose, half a program or Python the sandbox
+rejects (issue 19: 0 valid programs in 26 answers from a 135M model). Constrained decoding
+lets the server sample only tokens that keep the answer inside a grammar, so every answer
+parses. The grammar here is *built*, not written: the call forms come from
+:data:`sandbox.vocabulary.OPS` (name and arity of every op), the operators, argument lists,
+loop bounds and literal limits from :mod:`sandbox.contract`, so an op added to the vocabulary
+is in the grammar (and in validation, export and prompts) at once.
+
+The grammar is a context-free approximation of the contract. It enforces the module layout
+(docstring, ``HPARAMS`` with a positive ``lr`` first, number constants, helpers, ``init``,
+``update``), the exact signatures, 4-space indentation, the allowed statements and operators,
+each op's arity, bounded literal loops nested at most ``MAX_LOOP_DEPTH`` deep, identifiers that
+are not keywords and do not redefine ops, and ``hp.name`` only inside ``update``. What a
+context-free grammar cannot know is left to the validator, which still checks every answer:
+whether a name read was assigned, whether ``hp.x`` is in HPARAMS, whether a helper called is
+defined, recursion, and HPARAMS keys that are tensor attributes.
+
+One grammar object is emitted in several forms (:func:`render`):
+
+* ``gbnf``  llama.cpp's grammar format (llama-server, llama-cpp-python; vLLM's xgrammar reads it too)
+* ``lark``  the same grammar as a Lark EBNF (vLLM's ``guided_grammar`` with the outlines backend)
+* ``regex`` a regular approximation, expressions nested at most ``depth`` deep (vLLM's
+  ``guided_regex``; Ollama's JSON-schema ``pattern`` uses it over the JSON-escaped text)
+
+Kinds: ``full`` (a fresh program: optional short prose, then one python block), ``crossover``
+(the same answer shape), ``diff`` (SEARCH/REPLACE blocks whose SEARCH lines, given the parent,
+are runs of the parent's own lines and whose REPLACE lines are each a line the program grammar
+allows), ``critique`` (plain prose, bounded in lines and characters, no code fences).
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import json
+import keyword
+from dataclasses import dataclass
+from typing import Union
+
+import torch
+
+from sandbox import contract, vocabulary
+
+__all__ = ["FORMATS", "KINDS", "Grammar", "build", "render"]
+
+KINDS = ("full", "diff", "crossover", "critique")
+FORMATS = ("gbnf", "lark", "regex")
+
+INDENT = "    "
+MAX_BLOCK_LEVEL = 4  # function body at level 1; if/for bodies up to three levels further in
+MAX_DOC_LINES = 40
+MAX_LINE_CHARS = 120
+MAX_INTRO_LINES = 3
+MAX_DIFF_BLOCKS = 8
+CRITIQUE_LINE_CHARS = 200
+MAX_EXCLUDED_ATTRIBUTE_CHARS = 4
+
+
+# --- the grammar's own small AST -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Lit:
+    text: str
+
+
+@dataclass(frozen=True)
+class Chars:
+    """A character class: ``ranges`` of (first, last) characters, or everything but them."""
+
+    ranges: tuple[tuple[str, str], ...]
+    negated: bool = False
+
+    def __contains__(self, char: str) -> bool:
+        return any(lo <= char <= hi for lo, hi in self.ranges) != self.negated
+
+
+@dataclass(frozen=True)
+class Ref:
+    name: str
+
+
+@dataclass(frozen=True)
+class Seq:
+    items: tuple[Node, ...]
+
+
+@dataclass(frozen=True)
+class Alt:
+    items: tuple[Node, ...]
+
+
+@dataclass(frozen=True)
+class Rep:
+    item: Node
+    lo: int
+    hi: int | None  # None: unbounded
+
+
+Node = Union[Lit, Chars, Ref, Seq, Alt, Rep]
+
+
+def _node(x: Node | str) -> Node:
+    return Lit(x) if isinstance(x, str) else x
+
+
+def seq(*items: Node | str) -> Node:
+    nodes = tuple(_node(i) for i in items)
+    return nodes[0] if len(nodes) == 1 else Seq(nodes)
+
+
+def alt(*items: Node | str) -> Node:
+    nodes = tuple(_node(i) for i in items)
+    return nodes[0] if len(nodes) == 1 else Alt(nodes)
+
+
+def opt(*items: Node | str) -> Node:
+    return Rep(seq(*items), 0, 1)
+
+
+def star(*items: Node | str) -> Node:
+    return Rep(seq(*items), 0, None)
+
+
+def plus(*items: Node | str) -> Node:
+    return Rep(seq(*items), 1, None)
+
+
+def rep(item: Node | str, lo: int, hi: int | None) -> Node:
+    return Rep(_node(item), lo, hi)
+
+
+_CONTROLS = (("\x00", "\x08"), ("\n", "\x1f"), ("\x7f", "\x7f"))
+
+
+def text_chars(excluded: str = "") -> Chars:
+    """Any character but control characters (a tab is fine) and ``excluded``: a carriage
+    return in a comment would end the line for Python and let code follow it."""
+    return Chars(_CONTROLS + tuple((ch, ch) for ch in excluded), negated=True)
+
+
+def chars(spec: str, negated: bool = False) -> Chars:
+    """``chars("A-Za-z_")``: a class from single characters and ``a-z`` ranges."""
+    ranges, i = [], 0
+    while i < len(spec):
+        if i + 2 < len(spec) and spec[i + 1] == "-":
+            ranges.append((spec[i], spec[i + 2]))
+            i += 3
+        else:
+            ranges.append((spec[i], spec[i]))
+            i += 1
+    return Chars(tuple(ranges), negated)
+
+
+def _minus(cls: Chars, remove: set[str]) -> Chars:
+    """A positive class without the characters ``remove`` (which must be inside it)."""
+    assert not cls.negated
+    out: list[tuple[str, str]] = []
+    for lo, hi in cls.ranges:
+        start = ord(lo)
+        for code in range(ord(lo), ord(hi) + 2):
+            if code > ord(hi) or chr(code) in remove:
+                if code > start:
+                    out.append((chr(start), chr(code - 1)))
+                start = code + 1
+    return Chars(tuple(out))
+
+
+@dataclass
+class Grammar:
+    """Named rules; ``root`` is where a derivation starts."""
+
+    rules: dict[str, Node]
+    root: str = "root"
+
+    def to_gbnf(self) -> str:
+        return _to_gbnf(self)
+
+    def to_lark(self) -> str:
+        return _to_lark(self)
+
+    def to_regex(self, depth: int = 2, json_escaped: bool = False) -> str:
+        return _to_regex(self, depth, json_escaped)
+
+
+# --- building the grammar from the contract -------------------------------------------------
+
+# Every operator class the validator may allow, with its text. A class the contract allows
+# and this table lacks stops the build (and the sync test), so the two cannot drift apart.
+_BINOP_TEXT = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**",
+               ast.FloorDiv: "//", ast.Mod: "%", ast.MatMult: "@", ast.LShift: "<<",
+               ast.RShift: ">>", ast.BitOr: "|", ast.BitXor: "^", ast.BitAnd: "&"}
+_CMPOP_TEXT = {ast.Eq: "==", ast.NotEq: "!=", ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">="}
+_UNARY_TEXT = {ast.USub: "-", ast.UAdd: "+", ast.Invert: "~"}
+_ADDITIVE = {ast.Add, ast.Sub}
+_POWER = {ast.Pow}
+
+
+def _operator_texts() -> tuple[list[str], list[str], list[str], list[str]]:
+    """(additive, multiplicative, comparison, unary sign) operator texts the contract allows."""
+    missing = [op.__name__ for op in (*contract._BINOPS, *contract._CMPOPS)
+               if op not in _BINOP_TEXT and op not in _CMPOP_TEXT]
+    missing += [op.__name__ for op in contract._UNARYOPS if op is not ast.Not and op not in _UNARY_TEXT]
+    if missing:
+        raise AssertionError(f"the contract allows operator(s) the grammar does not know: {', '.join(missing)}")
+    add = [_BINOP_TEXT[op] for op in contract._BINOPS if op in _ADDITIVE]
+    mul = [_BINOP_TEXT[op] for op in contract._BINOPS if op not in _ADDITIVE and op not in _POWER]
+    cmp = [_CMPOP_TEXT[op] for op in contract._CMPOPS]
+    unary = [_UNARY_TEXT[op] for op in contract._UNARYOPS if op is not ast.Not]
+    # Longest first, so a reader of the grammar sees `**` before `*` (the order does not matter
+    # to a recogniser, which tries every alternative).
+    return (sorted(add, key=len, reverse=True), sorted(mul, key=len, reverse=True),
+            sorted(cmp, key=len, reverse=True), unary)
+
+
+def op_arities() -> dict[str, tuple[int, int]]:
+    """Each vocabulary op's (least, most) positional arguments, from its signature."""
+    out = {}
+    for name, fn in vocabulary.OPS.items():
+        params = [p for p in inspect.signature(fn).parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        out[name] = (sum(p.default is p.empty for p in params), len(params))
+    return out
+
+
+def _words_excluded(rules: dict[str, Node], prefix: str, words: set[str], first: Chars, rest: Chars) -> None:
+    """Rules ``<prefix>`` for identifiers ``first rest*`` that are none of ``words``.
+
+    A grammar cannot say "but not this word", so the rule is the trie of the excluded words,
+    complemented: each trie node continues with a character that stays in the trie (next node)
+    or one that leaves it (then anything). A word is excluded where its node must continue.
+    """
+    trie: dict[str, dict] = {}
+    for word in sorted(words):
+        node = trie
+        for ch in word:
+            node = node.setdefault(ch, {})
+        node[""] = {}
+    tail = f"{prefix}-tail"
+    rules[tail] = Rep(rest, 0, None)
+    counter = [0]
+
+    def emit(node: dict, path: str, cls: Chars) -> str:
+        name = prefix if not path else f"{prefix}-{counter[0]}"
+        counter[0] += 1
+        options: list[Node] = []
+        children = sorted(ch for ch in node if ch)
+        for ch in children:
+            if ch not in cls:
+                continue
+            child = node[ch]
+            grand = [c for c in child if c]
+            if not grand:  # an excluded word with no excluded continuation: it must go on
+                options.append(seq(ch, rest, Ref(tail)))
+                continue
+            child_rule = emit(child, path + ch, rest)
+            options.append(seq(ch, Ref(child_rule)) if "" in child else seq(ch, opt(Ref(child_rule))))
+        others = _minus(cls, {c for c in children if c in cls})
+        if others.ranges:
+            options.append(seq(others, Ref(tail)))
+        rules[name] = alt(*options)
+        return name
+
+    emit(trie, "", first)
+
+
+def _number_rules(rules: dict[str, Node]) -> None:
+    # Integers below 10**12 (the contract's literal limit) have at most 12 digits; no leading
+    # zeros (a syntax error in Python 3).
+    int_digits = len(str(10**12)) - 1
+    rules["int"] = alt("0", seq(chars("1-9"), rep(chars("0-9"), 0, int_digits - 1)))
+    rules["frac"] = seq(".", rep(chars("0-9"), 1, 16))
+    rules["exp"] = seq(chars("eE"), opt(chars("+-")), rep(chars("0-9"), 1, 2))
+    rules["number"] = seq(Ref("int"), opt(Ref("frac")), opt(Ref("exp")))
+    rules["signed-number"] = seq(opt("-"), Ref("number"))
+    # A positive number: a nonzero integer part, or 0.<digits with a nonzero one>.
+    rules["pos-number"] = seq(alt(seq(chars("1-9"), rep(chars("0-9"), 0, int_digits - 1), opt(Ref("frac"))),
+                                  seq("0.", rep(chars("0-9"), 0, 8), chars("1-9"), rep(chars("0-9"), 0, 8))),
+                              opt(Ref("exp")))
+    rules["small-int"] = alt(*[str(n) for n in range(contract.MAX_LOOP_ITERATIONS, -1, -1)])
+    rules["loop-count"] = alt(*[str(n) for n in range(contract.MAX_LOOP_ITERATIONS, 0, -1)])
+
+
+def _expression_rules(rules: dict[str, Node], c: str, with_hp: bool) -> None:
+    """Expressions for a function body; ``c`` names the context (``u``: update, reads hp)."""
+    add, mul, cmp, unary = _operator_texts()
+    ws = opt(" ")
+    sep = seq(",", ws)
+    test, or_, and_, not_ = f"test-{c}", f"or-{c}", f"and-{c}", f"not-{c}"
+    cmp_, arith, term, factor, power, atom = f"cmp-{c}", f"arith-{c}", f"term-{c}", f"factor-{c}", f"power-{c}", f"atom-{c}"
+    rules[test] = seq(Ref(or_), opt(" if ", Ref(or_), " else ", Ref(test)))
+    rules[or_] = seq(Ref(and_), star(" or ", Ref(and_)))
+    rules[and_] = seq(Ref(not_), star(" and ", Ref(not_)))
+    rules[not_] = alt(seq("not ", Ref(not_)), Ref(cmp_))
+    rules[cmp_] = seq(Ref(arith), star(ws, alt(*cmp), ws, Ref(arith)))
+    rules[arith] = seq(Ref(term), star(ws, alt(*add), ws, Ref(term)))
+    rules[term] = seq(Ref(factor), star(ws, alt(*mul), ws, Ref(factor)))
+    rules[factor] = alt(seq(alt(*unary), Ref(factor)), Ref(power))
+    rules[power] = seq(Ref(atom), opt(ws, "**", ws, Ref(factor)))
+    calls = []
+    for name, (least, most) in op_arities().items():
+        args = [Ref(test)] + [seq(sep, Ref(test)) for _ in range(max(least, 1) - 1)]
+        extra = [opt(sep, Ref(test))] * (most - max(least, 1))
+        calls.append(seq(f"{name}(", *args, *extra, ")") if most else Lit(f"{name}()"))
+    rules[f"op-call-{c}"] = alt(*calls)
+    rules[f"helper-call-{c}"] = seq(Ref("call-name"), "(", opt(Ref(test), star(sep, Ref(test))), ")")
+    rules[f"paren-{c}"] = seq("(", Ref(test), star(sep, Ref(test)), opt(","), ")")
+    rules[f"dict-{c}"] = seq("{", opt(Ref(f"entry-{c}"), star(sep, Ref(f"entry-{c}"))), "}")
+    rules[f"entry-{c}"] = seq(Ref("key"), ": ", Ref(test))
+    options: list[Node] = [Ref("number"), "True", "False", "None", Ref("subscript"), Ref("load-name"),
+                           Ref(f"op-call-{c}"), Ref(f"helper-call-{c}"), Ref(f"paren-{c}"), Ref(f"dict-{c}")]
+    if with_hp:
+        options.insert(4, Ref("hp-ref"))
+    rules[atom] = alt(*options)
+    rules[f"exprs-{c}"] = seq(Ref(test), star(sep, Ref(test)))
+
+
+def _statement_rules(rules: dict[str, Node], c: str) -> None:
+    """Blocks of statements at each indentation level, loops nested at most MAX_LOOP_DEPTH."""
+    test, ws = Ref(f"test-{c}"), opt(" ")
+    rules[f"simple-{c}"] = alt(
+        seq(Ref("store-name"), star(",", ws, Ref("store-name")), " = ", Ref(f"exprs-{c}")),
+        seq(Ref("store-name"), " ", Ref("aug-op"), " ", test),
+        seq("return ", Ref(f"exprs-{c}")),
+        "pass")
+    for level in range(MAX_BLOCK_LEVEL, 0, -1):
+        indent = INDENT * level
+        for loops in range(contract.MAX_LOOP_DEPTH + 1):
+            name = f"block-{level}-{loops}-{c}"
+            options: list[Node] = [seq(Ref(f"simple-{c}"), "\n")]
+            if level < MAX_BLOCK_LEVEL:
+                inner = Ref(f"block-{level + 1}-{loops}-{c}")
+                options.append(seq("if ", test, ":\n", inner, star(indent, "elif ", test, ":\n", inner),
+                                   opt(indent, "else:\n", inner)))
+                if loops < contract.MAX_LOOP_DEPTH:
+                    options.append(seq("for ", Ref("store-name"), " in range(", Ref("range-args"), "):\n",
+                                       Ref(f"block-{level + 1}-{loops + 1}-{c}")))
+            rules[name] = plus(opt(indent, Ref("comment"), "\n"), indent, alt(*options))
+
+
+def build(kind: str = "full", parent: str | None = None) -> Grammar:
+    """The grammar of an answer of ``kind``; for ``diff`` with a ``parent`` program, SEARCH
+    sections are runs of the parent's own lines (they always match)."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown grammar kind {kind!r}; choose one of {', '.join(KINDS)}")
+    rules: dict[str, Node] = {"root": Lit("")}  # placeholder, keeps root first
+    if kind == "critique":
+        _critique_rules(rules)
+        return Grammar(rules)
+    _program_rules(rules)
+    if kind in ("full", "crossover"):
+        rules["root"] = seq(opt(Ref("intro")), "```python\n", Ref("program"), "```")
+    else:
+        _diff_rules(rules, parent)
+        rules["root"] = seq(opt(Ref("intro")), Ref("diff-block"), rep(seq(opt("\n"), Ref("diff-block")), 0, MAX_DIFF_BLOCKS - 1))
+    return Grammar(_reachable(rules, "root"))
+
+
+def _reachable(rules: dict[str, Node], root: str) -> dict[str, Node]:
+    """The rules a derivation from ``root`` can use, in definition order."""
+    seen, stack = {root}, [root]
+    while stack:
+        for name in _refs(rules[stack.pop()]):
+            if name not in seen:
+                seen.add(name)
+                stack.append(name)
+    return {name: node for name, node in rules.items() if name in seen}
+
+
+def _program_rules(rules: dict[str, Node]) -> None:
+    _, _, _, _ = _operator_texts()
+    add_mul = [_BINOP_TEXT[op] for op in contract._BINOPS]
+    rules["intro"] = seq(rep(seq(text_chars("`"), rep(text_chars("`"), 0, 400), "\n"), 1, MAX_INTRO_LINES),
+                         opt("\n"))
+    rules["program"] = seq(
+        opt(Ref("docstring"), Ref("gap")), Ref("hparams"), Ref("gap"), star(Ref("constant"), Ref("gap")),
+        star(Ref("helper"), Ref("gap")), Ref("init-def"), Ref("gap"), star(Ref("helper"), Ref("gap")),
+        Ref("update-def"), Ref("gap"), star(Ref("helper"), Ref("gap")))
+    rules["gap"] = rep("\n", 0, 2)
+    doc_char = alt(text_chars('"\\'), seq('"', text_chars('"\\')))
+    rules["doc-line"] = rep(doc_char, 0, MAX_LINE_CHARS)
+    rules["docstring"] = seq('"""', Ref("doc-line"), rep(seq("\n", Ref("doc-line")), 0, MAX_DOC_LINES - 1), '"""\n')
+    rules["fdoc"] = seq('"""', rep(text_chars('"\\'), 1, MAX_LINE_CHARS), '"""')
+    rules["comment"] = seq("#", rep(text_chars(), 0, MAX_LINE_CHARS))
+    # HPARAMS: "lr" first and positive; keys are lowercase identifiers (hp.key must read them).
+    entry_sep = seq(",", alt(" ", f"\n{INDENT}"))
+    rules["hparams"] = seq("HPARAMS = {", opt(f"\n{INDENT}"), '"lr": ', Ref("pos-number"),
+                           rep(seq(entry_sep, Ref("hp-entry")), 0, 31), opt(","), opt("\n"), "}\n")
+    rules["hp-entry"] = seq('"', Ref("hp-key"), '": ', Ref("signed-number"))
+    rules["constant"] = seq(Ref("const-name"), " = ", Ref("signed-number"), "\n")
+    init_args, update_args = ", ".join(contract.INIT_ARGS), ", ".join(contract.UPDATE_ARGS)
+    rules["init-def"] = seq(f"def init({init_args}):\n", Ref("body-f"))
+    rules["update-def"] = seq(f"def update({update_args}):\n", Ref("body-u"))
+    rules["helper"] = seq("def ", Ref("helper-name"), "(", opt(Ref("param-name"), rep(seq(", ", Ref("param-name")), 0, 7)),
+                          "):\n", Ref("body-f"))
+    for c in ("u", "f"):
+        rules[f"body-{c}"] = seq(opt(INDENT, Ref("fdoc"), "\n"), Ref(f"block-1-0-{c}"))
+    # Names: a name is read, stored, defined or called under its own rule, so a derivation
+    # engine can tell them apart; all are identifiers that are not keywords, ops or the names
+    # the module layout reserves.
+    reserved = set(keyword.kwlist) | set(vocabulary.OPS) | {"range", "init", "update", "HPARAMS"}
+    _words_excluded(rules, "name", reserved, chars("A-Za-z"), chars("A-Za-z0-9_"))
+    # HPARAMS keys the validator refuses: keywords, HParams methods and tensor attributes. All
+    # 600 tensor attributes would add 2,000 rules; the short ones (`t`, `mm`, `abs`, `norm`,
+    # `clip`) are those a model or a random derivation picks, so they are excluded here.
+    hp_reserved = ({w for w in keyword.kwlist if w.islower()} | {a for a in dir(contract.HParams) if not a.startswith("_")}
+                   | {a for a in dir(torch.Tensor) if a.isidentifier() and a.islower() and not a.startswith("_")
+                      and len(a) <= MAX_EXCLUDED_ATTRIBUTE_CHARS})
+    _words_excluded(rules, "hp-key", hp_reserved, chars("a-z"), chars("a-z0-9_"))
+    for alias in ("load-name", "store-name", "const-name", "helper-name", "param-name", "call-name"):
+        rules[alias] = Ref("name")
+    rules["hp-ref"] = seq("hp.", Ref("hp-attr"))
+    rules["hp-attr"] = Ref("hp-key")
+    rules["key"] = seq('"', chars("A-Za-z_"), rep(chars("A-Za-z0-9_"), 0, 39), '"')
+    rules["subscript"] = seq(Ref("load-name"), "[", alt(Ref("key"), seq(opt("-"), Ref("small-int"))), "]")
+    rules["aug-op"] = alt(*[f"{text}=" for text in sorted(add_mul, key=len, reverse=True)])
+    rules["range-args"] = alt(seq(Ref("small-int"), ",", opt(" "), Ref("small-int")), Ref("loop-count"))
+    _number_rules(rules)
+    _expression_rules(rules, "u", with_hp=True)
+    _expression_rules(rules, "f", with_hp=False)
+    _statement_rules(rules, "u")
+    _statement_rules(rules, "f")
+
+
+def _diff_rules(rules: dict[str, Node], parent: str | None) -> None:
+    # One REPLACE line is any single line the program grammar allows, at any block level, in
+    # update's context (the widest): no import, method call or comprehension can appear.
+    test, ws = Ref("test-u"), opt(" ")
+    header = alt(seq(alt("if ", "elif "), test, ":"), "else:", seq("for ", Ref("store-name"), " in range(", Ref("range-args"), "):"))
+    body_line = seq(rep(INDENT, 1, MAX_BLOCK_LEVEL), alt(Ref("simple-u"), header, Ref("comment"), Ref("fdoc")))
+    top_line = alt(
+        seq(Ref("const-name"), " = ", Ref("signed-number")),
+        seq("def ", alt(Ref("helper-name"), "init", "update"), "(", opt(Ref("param-name"), star(", ", Ref("param-name"))), "):"),
+        seq("HPARAMS = {", opt('"lr": ', Ref("pos-number"), star(",", ws, Ref("hp-entry")), opt(","), opt("}"))),
+        seq(INDENT, Ref("hp-entry"), star(",", ws, Ref("hp-entry")), opt(",")),
+        "}")
+    rules["replace-line"] = seq(opt(alt(body_line, top_line)), "\n")
+    rules["replace"] = rep(Ref("replace-line"), 0, 60)
+    if parent is None:
+        rules["search"] = rep(seq(chars("\n=<>", negated=True), rep(chars("\n", negated=True), 0, 200), "\n"), 1, 60)
+    else:
+        lines = parent.rstrip("\n").split("\n")
+        starts = []
+        for i in range(len(lines) - 1, -1, -1):
+            rest = [opt(Ref(f"search-{i + 1}"))] if i + 1 < len(lines) else []
+            rules[f"search-{i}"] = seq(lines[i] + "\n", *rest)
+            if lines[i].strip():
+                starts.append(Ref(f"search-{i}"))
+        rules["search"] = alt(*reversed(starts))
+    rules["diff-block"] = seq("<<<<<<< SEARCH\n", Ref("search"), "=======\n", Ref("replace"), ">>>>>>> REPLACE\n")
+
+
+def _critique_rules(rules: dict[str, Node]) -> None:
+    from discover import parsing
+
+    # Bounded so the whole critique fits extract_critique's limit without being cut.
+    max_chars = inspect.signature(parsing.extract_critique).parameters["max_chars"].default
+    lines = max(1, max_chars // (CRITIQUE_LINE_CHARS + 1))
+    text = text_chars("`")
+    rules["root"] = seq(text, rep(text, 0, CRITIQUE_LINE_CHARS - 1), rep(seq("\n", rep(text, 0, CRITIQUE_LINE_CHARS)), 0, lines - 1))
+
+
+# --- emitting -----------------------------------------------------------------------------
+
+_GBNF_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+# Escapes every reader of a class understands (llama.cpp's GBNF parser rejects `\-` and `\^`,
+# so `-` goes last and `^` never first instead).
+_CLASS_ESCAPES = {"\\": "\\\\", "]": "\\]", "[": "\\[", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _class_char(ch: str, escapes: dict[str, str]) -> str:
+    if ch in escapes:
+        return escapes[ch]
+    return f"\\x{ord(ch):02x}" if ord(ch) < 32 or ord(ch) == 127 else ch
+
+
+def _class_text(cls: Chars, escapes: dict[str, str]) -> str:
+    parts = [_class_char(lo, escapes) if lo == hi else f"{_class_char(lo, escapes)}-{_class_char(hi, escapes)}"
+             for lo, hi in cls.ranges]
+    parts.sort(key=lambda p: (p == "-", p == "^"))  # a lone - last, a lone ^ not first
+    if parts and parts[0] == "^" and len(parts) == 1:
+        raise AssertionError("a class of only ^ cannot be written; use a literal")
+    return f"[{'^' if cls.negated else ''}{''.join(parts)}]"
+
+
+def _quantifier(lo: int, hi: int | None, lark: bool = False) -> str:
+    if (lo, hi) == (0, 1):
+        return "?"
+    if (lo, hi) == (0, None):
+        return "*"
+    if (lo, hi) == (1, None):
+        return "+"
+    if lark:
+        raise AssertionError("handled by the caller")
+    if hi is None:
+        return f"{{{lo},}}"
+    return f"{{{lo}}}" if lo == hi else f"{{{lo},{hi}}}"
+
+
+def _gbnf_node(node: Node, nested: bool = False) -> str:
+    if isinstance(node, Lit):
+        return '"' + "".join(_GBNF_ESCAPES.get(ch, ch) for ch in node.text) + '"'
+    if isinstance(node, Chars):
+        return _class_text(node, _CLASS_ESCAPES)
+    if isinstance(node, Ref):
+        return node.name
+    if isinstance(node, Seq):
+        return " ".join(_gbnf_node(item, nested=True) for item in node.items)
+    if isinstance(node, Alt):
+        text = " | ".join(_gbnf_node(item) for item in node.items)
+        return f"({text})" if nested else text
+    if isinstance(node, Rep):
+        inner = _gbnf_node(node.item, nested=True)
+        if isinstance(node.item, Seq):
+            inner = f"({inner})"
+        return inner + _quantifier(node.lo, node.hi)
+    raise TypeError(node)
+
+
+def _to_gbnf(grammar: Grammar) -> str:
+    lines = [f"{name} ::= {_gbnf_node(node)}" for name, node in grammar.rules.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _lark_name(name: str) -> str:
+    return name.replace("-", "_")
+
+
+def _lark_node(node: Node, nested: bool = False) -> str:
+    if isinstance(node, Lit):
+        return json.dumps(node.text)
+    if isinstance(node, Chars):
+        return "/" + _class_text(node, {**_CLASS_ESCAPES, "/": "\\/"}) + "/"
+    if isinstance(node, Ref):
+        return _lark_name(node.name)
+    if isinstance(node, Seq):
+        return " ".join(_lark_node(item, nested=True) for item in node.items)
+    if isinstance(node, Alt):
+        text = " | ".join(_lark_node(item) for item in node.items)
+        return f"({text})" if nested else text
+    if isinstance(node, Rep):
+        inner = _lark_node(node.item, nested=True)
+        if isinstance(node.item, Seq):
+            inner = f"({inner})"
+        if (node.lo, node.hi) in ((0, 1), (0, None), (1, None)):
+            return inner + _quantifier(node.lo, node.hi)
+        if node.hi is None:
+            return f"{inner} ~ {node.lo} {inner}*"
+        if node.lo == 0:
+            return f"({inner} ~ 1..{node.hi})?"
+        return f"{inner} ~ {node.lo}..{node.hi}"
+    raise TypeError(node)
+
+
+def _to_lark(grammar: Grammar) -> str:
+    lines = [f"start: {_lark_name(grammar.root)}"]
+    lines += [f"{_lark_name(name)}: {_lark_node(node)}" for name, node in grammar.rules.items()]
+    return "\n".join(lines) + "\n"
+
+
+_REGEX_META = set(".^$|?*+()[]{}\\/")
+_JSON_SPECIAL = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _regex_literal(text: str, json_escaped: bool) -> str:
+    if json_escaped:
+        text = "".join(_JSON_SPECIAL.get(ch, ch) for ch in text)
+    out = []
+    for ch in text:
+        out.append("\\n" if ch == "\n" else "\\t" if ch == "\t" else "\\" + ch if ch in _REGEX_META else ch)
+    return "".join(out)
+
+
+def _regex_class(cls: Chars, json_escaped: bool) -> str:
+    if not json_escaped:
+        return _class_text(cls, _CLASS_ESCAPES)
+    # Over the JSON-escaped text: the class without the characters JSON escapes, plus the
+    # escape sequences of those it contains.
+    specials = [ch for ch in _JSON_SPECIAL if ch in cls]
+    if cls.negated:
+        base = Chars(cls.ranges + tuple((ch, ch) for ch in _JSON_SPECIAL) + (("\x00", "\x1f"),), negated=True)
+    else:
+        base = _minus(cls, set(specials))
+    parts = [_class_text(base, _CLASS_ESCAPES)] if base.ranges or base.negated else []
+    parts += [_regex_literal(_JSON_SPECIAL[ch], json_escaped=False) for ch in specials]
+    return parts[0] if len(parts) == 1 else "(" + "|".join(parts) + ")"
+
+
+def _cyclic_anchors(grammar: Grammar) -> set[str]:
+    """For each recursive cycle, the first rule of it (in definition order): the regex form
+    counts nesting by how often a derivation passes through one."""
+    graph = {name: _refs(node) for name, node in grammar.rules.items()}
+    order = list(grammar.rules)
+    anchors: set[str] = set()
+    for name in order:
+        # name is an anchor if it reaches itself without passing an earlier anchor
+        seen, stack = set(), list(graph[name])
+        while stack:
+            current = stack.pop()
+            if current == name:
+                anchors.add(name)
+                break
+            if current in seen or current in anchors:
+                continue
+            seen.add(current)
+            stack.extend(graph.get(current, ()))
+    return anchors
+
+
+def _refs(node: Node) -> set[str]:
+    if isinstance(node, Ref):
+        return {node.name}
+    if isinstance(node, (Seq, Alt)):
+        return set().union(*(_refs(i) for i in node.items))
+    if isinstance(node, Rep):
+        return _refs(node.item)
+    return set()
+
+
+def _to_regex(grammar: Grammar, depth: int, json_escaped: bool) -> str:
+    anchors = _cyclic_anchors(grammar)
+    memo: dict[tuple[str, int], str | None] = {}
+
+    def rule(name: str, budget: int) -> str | None:
+        if name in anchors:
+            if budget == 0:
+                return None
+            budget -= 1
+        key = (name, budget)
+        if key not in memo:
+            memo[key] = None  # a cycle without an anchor cannot happen; this guards it anyway
+            memo[key] = node_regex(grammar.rules[name], budget)
+        return memo[key]
+
+    def node_regex(node: Node, budget: int) -> str | None:
+        if isinstance(node, Lit):
+            return _regex_literal(node.text, json_escaped)
+        if isinstance(node, Chars):
+            return _regex_class(node, json_escaped)
+        if isinstance(node, Ref):
+            return rule(node.name, budget)
+        if isinstance(node, Seq):
+            parts = [node_regex(i, budget) for i in node.items]
+            return None if any(p is None for p in parts) else "".join(parts)
+        if isinstance(node, Alt):
+            parts = [p for p in (node_regex(i, budget) for i in node.items) if p is not None]
+            return None if not parts else parts[0] if len(parts) == 1 else "(" + "|".join(parts) + ")"
+        if isinstance(node, Rep):
+            inner = node_regex(node.item, budget)
+            if inner is None:
+                return "" if node.lo == 0 else None
+            return f"({inner})" + _quantifier(node.lo, node.hi)
+        raise TypeError(node)
+
+    text = rule(grammar.root, depth)
+    if text is None:
+        raise ValueError(f"no regular approximation of depth {depth}")
+    return text
+
+
+def render(kind: str = "full", fmt: str = "gbnf", parent: str | None = None, depth: int = 2) -> str:
+    """The grammar of ``kind`` in format ``fmt`` (see :data:`FORMATS`)."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown grammar format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    grammar = build(kind, parent)
+    if fmt == "gbnf":
+        return grammar.to_gbnf()
+    if fmt == "lark":
+        return grammar.to_lark()
+    return grammar.to_regex(depth)
