@@ -38,6 +38,7 @@ from sandbox.contract import program_hash
 from sandbox import scoring
 from sandbox.evaluate import EvalSettings, EvaluationResult, Evaluator, beats_adamw
 from sandbox.executor import ExecutorUnavailable, make_executor
+from sandbox.jobbound import TimeBoundExecutor
 from sandbox.references import reference_names, reference_source
 from sandbox.runcache import RunCache
 from sandbox.scoring import downsample
@@ -740,7 +741,8 @@ def preflight(config: CampaignConfig, force: bool = False) -> list[tuple[str, An
 
 
 def _make_executor(config: CampaignConfig, device: str):
-    """The executor the config asks for; one that cannot be built here is the user's to fix."""
+    """The executor the config asks for; one that cannot be built here is the user's to fix.
+    Evaluation jobs are bounded by a multiple of tuned AdamW's time on their task."""
     ev = config.evaluation
     options: dict[str, Any] = {"device": device}
     if ev.workers:
@@ -748,9 +750,10 @@ def _make_executor(config: CampaignConfig, device: str):
     if ev.executor == "ray" and ev.ray_address:
         options["address"] = ev.ray_address
     try:
-        return make_executor(ev.executor, **options)
+        executor = make_executor(ev.executor, **options)
     except ExecutorUnavailable as exc:
         raise UserError(str(exc)) from None
+    return TimeBoundExecutor(executor, factor=ev.job_time_factor, floor=ev.job_time_floor)
 
 
 def in_flight_for(config: CampaignConfig, capacity: int) -> int:

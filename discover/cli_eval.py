@@ -79,6 +79,7 @@ def _evaluator(device: str, workers: Optional[int], seeds: Optional[int] = None,
     from discover.devices import resolve_device
     from sandbox.evaluate import EvalSettings, Evaluator
     from sandbox.executor import make_executor
+    from sandbox.jobbound import TimeBoundExecutor
     from sandbox.runcache import RunCache
 
     device = resolve_device(device)
@@ -89,7 +90,8 @@ def _evaluator(device: str, workers: Optional[int], seeds: Optional[int] = None,
     options = {"device": device}
     if workers:
         options["size"] = workers
-    return Evaluator(make_executor("local", **options), RunCache(), settings)
+    # A slow candidate is stopped at a multiple of tuned AdamW's time, not after 300 s per job.
+    return Evaluator(TimeBoundExecutor(make_executor("local", **options)), RunCache(), settings)
 
 
 def _fmt(x: float | None, spec: str = ".3g") -> str:

@@ -80,7 +80,10 @@ class EvaluationConfig(_Strict):
     workers: int | None = Field(None, ge=1, description="worker processes (default: CPU cores, or one per GPU)")
     executor: Literal["local", "ray"] = "local"
     ray_address: str | None = None
-    job_timeout: float = Field(300.0, gt=0)
+    job_timeout: float = Field(300.0, gt=0, description="the most seconds any job may run")
+    job_time_factor: float = Field(
+        10.0, gt=0, description="an evaluation job may take this many times tuned AdamW's time on its task")
+    job_time_floor: float = Field(30.0, gt=0, description="seconds every evaluation job may take, however cheap its task")
     test_tier: bool = Field(True, validation_alias=AliasChoices("test_tier", "heldout"),
                             description="score the final best programs and the baselines on the test tier (reported only)")
 

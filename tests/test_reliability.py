@@ -496,3 +496,24 @@ def test_small_or_non_constant_powers_still_pass(expression):
     from sandbox.contract import validate
 
     validate(SLOW_POWER % expression)
+
+
+def test_a_slow_candidate_is_stopped_at_a_multiple_of_adamws_time():
+    import re
+
+    from sandbox.jobbound import TimeBoundExecutor
+    from sandbox.executor import LocalExecutor
+    from sandbox.references import reference_source
+
+    slow = (REPO / "tests" / "hostile" / "nested_loops_bigint.py").read_text()  # passes validation
+    payload = {"task": "noisy_quadratic", "configs": [[1e-3, 0]], "steps": 20, "device": "cpu"}
+    with TimeBoundExecutor(LocalExecutor(size=1), factor=10.0, floor=1.0) as executor:
+        ok = executor.submit("evaluate", {**payload, "source": reference_source("sgd_momentum")}, 120).result()
+        assert ok.ok, ok.message  # an ordinary program runs within the bound
+        limit = executor.limit(payload, 120)
+        per_run = executor.seconds_per_run(payload, 120)
+        assert limit == pytest.approx(max(1.0, 10 * per_run)) and limit < 120
+        result = executor.submit("evaluate", {**payload, "source": slow}, 120).result()
+    assert result.reason == "timeout"
+    stated = float(re.search(r"past its ([\d.e+-]+) s", result.message).group(1))
+    assert stated == pytest.approx(limit, rel=1e-3)  # the bound, not the 120 s the caller allowed
