@@ -24,6 +24,13 @@ from sandbox.tasks.quadratic import AxisAlignedQuadratic, RotatedQuadratic
 from sandbox.tasks.rosenbrock import Rosenbrock
 from sandbox.tasks.teacher_student import TeacherStudent
 from sandbox.tasks.transformer import ModularAdditionTransformer
+from sandbox.tasks.char_lm import CharTransformerLM
+from sandbox.tasks.cnn_norm import DigitsGroupNormCNN
+from sandbox.tasks.deep_mlp import DeepIllConditionedMLP
+from sandbox.tasks.flow import MoonsRealNVP
+from sandbox.tasks.least_squares import IllConditionedLeastSquares
+from sandbox.tasks.softmax_regression import DigitsSoftmaxRegression
+from sandbox.tasks.vae import DigitsVAE
 
 TASK_CLASSES: dict[str, type[Task]] = {
     cls.name: cls
@@ -42,6 +49,14 @@ TASK_CLASSES: dict[str, type[Task]] = {
         TeacherStudent,
         AxisAlignedQuadratic,
         BreastCancerLogReg,
+        # task library B (tasks-B)
+        CharTransformerLM,
+        DigitsGroupNormCNN,
+        DeepIllConditionedMLP,
+        DigitsVAE,
+        MoonsRealNVP,
+        IllConditionedLeastSquares,
+        DigitsSoftmaxRegression,
     )
 }
 """Name -> class of every registered task."""
