@@ -69,7 +69,7 @@ class DigitsGroupNormCNN(Task):
     groups = 2
     batch_size = 32
     noise = 0.0
-    variant_space = {"channels": (4, 8, 12), "groups": (1, 2, 4), "batch_size": (16, 32, 64), "noise": (0.0, 0.1, 0.2)}
+    variant_space = {"channels": (6, 8, 10), "groups": (1, 2, 4), "batch_size": (16, 32, 64), "noise": (0.0, 0.1, 0.2)}
 
     def __init__(self, variant: int = 0) -> None:
         super().__init__(variant)

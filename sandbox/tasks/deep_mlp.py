@@ -49,7 +49,7 @@ class DeepIllConditionedMLP(Task):
     input_spread = 3.0  # decades spanned by the input scales
     batch_size = 64
     init_gain = 1.0
-    variant_space = {"depth": (6, 8, 10), "width": (24, 32, 48), "input_spread": (2.0, 3.0, 4.0),
+    variant_space = {"depth": (6, 8, 10), "width": (24, 32, 40), "input_spread": (2.0, 3.0, 4.0, 5.0),
                      "batch_size": (32, 64, 128), "init_gain": (0.8, 1.0, 1.25)}
 
     def __init__(self, variant: int = 0) -> None:

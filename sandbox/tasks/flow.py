@@ -88,7 +88,7 @@ class MoonsRealNVP(Task):
     hidden = 16
     batch_size = 128
     noise = 0.1
-    variant_space = {"couplings": (4, 6), "hidden": (16, 24, 32), "batch_size": (64, 128, 256), "noise": (0.08, 0.1, 0.15)}
+    variant_space = {"couplings": (4, 5), "hidden": (12, 16, 24), "batch_size": (64, 128, 256), "noise": (0.08, 0.1, 0.15)}
 
     def __init__(self, variant: int = 0) -> None:
         super().__init__(variant)

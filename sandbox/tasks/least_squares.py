@@ -47,7 +47,7 @@ class IllConditionedLeastSquares(Task):
     default_device_ok = False
     features = 32
     condition = 1e3
-    noise = 0.1
+    noise = 0.03
     batch_size = 32
     variant_space = {"features": (16, 32, 64), "condition": (1e2, 1e3, 1e4), "noise": (0.03, 0.1, 0.3),
                      "batch_size": (16, 32, 64)}
