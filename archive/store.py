@@ -27,6 +27,7 @@ from __future__ import annotations
 import builtins
 import hashlib
 import json
+import math
 import os
 import socket
 import sqlite3
@@ -230,11 +231,23 @@ def _check_choice(what: str, value: Any, choices: Sequence[str]) -> None:
         raise ValueError(f"{what} must be one of {', '.join(choices)}; got {value!r}")
 
 
+def _finite(value: Any) -> Any:
+    """``value`` with NaN and infinities as None: JSON has no such numbers (Python would write
+    ``Infinity``, which other JSON readers, SQLite's json functions among them, reject)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
 def _encode(table: str, values: dict[str, Any]) -> dict[str, Any]:
     out = dict(values)
     for column in schema.JSON_COLUMNS[table]:
         if column in out and out[column] is not None:
-            out[column] = json.dumps(out[column])
+            out[column] = json.dumps(_finite(out[column]), allow_nan=False)
     for column in _BOOL_COLUMNS.get(table, ()):
         if column in out:
             out[column] = int(bool(out[column]))

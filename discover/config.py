@@ -246,6 +246,11 @@ def load_config(path: str | Path | None = None, preset: str | None = None,
         data = _merge(data, PRESETS[preset])
     if path is not None:
         path = Path(path)
+        if path.is_dir():
+            # A campaign directory: rerun it from the config it saved.
+            if not (path / "config.toml").is_file():
+                raise UserError(f"{path} is a directory, not a config file (a campaign directory holds config.toml)")
+            path = path / "config.toml"
         if not path.is_file():
             raise UserError(f"config file {path} does not exist")
         try:

@@ -577,10 +577,11 @@ def _check_hparams(node: ast.AST) -> dict[str, float]:
             raise _invalid(node, "HPARAMS keys must be string literals")
         name = key.value
         # A keyword cannot be read as `hp.<key>`; an HParams method name would shadow the value.
+        # (A tensor attribute name such as `clip` is fine: `hp` is not a tensor.)
         if (not name.isidentifier() or name.startswith("_") or not name.islower() or keyword.iskeyword(name)
-                or hasattr(torch.Tensor, name) or hasattr(HParams, name)):
+                or hasattr(HParams, name)):
             raise _invalid(node, f"HPARAMS key {name!r} must be a lowercase identifier that is not a Python "
-                                 "keyword, a tensor attribute or an HParams method")
+                                 f"keyword or one of {', '.join(n for n in dir(HParams) if not n.startswith('_'))}")
         number = _literal_number(value)
         if number is None or isinstance(number, bool):
             raise _invalid(value, f"HPARAMS[{name!r}] must be a number literal")

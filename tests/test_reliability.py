@@ -517,3 +517,51 @@ def test_a_slow_candidate_is_stopped_at_a_multiple_of_adamws_time():
     assert result.reason == "timeout"
     stated = float(re.search(r"past its ([\d.e+-]+) s", result.message).group(1))
     assert stated == pytest.approx(limit, rel=1e-3)  # the bound, not the 120 s the caller allowed
+
+
+# --- 9. smaller ------------------------------------------------------------------------------
+
+
+def test_non_finite_numbers_are_stored_as_standard_json(tmp_path):
+    def strict(text):
+        return json.loads(text, parse_constant=lambda name: pytest.fail(f"non-standard JSON constant {name}"))
+
+    with archive.open(tmp_path, create=True) as store:
+        pid = store.add_program(GOOD, scores={"t": {"final_loss": float("inf")}})
+        store.add_evaluation(pid, suite="search", task="t", seed=0, role="measure",
+                             metrics={"final_loss": float("inf"), "test_metric": float("nan"), "status": "diverged"},
+                             curve=[1.0, float("inf")])
+        assert store.evaluations(pid)[0].metrics["final_loss"] is None
+    conn = sqlite3.connect(tmp_path / "archive.db")
+    metrics, curve = conn.execute("SELECT metrics, curve FROM evaluations").fetchone()
+    scores = conn.execute("SELECT scores FROM programs").fetchone()[0]
+    conn.close()
+    assert strict(metrics) == {"final_loss": None, "test_metric": None, "status": "diverged"}
+    assert strict(curve) == [1.0, None] and strict(scores) == {"t": {"final_loss": None}}
+
+
+def test_run_config_accepts_a_campaign_directory_and_names_a_plain_one(tmp_path, monkeypatch, capsys):
+    from discover.config import load_config as load
+
+    campaign = tmp_path / "campaign-1"
+    campaign.mkdir()
+    (campaign / "config.toml").write_text('name = "again"\nseed = 7\n')
+    assert load(campaign).seed == 7  # `discover run --config campaigns/<name>` reruns it
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, out, err = run_main(["run", "--config", str(empty)], monkeypatch, capsys)
+    assert code == 2 and "is a directory" in err and "does not exist" not in err
+
+
+def test_a_hyperparameter_named_clip_is_allowed():
+    from sandbox.contract import load_program
+    from sandbox.jobs import evaluate_job
+
+    source = GOOD.replace('"weight_decay": 0.0}', '"weight_decay": 0.0, "clip": 1.0}').replace(
+        "return -hp.lr * tanh(m / (rms(m) + 1e-8))", "return -hp.lr * clamp(m / (rms(m) + 1e-8), -hp.clip, hp.clip)")
+    assert "hp.clip" in source
+    assert load_program(source).hparams["clip"] == 1.0
+    for batched in (True, False):
+        runs = evaluate_job({"source": source, "task": "noisy_quadratic", "configs": [[1e-2, 0]], "steps": 10,
+                             "batched": batched})["runs"]
+        assert runs[0]["status"] == "ok"
