@@ -206,6 +206,8 @@ class ResponseCache:
     def key(request: dict[str, Any]) -> str:
         """SHA-256 of the canonical JSON of the request's identity (model, messages, sampling)."""
         identity = {name: request.get(name) for name in ("model", "messages", "temperature", "max_tokens", "seed", "n")}
+        if request.get("extra_body_sha256"):  # a grammar-constrained request is another request
+            identity["extra_body_sha256"] = request["extra_body_sha256"]
         text = json.dumps(identity, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
         return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
@@ -315,8 +317,11 @@ class LLMClient:
 
     def complete(self, messages: list[dict[str, str]], role: str = "proposer", *,
                  temperature: float | None = None, max_tokens: int | None = None,
-                 seed: int | None = None) -> Completion:
+                 seed: int | None = None, extra_body: dict[str, Any] | None = None) -> Completion:
         """Ask the ``role``'s model for one answer to a chat ``messages`` list.
+
+        ``extra_body``: fields merged into the request body as they are (a local server's
+        ``grammar``, see :mod:`discover.constrained`); the cache keys on their digest.
 
         Raises :class:`BudgetExhausted` (nothing was sent), :class:`ReplayMiss` (replay mode,
         not cached) or :class:`LLMError` (the server could not answer, after retries).
@@ -332,6 +337,8 @@ class LLMClient:
             "seed": seed,
             "n": 1,
         }
+        if extra_body:
+            request["extra_body_sha256"] = hashlib.sha256(json.dumps(extra_body, sort_keys=True).encode()).hexdigest()
         if self.cache is not None:
             hit = self.cache.get(request)
             if hit is not None:
@@ -350,7 +357,7 @@ class LLMClient:
             with self._slots:
                 self.spend.check()  # raises BudgetExhausted before anything is sent
                 attempts += 1
-                return self._send(request)
+                return self._send(request, extra_body)
 
         retrying = tenacity.Retrying(
             stop=tenacity.stop_after_attempt(s.max_attempts),
@@ -468,7 +475,7 @@ class LLMClient:
         asked = _retry_after_seconds(exc) if exc is not None else None
         return backoff if asked is None else max(backoff, min(asked, s.max_retry_after))
 
-    def _send(self, request: dict[str, Any]) -> dict[str, Any]:
+    def _send(self, request: dict[str, Any], extra_body: dict[str, Any] | None = None) -> dict[str, Any]:
         """One HTTP request; returns text, tokens, model and finish_reason."""
         s = self.settings
         kwargs: dict[str, Any] = {
@@ -479,6 +486,8 @@ class LLMClient:
         }
         if request["seed"] is not None:
             kwargs["seed"] = request["seed"]
+        if extra_body:
+            kwargs["extra_body"] = extra_body
         client = self._client()
         try:
             if s.stream:
