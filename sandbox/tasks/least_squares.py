@@ -2,10 +2,11 @@
 
 Data (generated once from ``DATA_SEED``, never from the run seed): features x ~ N(0, Sigma)
 with ``Sigma = Q diag(lambda) Q^T``, ``Q`` a fixed random rotation and ``lambda`` log-spaced
-from 1 down to ``1 / condition``, so every feature is correlated with every other and the
+from ``condition`` down to 1, so every feature is correlated with every other and the
 ill-conditioning is not axis-aligned; targets ``y = x . w* + noise * e``. ``w*`` has, along
-eigenvector ``i``, a component ~ N(0, 1 / (d lambda_i)), so every direction contributes the same
-~1/(2d) to the starting loss: the error sits in the slow (small-eigenvalue) directions as much
+eigenvector ``i``, a component ~ N(0, 1 / (d lambda_i)) (so |w*| < 1: weight decay, AdamW's
+included, barely biases the solution), and every direction contributes the same ~1/(2d) to the
+starting loss: the error sits in the slow (small-eigenvalue) directions as much
 as in the fast ones, as with real data's power-law spectra, and a run has to fit all of them.
 
     loss = mean over the batch of (x . w + b - y)^2 / 2
@@ -34,7 +35,7 @@ EVAL_SIZE = 512
 
 class IllConditionedLeastSquares(Task):
     name = "linreg_illcond"
-    version = 1
+    version = 2
     steps = 1000
     schedule = "warmup_cosine"
     description = "least-squares linear regression, 32 correlated features (rotated spectrum, condition 1e3), minibatches of 32"
@@ -57,7 +58,7 @@ class IllConditionedLeastSquares(Task):
         d = self.features
         gen = torch.Generator().manual_seed(DATA_SEED)
         rotation = torch.linalg.qr(torch.randn(d, d, generator=gen, dtype=torch.float64)).Q
-        spectrum = torch.logspace(0, -math.log10(self.condition), d, dtype=torch.float64)
+        spectrum = torch.logspace(math.log10(self.condition), 0, d, dtype=torch.float64)
         root = rotation * spectrum.sqrt()  # Sigma^(1/2) = Q diag(sqrt(lambda))
         self.w_star = rotation @ (torch.randn(d, generator=gen, dtype=torch.float64) / (d * spectrum).sqrt())
 
@@ -71,7 +72,9 @@ class IllConditionedLeastSquares(Task):
 
     def init_params(self, seed: int) -> Params:
         gen = torch.Generator().manual_seed(seed)
-        return {"w": torch.randn(self.features, generator=gen) / self.features**0.5, "b": torch.zeros(())}
+        # Small enough that the steep directions do not dominate the starting loss (~1/2).
+        return {"w": torch.randn(self.features, generator=gen) / (self.features * self.condition) ** 0.5,
+                "b": torch.zeros(())}
 
     def loss(self, params: Params, batch: Batch) -> torch.Tensor:
         error = batch["x"] @ params["w"] + params["b"] - batch["y"]
