@@ -41,6 +41,9 @@ class LLMConfig(_Strict):
         default_factory=dict, description="model -> (USD per 1M input tokens, USD per 1M output tokens)")
     cache: Literal["off", "read_write", "replay"] = "read_write"
     stream: bool = False
+    constrained: Literal["auto", "gbnf", "vllm", "ollama", "off"] = Field(
+        "auto", description="send the answer's grammar (discover/constrained.py): auto = when the endpoint is local "
+                            "or says it serves llama.cpp, vLLM or Ollama; gbnf, vllm, ollama = that dialect; off")
     preflight: bool = Field(True, description="one small request per model before the campaign: a dead "
                                               "endpoint, a rejected key or an unknown model stops it at once")
 

@@ -283,27 +283,40 @@ def _number_rules(rules: dict[str, Node]) -> None:
     rules["loop-count"] = alt(*[str(n) for n in range(contract.MAX_LOOP_ITERATIONS, 0, -1)])
 
 
-def _expression_rules(rules: dict[str, Node], c: str, with_hp: bool) -> None:
+def _expression_rules(rules: dict[str, Node], c: str, with_hp: bool, flat: bool = False) -> None:
     """Expressions for a function body; ``c`` names the context (``u``: update, reads hp)."""
     add, mul, cmp, unary = _operator_texts()
     ws = opt(" ")
     sep = seq(",", ws)
     test, or_, and_, not_ = f"test-{c}", f"or-{c}", f"and-{c}", f"not-{c}"
     cmp_, arith, term, factor, power, atom = f"cmp-{c}", f"arith-{c}", f"term-{c}", f"factor-{c}", f"power-{c}", f"atom-{c}"
-    rules[test] = seq(Ref(or_), opt(" if ", Ref(or_), " else ", Ref(test)))
-    rules[or_] = seq(Ref(and_), star(" or ", Ref(and_)))
-    rules[and_] = seq(Ref(not_), star(" and ", Ref(not_)))
-    rules[not_] = alt(seq("not ", Ref(not_)), Ref(cmp_))
-    rules[cmp_] = seq(Ref(arith), star(ws, alt(*cmp), ws, Ref(arith)))
-    rules[arith] = seq(Ref(term), star(ws, alt(*add), ws, Ref(term)))
-    rules[term] = seq(Ref(factor), star(ws, alt(*mul), ws, Ref(factor)))
-    rules[factor] = alt(seq(alt(*unary), Ref(factor)), Ref(power))
-    rules[power] = seq(Ref(atom), opt(ws, "**", ws, Ref(factor)))
+    if flat:
+        # The regular form: operators of every precedence between unary-prefixed atoms, so
+        # that nesting happens only through brackets and calls (a regex cannot refer back to
+        # a rule, and each precedence level would double its size). It admits a few strings
+        # Python rejects (`a else b`); the validator still checks every answer.
+        prefix = star(alt("not ", *unary))
+        binop = alt(seq(ws, alt("**", *mul, *add, *cmp), ws), " and ", " or ", " if ", " else ")
+        rules[test] = seq(prefix, Ref(atom), star(binop, prefix, Ref(atom)))
+    else:
+        rules[test] = seq(Ref(or_), opt(" if ", Ref(or_), " else ", Ref(test)))
+        rules[or_] = seq(Ref(and_), star(" or ", Ref(and_)))
+        rules[and_] = seq(Ref(not_), star(" and ", Ref(not_)))
+        rules[not_] = alt(seq("not ", Ref(not_)), Ref(cmp_))
+        rules[cmp_] = seq(Ref(arith), star(ws, alt(*cmp), ws, Ref(arith)))
+        rules[arith] = seq(Ref(term), star(ws, alt(*add), ws, Ref(term)))
+        rules[term] = seq(Ref(factor), star(ws, alt(*mul), ws, Ref(factor)))
+        rules[factor] = alt(seq(alt(*unary), Ref(factor)), Ref(power))
+        rules[power] = seq(Ref(atom), opt(ws, "**", ws, Ref(factor)))
+    by_arity: dict[tuple[int, int], list[str]] = {}
+    for name, arity in op_arities().items():
+        by_arity.setdefault(arity, []).append(name)
     calls = []
-    for name, (least, most) in op_arities().items():
+    for (least, most), names in by_arity.items():  # ops of one arity share their argument list
+        opening = alt(*[f"{name}(" for name in names])
         args = [Ref(test)] + [seq(sep, Ref(test)) for _ in range(max(least, 1) - 1)]
         extra = [opt(sep, Ref(test))] * (most - max(least, 1))
-        calls.append(seq(f"{name}(", *args, *extra, ")") if most else Lit(f"{name}()"))
+        calls.append(seq(opening, *args, *extra, ")") if most else alt(*[f"{name}()" for name in names]))
     rules[f"op-call-{c}"] = alt(*calls)
     rules[f"helper-call-{c}"] = seq(Ref("call-name"), "(", opt(Ref(test), star(sep, Ref(test))), ")")
     rules[f"paren-{c}"] = seq("(", Ref(test), star(sep, Ref(test)), opt(","), ")")
@@ -311,20 +324,45 @@ def _expression_rules(rules: dict[str, Node], c: str, with_hp: bool) -> None:
     rules[f"entry-{c}"] = seq(Ref("key"), ": ", Ref(test))
     options: list[Node] = [Ref("number"), "True", "False", "None", Ref("subscript"), Ref("load-name"),
                            Ref(f"op-call-{c}"), Ref(f"helper-call-{c}"), Ref(f"paren-{c}"), Ref(f"dict-{c}")]
+    if flat:  # one bracketed form for calls of any arity and parentheses: 2 copies of test, not 12
+        rules[f"bracket-{c}"] = seq(opt(alt(*[Lit(name) for name in op_arities()], Ref("call-name"))),
+                                    "(", Ref(test), star(sep, Ref(test)), opt(","), ")")
+        options[6:9] = [Ref(f"bracket-{c}")]
     if with_hp:
         options.insert(4, Ref("hp-ref"))
     rules[atom] = alt(*options)
     rules[f"exprs-{c}"] = seq(Ref(test), star(sep, Ref(test)))
 
 
-def _statement_rules(rules: dict[str, Node], c: str) -> None:
-    """Blocks of statements at each indentation level, loops nested at most MAX_LOOP_DEPTH."""
-    test, ws = Ref(f"test-{c}"), opt(" ")
+def _simple_rules(rules: dict[str, Node], c: str) -> None:
+    ws = opt(" ")
     rules[f"simple-{c}"] = alt(
         seq(Ref("store-name"), star(",", ws, Ref("store-name")), " = ", Ref(f"exprs-{c}")),
-        seq(Ref("store-name"), " ", Ref("aug-op"), " ", test),
+        seq(Ref("store-name"), " ", Ref("aug-op"), " ", Ref(f"test-{c}")),
         seq("return ", Ref(f"exprs-{c}")),
         "pass")
+
+
+def _line_rules(rules: dict[str, Node]) -> None:
+    """One line of a program on its own, at any block level, in update's context (the widest):
+    the REPLACE lines of a diff, and every line of the regular form."""
+    test, ws = Ref("test-u"), opt(" ")
+    header = alt(seq(alt("if ", "elif "), test, ":"), "else:", seq("for ", Ref("store-name"), " in range(", Ref("range-args"), "):"))
+    body_line = seq(rep(INDENT, 1, MAX_BLOCK_LEVEL), alt(Ref("simple-u"), header, Ref("comment"), Ref("fdoc")))
+    top_line = alt(
+        seq(Ref("const-name"), " = ", Ref("signed-number")),
+        seq("def ", alt(Ref("helper-name"), "init", "update"), "(", opt(Ref("param-name"), star(", ", Ref("param-name"))), "):"),
+        seq("HPARAMS = {", opt('"lr": ', Ref("pos-number"), star(",", ws, Ref("hp-entry")), opt(","), opt("}"))),
+        seq(INDENT, Ref("hp-entry"), star(",", ws, Ref("hp-entry")), opt(",")),
+        "}")
+    rules["body-line"] = body_line
+    rules["top-line"] = top_line
+    rules["any-line"] = seq(opt(alt(Ref("body-line"), Ref("top-line"))), "\n")
+
+
+def _statement_rules(rules: dict[str, Node], c: str) -> None:
+    """Blocks of statements at each indentation level, loops nested at most MAX_LOOP_DEPTH."""
+    test = Ref(f"test-{c}")
     for level in range(MAX_BLOCK_LEVEL, 0, -1):
         indent = INDENT * level
         for loops in range(contract.MAX_LOOP_DEPTH + 1):
@@ -340,16 +378,18 @@ def _statement_rules(rules: dict[str, Node], c: str) -> None:
             rules[name] = plus(opt(indent, Ref("comment"), "\n"), indent, alt(*options))
 
 
-def build(kind: str = "full", parent: str | None = None) -> Grammar:
+def build(kind: str = "full", parent: str | None = None, regular: bool = False) -> Grammar:
     """The grammar of an answer of ``kind``; for ``diff`` with a ``parent`` program, SEARCH
-    sections are runs of the parent's own lines (they always match)."""
+    sections are runs of the parent's own lines (they always match). ``regular``: the
+    line-by-line approximation the regex form is printed from (each line valid on its own;
+    indentation, layout and names unchecked)."""
     if kind not in KINDS:
         raise ValueError(f"unknown grammar kind {kind!r}; choose one of {', '.join(KINDS)}")
     rules: dict[str, Node] = {"root": Lit("")}  # placeholder, keeps root first
     if kind == "critique":
         _critique_rules(rules)
         return Grammar(rules)
-    _program_rules(rules)
+    _program_rules(rules, regular)
     if kind in ("full", "crossover"):
         rules["root"] = seq(opt(Ref("intro")), "```python\n", Ref("program"), "```")
     else:
@@ -369,8 +409,8 @@ def _reachable(rules: dict[str, Node], root: str) -> dict[str, Node]:
     return {name: node for name, node in rules.items() if name in seen}
 
 
-def _program_rules(rules: dict[str, Node]) -> None:
-    _, _, _, _ = _operator_texts()
+def _program_rules(rules: dict[str, Node], regular: bool = False) -> None:
+    _operator_texts()  # stops the build if the contract allows an operator this module does not know
     add_mul = [_BINOP_TEXT[op] for op in contract._BINOPS]
     rules["intro"] = seq(rep(seq(text_chars("`"), rep(text_chars("`"), 0, 400), "\n"), 1, MAX_INTRO_LINES),
                          opt("\n"))
@@ -418,25 +458,24 @@ def _program_rules(rules: dict[str, Node]) -> None:
     rules["aug-op"] = alt(*[f"{text}=" for text in sorted(add_mul, key=len, reverse=True)])
     rules["range-args"] = alt(seq(Ref("small-int"), ",", opt(" "), Ref("small-int")), Ref("loop-count"))
     _number_rules(rules)
-    _expression_rules(rules, "u", with_hp=True)
+    _expression_rules(rules, "u", with_hp=True, flat=regular)
+    _simple_rules(rules, "u")
+    _line_rules(rules)
+    if regular:
+        rules["name"] = seq(chars("A-Za-z"), star(chars("A-Za-z0-9_")))
+        rules["hp-key"] = seq(chars("a-z"), star(chars("a-z0-9_")))
+        rules["program"] = seq(opt(Ref("docstring"), Ref("gap")), Ref("hparams"), star(Ref("any-line")))
+        return
     _expression_rules(rules, "f", with_hp=False)
+    _simple_rules(rules, "f")
     _statement_rules(rules, "u")
     _statement_rules(rules, "f")
 
 
 def _diff_rules(rules: dict[str, Node], parent: str | None) -> None:
-    # One REPLACE line is any single line the program grammar allows, at any block level, in
-    # update's context (the widest): no import, method call or comprehension can appear.
-    test, ws = Ref("test-u"), opt(" ")
-    header = alt(seq(alt("if ", "elif "), test, ":"), "else:", seq("for ", Ref("store-name"), " in range(", Ref("range-args"), "):"))
-    body_line = seq(rep(INDENT, 1, MAX_BLOCK_LEVEL), alt(Ref("simple-u"), header, Ref("comment"), Ref("fdoc")))
-    top_line = alt(
-        seq(Ref("const-name"), " = ", Ref("signed-number")),
-        seq("def ", alt(Ref("helper-name"), "init", "update"), "(", opt(Ref("param-name"), star(", ", Ref("param-name"))), "):"),
-        seq("HPARAMS = {", opt('"lr": ', Ref("pos-number"), star(",", ws, Ref("hp-entry")), opt(","), opt("}"))),
-        seq(INDENT, Ref("hp-entry"), star(",", ws, Ref("hp-entry")), opt(",")),
-        "}")
-    rules["replace-line"] = seq(opt(alt(body_line, top_line)), "\n")
+    # Each REPLACE line is a line the program grammar allows on its own (no import, method
+    # call or comprehension can appear); whether the edited whole validates is checked after.
+    rules["replace-line"] = Ref("any-line")
     rules["replace"] = rep(Ref("replace-line"), 0, 60)
     if parent is None:
         rules["search"] = rep(seq(chars("\n=<>", negated=True), rep(chars("\n", negated=True), 0, 200), "\n"), 1, 60)
@@ -660,7 +699,7 @@ def _to_regex(grammar: Grammar, depth: int, json_escaped: bool) -> str:
     return text
 
 
-def render(kind: str = "full", fmt: str = "gbnf", parent: str | None = None, depth: int = 2) -> str:
+def render(kind: str = "full", fmt: str = "gbnf", parent: str | None = None, depth: int = 3) -> str:
     """The grammar of ``kind`` in format ``fmt`` (see :data:`FORMATS`)."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown grammar format {fmt!r}; choose one of {', '.join(FORMATS)}")
@@ -669,4 +708,4 @@ def render(kind: str = "full", fmt: str = "gbnf", parent: str | None = None, dep
         return grammar.to_gbnf()
     if fmt == "lark":
         return grammar.to_lark()
-    return grammar.to_regex(depth)
+    return build(kind, parent, regular=True).to_regex(depth)

@@ -17,6 +17,12 @@ A responder may also return a plain string, short for ``Reply(content=that_strin
 Every request body is recorded in ``server.requests``; ``server.max_in_flight`` is the most
 requests the server was handling at once.
 
+``server.reject_fields`` (a set of body field names, e.g. ``{"grammar"}``) makes the server
+answer HTTP 400 "Unrecognized request argument supplied: <field>" to any request carrying one,
+as OpenAI does, without using a script item. ``GET /v1/models`` lists one model owned by
+``server.owned_by`` (default "fake"), as llama.cpp ("llamacpp"), vLLM ("vllm") and Ollama
+("library") answer it.
+
 Use the fixture explicitly::
 
     from tests.fake_openai import Reply, fake_llm_server  # noqa: F401 (fixture)
@@ -111,6 +117,8 @@ class FakeOpenAIServer:
         self.answered: list[Reply] = []  # replies sent promptly with status 200, in order
         self.responder: Responder | None = None
         self.max_in_flight = 0
+        self.reject_fields: set[str] = set()
+        self.owned_by = "fake"
         self._in_flight = 0
         self._queue: deque[Item] = deque()
         self._lock = threading.Lock()
@@ -215,6 +223,13 @@ def _make_handler(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
         def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet
             return
 
+        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            if self.path.rstrip("/") != "/v1/models":
+                self._send_json(404, {"error": {"message": f"fake OpenAI server: no route {self.path}"}})
+                return
+            self._send_json(200, {"object": "list", "data": [
+                {"id": "fake-model", "object": "model", "created": 0, "owned_by": server.owned_by}]})
+
         def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
             server._enter()
             self._counted = True
@@ -242,6 +257,13 @@ def _make_handler(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
                 request = json.loads(raw)
             except ValueError:
                 self._send_json(400, {"error": {"message": "fake OpenAI server: request body is not JSON"}})
+                return
+            rejected = sorted(server.reject_fields & set(request))
+            if rejected:
+                with server._lock:
+                    server.requests.append(request)
+                self._send_json(400, {"error": {"message": f"Unrecognized request argument supplied: {rejected[0]}",
+                                                "type": "invalid_request_error", "code": None}})
                 return
             item = server._next_item(request)
             delayed = False
