@@ -20,14 +20,18 @@ from archive.export import load_optimizer
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 
 GRAPH_BREAKS = {
-    # export -> (graph breaks when opt.step is traced, why)
-    "sgd_momentum": (1, "the rule branches on the step (`if step == 1:`), a tensor under compile"),
-    "muon": (9, "vocabulary number maths (sqrt of a shape ratio) reads a float64 tensor back with .item()"),
-    str(RESULTS / "winner_program.py"): (0, ""),
-    str(RESULTS / "seed0_winner_program.py"): (0, ""),
+    # export -> (what Dynamo reports for every break in tracing opt.step, why), or None for none
+    "sgd_momentum": (("Data-dependent branching", "Tensor.tolist()"),
+                     "the rule branches on the step (`if step == 1:`), a tensor under compile; after a "
+                     "break in its loop Dynamo runs step() eagerly and traces the fast path it calls"),
+    "muon": (("Tensor.item()",), "vocabulary number maths (sqrt of a shape ratio) reads a float64 tensor back"),
+    str(RESULTS / "winner_program.py"): None,
+    str(RESULTS / "seed0_winner_program.py"): None,
 }
 """What ``torch.compile(opt.step)`` meets in each rule's own code (AdamW and Lion are checked
-with ``fullgraph=True`` below, so they have none)."""
+with ``fullgraph=True`` below, so they have none). Measured with torch 2.13: SGD-momentum 1 break
+(6 graphs in 4 steps), Muon 9 (16 graphs); how many, Dynamo's caching may change, so the test
+checks the causes."""
 
 
 def _model(seed: int = 0) -> torch.nn.Module:
@@ -118,6 +122,11 @@ def test_graph_breaks_are_those_of_the_rule_itself(export: str) -> None:
             model(x).pow(2).mean().backward()
         eager.step()
         step()
-    assert _breaks() == GRAPH_BREAKS[export][0], dict(counters["graph_break"])
+    expected = GRAPH_BREAKS[export]
+    reasons = list(counters["graph_break"])
+    if expected is None:
+        assert not reasons, reasons
+    else:
+        assert reasons and all(any(cause in reason for cause in expected[0]) for reason in reasons), reasons
     for a, b in zip(eager_model.parameters(), compiled_model.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
