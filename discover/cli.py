@@ -30,6 +30,7 @@ COMMAND_MODULES = (
     "discover.cli_run",
     "discover.cli_archive",
     "discover.cli_report",
+    "discover.cli_grammar",
 )
 
 for _module in COMMAND_MODULES:

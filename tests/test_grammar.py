@@ -397,3 +397,40 @@ def test_a_diff_request_carries_the_parents_lines(fake_llm_server):
     fake_llm_server.script([Reply("x")])
     ConstrainedDecoding("gbnf", fake_llm_server.base_url).complete(client_for(fake_llm_server), MESSAGES, "diff", parent=parent)
     assert '"    m = interp(grad, state[\\"m\\"], hp.beta2)\\n"' in fake_llm_server.requests[0]["grammar"]
+
+
+# --- `discover grammar` --------------------------------------------------------------------
+
+
+def run_cli(argv, monkeypatch, capsys) -> tuple[int, str, str]:
+    from discover.cli import main
+
+    monkeypatch.setattr("sys.argv", ["discover", *argv])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    out, err = capsys.readouterr()
+    return exit_info.value.code, out, err
+
+
+def test_the_grammar_command_prints_each_kind_and_format(monkeypatch, capsys, tmp_path):
+    code, out, _ = run_cli(["grammar"], monkeypatch, capsys)
+    assert code == 0 and out == grammar.render("full")
+    code, out, _ = run_cli(["grammar", "--format", "lark", "--kind", "critique"], monkeypatch, capsys)
+    assert code == 0 and out.startswith("start: root") and out == grammar.render("critique", "lark")
+    parent = tmp_path / "lion.py"
+    parent.write_text(reference_source("lion"))
+    code, out, _ = run_cli(["grammar", "--kind", "diff", "--parent", str(parent)], monkeypatch, capsys)
+    assert code == 0 and '"    m = interp(grad, state[\\"m\\"], hp.beta2)\\n"' in out
+    code, _, err = run_cli(["grammar", "-o", str(tmp_path / "g.gbnf")], monkeypatch, capsys)
+    assert code == 0 and (tmp_path / "g.gbnf").read_text() == grammar.render("full") and "wrote" in err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["grammar", "--format", "yaml"], "unknown --format 'yaml'; choose one of: gbnf, lark, regex"),
+    (["grammar", "--kind", "essay"], "unknown --kind 'essay'"),
+    (["grammar", "--parent", "x.py"], "--parent is for --kind diff"),
+    (["grammar", "--kind", "diff", "--parent", "missing.py"], "missing.py is not a file"),
+])
+def test_bad_grammar_arguments_are_one_line_and_exit_2(monkeypatch, capsys, argv, message):
+    code, out, err = run_cli(argv, monkeypatch, capsys)
+    assert code == 2 and message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
