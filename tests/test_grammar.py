@@ -434,3 +434,40 @@ def test_the_grammar_command_prints_each_kind_and_format(monkeypatch, capsys, tm
 def test_bad_grammar_arguments_are_one_line_and_exit_2(monkeypatch, capsys, argv, message):
     code, out, err = run_cli(argv, monkeypatch, capsys)
     assert code == 2 and message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+# --- benchmarks/local_llm.py against the scripted server ----------------------------------
+
+
+def test_the_local_llm_benchmark_runs_against_a_server(fake_llm_server):
+    """A server that writes a valid answer only when the request carries a grammar (a stand-in
+    for constrained decoding): the benchmark must count 0 valid without it and all with it."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    def responder(request: dict) -> str:
+        if "grammar" not in request:
+            return "Sure! A great optimizer would use momentum."
+        lr = 1e-3 * (1 + request["seed"])  # a different program each time
+        if "SEARCH" in request["grammar"]:
+            from discover import parsing
+
+            parent = parsing.extract_program(request["messages"][1]["content"])
+            line = next(line for line in parent.split("\n") if line.startswith("HPARAMS"))
+            changed = line.replace('"lr": 1e-3', f'"lr": {lr!r}')
+            return f"Change the learning rate.\n<<<<<<< SEARCH\n{line}\n=======\n{changed}\n>>>>>>> REPLACE\n"
+        return f"```python\n{reference_source('sgd').replace('1e-3', repr(lr))}```"
+
+    fake_llm_server.responder = responder
+    root = Path(__file__).resolve().parents[1]
+    result = subprocess.run(
+        [sys.executable, str(root / "benchmarks" / "local_llm.py"), fake_llm_server.base_url, "tiny",
+         "--proposals", "4", "--kinds", "full,diff", "--evaluate", "1", "--tasks", "noisy_quadratic",
+         "--steps-scale", "0.2"], capture_output=True, text=True, timeout=600, cwd=root)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = {line.split("  ")[0]: line for line in result.stdout.splitlines()}
+    assert "0/4 (0%)" in rows["no grammar"] and "no program / bad edit 4" in rows["no grammar"]
+    assert rows["grammar (gbnf)"].count("4/4 (100%)") == 2  # valid, and distinct
+    assert re.search(r"grammar \(gbnf\)\s+4/4 \(100%\)\s+4/4 \(100%\)\s+[\d.]+\s+5\s+[01]/1", rows["grammar (gbnf)"]), result.stdout
+    assert len(fake_llm_server.requests) == 8 and sum("grammar" in r for r in fake_llm_server.requests) == 4
