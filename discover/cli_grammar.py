@@ -21,7 +21,7 @@ def grammar_command(
 ) -> None:
     """Print the grammar a proposer's answer must follow, generated from the candidate contract.
 
-    Send it with each request to a local server (llama-server: the request field "grammar"; vLLM: "guided_grammar") so that a small model writes only programs the sandbox accepts. Campaigns with llm.constrained = "auto" do this themselves.
+    Send it with each request to a local server (llama-server: the request field "grammar"; vLLM: "guided_grammar") so that a small model writes only programs the sandbox accepts. discover.constrained sends it from Python (llm.constrained: auto, gbnf, vllm, ollama, off).
     """  # noqa: E501  (one line per paragraph: the --help text reflows it to the terminal)
     from discover import grammar
     from sandbox import contract
