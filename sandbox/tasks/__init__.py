@@ -24,6 +24,9 @@ from sandbox.tasks.quadratic import AxisAlignedQuadratic, RotatedQuadratic
 from sandbox.tasks.rosenbrock import Rosenbrock
 from sandbox.tasks.teacher_student import TeacherStudent
 from sandbox.tasks.transformer import ModularAdditionTransformer
+from sandbox.tasks.rnn import AddingRNN, SentimentMinGRU
+from sandbox.tasks.embedding import ZipfMatrixFactorisation
+from sandbox.tasks.coordinate import FourierFeatureSignal, SirenImage
 from sandbox.tasks.char_lm import CharTransformerLM
 from sandbox.tasks.cnn_norm import DigitsGroupNormCNN
 from sandbox.tasks.deep_mlp import DeepIllConditionedMLP
@@ -49,6 +52,12 @@ TASK_CLASSES: dict[str, type[Task]] = {
         TeacherStudent,
         AxisAlignedQuadratic,
         BreastCancerLogReg,
+        # task library A (tasks-A): recurrent, embedding and coordinate families
+        AddingRNN,
+        SentimentMinGRU,
+        ZipfMatrixFactorisation,
+        SirenImage,
+        FourierFeatureSignal,
         # task library B (tasks-B)
         CharTransformerLM,
         DigitsGroupNormCNN,
@@ -64,14 +73,18 @@ TASK_CLASSES: dict[str, type[Task]] = {
 VALIDATION_VARIANT = 1
 TEST_VARIANT = 2
 
+SEARCH_TASKS = ("noisy_quadratic", "rosenbrock", "logreg_separable", "mlp_digits", "deep_linear", "linreg_illcond",
+                "cnn_digits", "autoencoder_digits", "mf_zipf")
+"""Cheap default workloads, one or two per family: what parents are selected on."""
+
 TIERS: dict[str, list[str]] = {
-    "search": ["noisy_quadratic", "rosenbrock", "logreg_separable", "mlp_digits", "transformer_modadd", "deep_linear"],
+    "search": list(SEARCH_TASKS),
     "validation": [f"{name}@{VALIDATION_VARIANT}" for name in (
-        "noisy_quadratic", "rosenbrock", "logreg_separable", "mlp_digits", "transformer_modadd", "deep_linear",
-        "teacher_student")],
+        *SEARCH_TASKS, "teacher_student", "mlp_deep_illcond", "vae_digits", "rnn_adding")],
     "test": [f"{name}@{TEST_VARIANT}" for name in (
-        "cnn_digits", "mlp_wine", "autoencoder_digits", "quadratic_diagonal", "logreg_breast_cancer",
-        "mlp_digits", "deep_linear")],
+        "mlp_wine", "teacher_student", "quadratic_diagonal", "logreg_breast_cancer", "softmax_l2_digits",
+        "vae_digits", "mlp_deep_illcond", "flow_moons", "cnn_groupnorm_digits", "charlm_transformer",
+        "rnn_adding", "fourier_signal", "siren_image")],
 }
 """Tier -> task specs (``name`` or ``name@variant``)."""
 
