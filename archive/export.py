@@ -36,6 +36,7 @@ from pathlib import Path
 import torch
 
 from archive.export_analysis import (  # noqa: F401 (re-exported: callers import them from here)
+    MATRIX_OPS,
     POSITION_INDEPENDENT_OPS,
     _position_independent,
     complex_refusal,
@@ -86,14 +87,15 @@ def export_source(source: str, class_name: str | None = None, evidence: str = ""
     op_text = "\n\n\n".join(inspect.getsource(fn).strip() for fn in ops.values())
     fast = position_independent(executable_module(source))
     refusal = complex_refusal(program.ops_used)
+    batched = bool(program.ops_used & MATRIX_OPS) and not fast
     wrapper = render_wrapper(class_name, class_doc(program.doc, source, program.hparams), program.hparams,
-                             fast, refusal)
+                             fast, refusal, batched=batched)
     reserved = {"torch", class_name} | names_in(op_text) | names_in(wrapper) | set(dir(builtins))
     rule = rule_text(source, reserved).strip()
 
     def module(cost: str) -> str:
         header = module_doc(class_name, source, program.doc, program_hash(source), program.hparams, refusal,
-                            fast, evidence, cost)
+                            fast, evidence, cost, batched)
         sections = [
             header,
             "import torch",

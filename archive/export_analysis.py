@@ -22,6 +22,8 @@ from sandbox.contract import parse_ast
 
 SHAPE_OPS = frozenset({"ndim", "numel", "size", "matmul", "transpose", "newton_schulz"})
 """Ops whose result depends on a tensor's shape: torch.view_as_real (n, m) -> (n, m, 2) changes it."""
+MATRIX_OPS = frozenset({"matmul", "newton_schulz"})
+"""Ops that multiply matrices: a rule using them steps same-shaped parameters in one batched call."""
 REDUCTION_OPS = frozenset({"mean", "sum", "rms", "norm", "dot", "amax"})
 """Ops that mix every entry of a tensor: splitting a tensor in two changes what they see."""
 

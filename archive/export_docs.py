@@ -20,7 +20,8 @@ def _update_text(source: str) -> str:
 
 
 def module_doc(class_name: str, source: str, doc: str, digest: str, hparams: dict[str, float],
-               complex_refusal: str | None, fast: bool, evidence: str = "", step_cost: str = "") -> str:
+               complex_refusal: str | None, fast: bool, evidence: str = "", step_cost: str = "",
+               batched: bool = False) -> str:
     """The module docstring: what the rule does, its maths, evidence, lr advice and step cost."""
     what = "\n".join(textwrap.wrap(" ".join(plain_description(source)), 92))
     about = textwrap.indent(doc.strip(), "    ") if doc.strip() else "    (the program has no docstring)"
@@ -32,8 +33,9 @@ def module_doc(class_name: str, source: str, doc: str, digest: str, hparams: dic
         supports.insert(0, "betas=(beta1, beta2)")
     supports.append("complex parameters (as torch.view_as_real)" if complex_refusal is None
                     else "no complex parameters (" + complex_refusal + ")")
-    supports.append("foreach=None/True: an elementwise fast path with the per-parameter loop's bits"
-                    if fast else "a per-parameter loop (the rule is not elementwise: no fast path)")
+    supports.append("foreach=None/True: an elementwise fast path with the per-parameter loop's bits" if fast else
+                    "same-shaped matrices stepped in one batched call (foreach=True; by default off the CPU)"
+                    if batched else "a per-parameter loop (the rule is not elementwise: no fast path)")
     text = f'''{class_name}: {EXPORT_MARKER} (program {digest}).
 
 {what}
@@ -75,6 +77,8 @@ def class_doc(doc: str, source: str, hparams: dict[str, float]) -> str:
         lines.append("        betas (Tuple[float, float], optional): sets beta1 and beta2 together.")
     lines += ["        maximize (bool, optional): maximize the objective instead of minimizing it (default False).",
               "        foreach (bool, optional): False forces the per-parameter loop; None or True take the",
-              "            elementwise fast path where the rule has one (default None).",
+              "            elementwise fast path where the rule has one; a rule with matrix products steps",
+              "            same-shaped parameters in one batched call off the CPU, and on it with True",
+              "            (default None).",
               "    "]
     return "\n".join(lines)
