@@ -9,7 +9,8 @@ Two models, each parameter given a fixed random gradient:
 For each, ``optimizer.step()`` is timed for torch's AdamW, the exported AdamW reference (with its
 elementwise fast path and, on the small model, with ``foreach=False``: the per-parameter loop),
 the exported Lion reference and, on the small model, the campaign's winner
-(``results/winner_program.py``: Newton-Schulz per matrix, so its cost is the point), interleaved
+(``results/winner_program.py``: Newton-Schulz per matrix, so its cost is the point; looped, and
+batched with ``foreach=True``, which is its default off the CPU), interleaved
 round by round so machine noise hits all alike. Prints the median and the best step time of each
 and their ratios to torch's AdamW: on the CPU always, and on CUDA as well when a GPU is present.
 On a shared machine the best-of ratio is the steadier one.
@@ -76,10 +77,11 @@ def contenders(model: str) -> dict[str, Callable[[list[torch.Tensor]], torch.opt
         "exported AdamW, per-param loop": lambda ps: adamw(ps, lr=1e-3, weight_decay=0.01, foreach=False),
         "exported Lion": lambda ps: lion(ps, lr=1e-4, weight_decay=0.01),
         "exported winner (Newton-Schulz)": lambda ps: winner(ps),
+        "exported winner, foreach=True": lambda ps: winner(ps, foreach=True),  # batched matrices
     }
     if model == "large":  # the per-parameter loop is the fast path's slices there; the winner
         del found["exported AdamW, per-param loop"]  # takes minutes (1024x1024 Newton-Schulz)
-        del found["exported winner (Newton-Schulz)"]
+        del found["exported winner (Newton-Schulz)"], found["exported winner, foreach=True"]
     return found
 
 
