@@ -100,10 +100,11 @@ def library(mutants: int = MUTANTS, seed: int = 0) -> dict[str, str]:
             continue
         programs[f"mutant{made}({parent})"] = child.source
         made += 1
-    for path in WINNERS:
-        if (REPO / path).exists():
-            programs[Path(path).stem] = (REPO / path).read_text()
-    return programs
+    winners = {Path(path).stem: (REPO / path).read_text() for path in WINNERS if (REPO / path).exists()}
+    # References and winners first, so a partial run (--limit, or stopped) covers what matters most.
+    order = list(reference_names()) + list(winners) + [k for k in programs if k not in reference_names()]
+    programs.update(winners)
+    return {label: programs[label] for label in order}
 
 
 def rank_figures(search: list[float], test: list[float]) -> dict[str, float | str]:
@@ -134,7 +135,11 @@ def main() -> None:
     parser.add_argument("--validation", action="store_true", help="also score the validation tier (announce rule)")
     parser.add_argument("--out", default="transfer.json", help="per-program fitnesses, JSON (default: transfer.json)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--report", action="store_true", help="only print the figures from --out (nothing runs)")
     args = parser.parse_args()
+    if args.report:
+        report(json.loads(Path(args.out).read_text()), list(library(args.mutants)), args.validation)
+        return
 
     programs = library(args.mutants)
     labels = list(programs)[: args.limit] if args.limit else list(programs)
@@ -171,6 +176,11 @@ def main() -> None:
     finally:
         executor.close()
 
+    report(rows, labels, args.validation)
+
+
+def report(rows: dict[str, dict], labels: list[str], validation: bool) -> None:
+    """The figures over every program of ``labels`` scored on all three of legacy, search, test."""
     done = [label for label in labels if all(rows.get(label, {}).get(k) is not None for k in ("legacy", "search", "test"))]
     test = [rows[label]["test"] for label in done]
     old = rank_figures([rows[label]["legacy"] for label in done], test)
@@ -183,13 +193,18 @@ def main() -> None:
         extra_new = f" ({new['announced']})" if key == "announce_precision" else f" (n={new['n_decision']})" if key == "rho_decision" else ""
         goal = GOALS[key]
         print(f"{name:28} {_f(old[key]) + extra_old:>24} {_f(new[key]) + extra_new:>25} {'' if goal is None else f'>={goal}':>6}")
-    if args.validation:
+    print("per program (search tier, old suite, test tier):")
+    for label in sorted(done, key=lambda k: -rows[k]["test"]):
+        r = rows[label]
+        print(f"  {label:44} search {_f(r['search'])}  old {_f(r['legacy'])}  test {_f(r['test'])}")
+    if validation:
         vals = [(rows[label].get("validation"), rows[label].get("validation_spread") or 0.0, rows[label]["test"])
                 for label in done if rows[label].get("validation") is not None]
         announced = [t for v, spread, t in vals if beats_adamw(v, spread)]
         hits = sum(t > 1.0 for t in announced)
         print(f"announce rule (validation beats 1.0 beyond seed spread): {hits}/{len(announced)} also beat AdamW on test")
-    seconds = {k: np.mean([rows[label].get(k + "_seconds", math.nan) for label in done]) for k in evaluators}
+    keys = ("legacy", "search", "test") + (("validation",) if validation else ())
+    seconds = {k: np.mean([rows[label].get(k + "_seconds", math.nan) for label in done]) for k in keys}
     print("mean seconds per program (first scoring, cache hits make reruns free): "
           + ", ".join(f"{k} {v:.0f}" for k, v in seconds.items()))
 
