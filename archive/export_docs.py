@@ -69,6 +69,7 @@ def class_doc(doc: str, source: str, hparams: dict[str, float]) -> str:
     first = doc.strip().splitlines()[0] if doc.strip() else ""
     if not first or first.lower().startswith(("mutant", "crossover")):
         first = plain_description(source)[0]
+    first = textwrap.fill(first, 92, subsequent_indent="    ")
     lines = [first.replace("\\", "\\\\").replace('"""', "'''"), "", "    Args:",
              "        params (iterable): parameters to optimize, or dicts defining parameter groups."]
     lines += [f"        {key} (float{', or a 1-element Tensor' if key == 'lr' else ''}, optional): default {value!r}."
