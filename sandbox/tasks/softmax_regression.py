@@ -21,7 +21,7 @@ EVAL_SIZE = 256  # the scoring loss is measured every step: keep it cheap
 
 class DigitsSoftmaxRegression(Task):
     name = "softmax_l2_digits"
-    version = 1
+    version = 2
     steps = 1000
     schedule = "warmup_cosine"
     description = "L2-regularised multinomial logistic regression on raw sklearn digits pixels, minibatches of 32"
@@ -32,9 +32,9 @@ class DigitsSoftmaxRegression(Task):
     higher_is_better = True
     stochastic = True
     default_device_ok = False
-    l2 = 1e-3
+    l2 = 1e-4
     batch_size = 32
-    variant_space = {"l2": (1e-4, 1e-3, 1e-2), "batch_size": (16, 32, 64)}
+    variant_space = {"l2": (1e-5, 1e-4, 1e-3), "batch_size": (16, 32, 64)}
 
     def __init__(self, variant: int = 0) -> None:
         super().__init__(variant)
