@@ -197,7 +197,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     "quick": {
         "name": "quick",
         "budget": {"max_evaluations": 150, "max_seconds": 240},
+        # Four cheap search tasks and their validation variants: the full tiers take a few minutes a program.
         "evaluation": {"steps_scale": 0.5, "lr_grid": [1e-4, 1e-3, 1e-2, 0.1, 1.0], "test_tier": False,
+                       "tasks": ["noisy_quadratic", "logreg_separable", "mlp_digits", "deep_linear"],
+                       "validation_tasks": ["noisy_quadratic@1", "logreg_separable@1", "mlp_digits@1", "deep_linear@1"],
+                       "long_horizon_scale": 2.0,
                        "confirm_seeds": [200, 201]},
         "search": {"in_flight": 2},
     },
