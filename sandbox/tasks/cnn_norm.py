@@ -13,8 +13,8 @@ in ``batch``; the second over patches of the first layer's activations, cut as n
 the zero-padded map (their backward is a cheap copy; an index gather's scatter-add or a 0/1
 selection matmul costs several times more under ``vmap``).
 
-``noise`` > 0 (a variant) adds Gaussian pixel noise to every training image, drawn from the
-step's generator: data augmentation that makes the gradient noisier.
+``noise`` adds Gaussian pixel noise (std 0.2 by default; 0 in some variants) to every training
+image, drawn from the step's generator: data augmentation that makes the gradient noisier.
 """
 
 from __future__ import annotations
@@ -54,10 +54,10 @@ def group_norm(h: torch.Tensor, gain: torch.Tensor, bias: torch.Tensor, groups: 
 
 class DigitsGroupNormCNN(Task):
     name = "cnn_groupnorm_digits"
-    version = 1
+    version = 2
     steps = 400
     schedule = "warmup_cosine"
-    description = "conv3x3/2(C)-GN-ReLU-conv3x3(2C)-GN-ReLU-linear CNN on sklearn digits, minibatches; validation CE on 180 held-out images"
+    description = "conv3x3/2(C)-GN-ReLU-conv3x3(2C)-GN-ReLU-linear CNN on sklearn digits, minibatches of 32 with pixel-noise augmentation; validation CE on 180 held-out images"
     family = "cnn"
     loss_name = "eval_batch_ce"
     val_metric_name = "val_ce"
@@ -68,7 +68,7 @@ class DigitsGroupNormCNN(Task):
     channels = 8
     groups = 2
     batch_size = 32
-    noise = 0.0
+    noise = 0.2  # without augmentation the net memorises the 1438 images and validation stalls by 3/4 of the budget
     variant_space = {"channels": (6, 8, 10), "groups": (1, 2, 4), "batch_size": (16, 32, 64), "noise": (0.0, 0.1, 0.2)}
 
     def __init__(self, variant: int = 0) -> None:
