@@ -16,6 +16,7 @@ only programs that were still pending (their finished runs come from the run cac
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import threading
@@ -46,6 +47,8 @@ from sandbox.tasks import get_task
 from sandbox.tasks import suite as suite_tasks
 
 CONFIG_FILE = "config.toml"
+CONTEXTS_FILE = "contexts.json"
+"""The contexts of the latest batch, saved before its proposals are made (see Campaign._contexts)."""
 LLM_KINDS = ("full", "diff", "textgrad", "crossover")
 LLM_DOWN_BATCHES = 3
 """A campaign stops (resumable) after this many batches in a row whose every LLM request failed."""
@@ -169,6 +172,7 @@ class Campaign:
             self.spend = Spend(budget)
         self.llm = self._make_llm()
         self._record_checks(checked or [])
+        self._carried: list[tuple[int, str]] = []  # on resume: a batch's programs archived before a kill
         self._llm_down = 0  # batches in a row whose every LLM request failed
         self._llm_failure: str | None = None
         weights = dict(config.search.proposers)
@@ -274,11 +278,13 @@ class Campaign:
         heart.start()
         try:
             self._seed_references()
+            # The next batch's proposals, generated while this batch is evaluated (on resume:
+            # a batch a kill left unarchived, from its saved contexts).
+            ahead = self._saved_batch()
             self._finish_pending()
             self._confirm_unchecked()
             stalled = 0
             limit = self.config.search.max_stalled_proposals
-            ahead = None  # the next batch's proposals, generated while this batch is evaluated
             try:
                 while True:
                     reason = self.spend.exhausted()
@@ -363,8 +369,9 @@ class Campaign:
 
     def _finish_pending(self) -> None:
         """After a resume: evaluate programs archived but never finished (their runs are cached)."""
+        carried = {pid for pid, _ in self._carried}
         pending = [(r.id, r.code) for r in self.archive.programs(status="pending", sort="date")
-                   if r.proposer != "reference"]
+                   if r.proposer != "reference" and r.id not in carried]
         pending.sort()
         if pending:
             self.on_event(Event("note", text=f"resuming: finishing {len(pending)} pending program(s)"))
@@ -403,12 +410,13 @@ class Campaign:
         new programs evaluated, the next batch if it is being generated ahead)."""
         if ahead is None:
             indices = self._batch_indices(self._next_index(), 0)
-            contexts = [self._context(i) for i in indices]
+            contexts = self._contexts(indices)
             proposals = self._generate(indices, contexts)
         else:
             (indices, contexts), future = ahead
             proposals = future.result()
         exhausted, to_evaluate = self._archive_batch(indices, contexts, proposals)
+        to_evaluate, self._carried = self._carried + to_evaluate, []
         ahead = None
         if self.pipeline and exhausted is None:
             # Batch k+1 is built from the archive as it is now (batch k archived, not yet
@@ -416,7 +424,7 @@ class Campaign:
             # are in flight while the sandbox evaluates batch k.
             next_indices = self._batch_indices(indices[-1] + 1, len(to_evaluate))
             if next_indices:
-                next_contexts = [self._context(i) for i in next_indices]
+                next_contexts = self._contexts(next_indices)
                 ahead = ((next_indices, next_contexts),
                          self._ahead_pool.submit(self._generate, next_indices, next_contexts))
         evaluated = self._evaluate_all(to_evaluate, count_budget=True, kind="candidate")
@@ -466,17 +474,87 @@ class Campaign:
         else:
             parent_ids = select_parents(self._selection_pool(), rng, needed)
         parents = [self._as_dict(self.archive.program(i)) for i in parent_ids]
-
-        def parent_of(program: dict[str, Any]) -> dict[str, Any] | None:
-            ids = program.get("parent_ids") or []
-            return self._as_dict(self.archive.program(ids[0])) if ids else None
-
         top = [self._as_dict(r) for r in self.archive.best(self.config.search.top_k_in_prompt)]
+        # Each shown program's own first parent, read now: the context is a fixed snapshot.
+        lineage = {}
+        for program in parents + top:
+            ids = program.get("parent_ids") or []
+            lineage[program["id"]] = self._as_dict(self.archive.program(ids[0])) if ids else None
         ctx = ProposalContext(
-            parents=parents, parent_of=parent_of, top=top, failure_counts=self.archive.failure_counts(failed_only=True), rng=rng,
+            parents=parents, parent_of=_lineage_lookup(lineage), top=top,
+            failure_counts=self.archive.failure_counts(failed_only=True), rng=rng,
             feedback_mode=self.config.search.feedback, parse_retries=self.config.search.parse_retries,
-            mutation_edits=self.config.search.mutation_edits)
+            mutation_edits=self.config.search.mutation_edits, lineage=lineage)
         return kind, ctx
+
+    def _contexts(self, indices: list[int]) -> list[tuple[str, ProposalContext]]:
+        """A batch's contexts, saved before any of its proposals is made: a campaign killed
+        before the batch is archived makes the same proposals from them on resume (rebuilt from
+        the archive later, they would see results the batch never saw)."""
+        contexts = [self._context(i) for i in indices]
+        saved = [{"index": i, "kind": kind, "parents": ctx.parents, "top": list(ctx.top), "lineage": list(ctx.lineage.items()),
+                  "failure_counts": dict(ctx.failure_counts), "rng": ctx.rng.getstate()}
+                 for i, (kind, ctx) in zip(indices, contexts)]
+        path = self.directory / CONTEXTS_FILE
+        tmp = path.with_suffix(".tmp")
+        with open(tmp, "w", encoding="utf-8") as handle:
+            json.dump(saved, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+        return contexts
+
+    def _saved_batch(self):
+        """On resume: the saved batch whose proposals were not all archived, generated again
+        from its saved contexts (as the loop's batch generated ahead), or None."""
+        path = self.directory / CONTEXTS_FILE
+        try:
+            saved = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        first = self._next_index()
+        if not isinstance(saved, list) or not all(isinstance(e, dict) and isinstance(e.get("index"), int) for e in saved):
+            return None
+        missing = [entry for entry in saved if entry["index"] >= first]
+        if not missing:
+            return self._ahead_of_saved(saved, first)
+        if [e["index"] for e in missing] != list(range(first, first + len(missing))):
+            return None
+        # The batch's proposals archived before the kill are evaluated with the rest of it, as
+        # they would have been (the next batch is built while the whole batch is unscored).
+        head = {entry["index"] for entry in saved if entry["index"] < first}
+        self._carried = [(r.id, r.code) for r in self.archive.programs(status="pending", sort="date")
+                         if r.meta.get("proposal_index") in head][::-1]
+        indices, contexts = [], []
+        for entry in missing:
+            rng = random.Random()
+            version, state, gauss = entry["rng"]
+            rng.setstate((version, tuple(state), gauss))
+            lineage = {int(pid): _as_program(parent) for pid, parent in entry["lineage"]}
+            ctx = ProposalContext(
+                parents=[_as_program(p) for p in entry["parents"]], parent_of=_lineage_lookup(lineage),
+                top=[_as_program(p) for p in entry["top"]], failure_counts=entry["failure_counts"], rng=rng,
+                feedback_mode=self.config.search.feedback, parse_retries=self.config.search.parse_retries,
+                mutation_edits=self.config.search.mutation_edits, lineage=lineage)
+            indices.append(entry["index"])
+            contexts.append((entry["kind"], ctx))
+        self.on_event(Event("note", text=f"resuming: proposals {indices[0]}..{indices[-1]} again from their saved contexts"))
+        return (indices, contexts), self._ahead_pool.submit(self._generate, indices, contexts)
+
+    def _ahead_of_saved(self, saved: list[dict], first: int):
+        """The saved batch is all archived and (pipelined) a kill came before the batch after it
+        was built: build that one now, while the saved batch is still unscored, as it was."""
+        if not self.pipeline or not saved or max(e["index"] for e in saved) != first - 1:
+            return None
+        batch = {e["index"] for e in saved}
+        pending = [r for r in self.archive.programs(status="pending") if r.meta.get("proposal_index") in batch]
+        if not pending:
+            return None
+        next_indices = self._batch_indices(first, len(pending))
+        if not next_indices:
+            return None
+        next_contexts = self._contexts(next_indices)
+        return (next_indices, next_contexts), self._ahead_pool.submit(self._generate, next_indices, next_contexts)
 
     def _propose(self, index: int, item: tuple[str, ProposalContext]) -> tuple[str, Proposal]:
         kind, ctx = item
@@ -690,6 +768,17 @@ def is_short_horizon(long_horizon_fitness: float) -> bool:
     """A rule that beat tuned AdamW at the task budgets but is behind it (below 1.0) when both
     train for longer leads early and falls behind later: it is not announced."""
     return not long_horizon_fitness >= 1.0
+
+
+def _lineage_lookup(lineage: dict[int, dict[str, Any] | None]) -> Callable[[dict[str, Any]], dict[str, Any] | None]:
+    return lambda program: lineage.get(program["id"])
+
+
+def _as_program(data: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A program dict read back from JSON, as _as_dict made it (its failure is a tuple)."""
+    if data is None:
+        return None
+    return {**data, "failure": tuple(data["failure"]) if data.get("failure") is not None else None}
 
 
 @dataclass(frozen=True)

@@ -81,6 +81,7 @@ class ProposalContext:
     feedback_mode: str = "directional"
     parse_retries: int = 1
     mutation_edits: int = 2
+    lineage: dict[int, Program | None] = field(default_factory=dict)  # what parent_of answers, by id
 
 
 class Proposer(ABC):

@@ -564,3 +564,50 @@ def test_a_hyperparameter_named_clip_is_allowed():
         runs = evaluate_job({"source": source, "task": "noisy_quadratic", "configs": [[1e-2, 0]], "steps": 10,
                              "batched": batched})["runs"]
         assert runs[0]["status"] == "ok"
+
+
+PIPELINED = {**RESUME, "search": {"pipeline": True}}
+KILLED_WRITER = """
+import json, sys
+from discover.campaign import Campaign
+from discover.config import load_config
+from tests.test_campaign import SMALL
+Campaign.create(load_config(overrides=[SMALL, {"output_dir": sys.argv[1]}, json.loads(sys.argv[2])])).run()
+"""
+
+
+@pytest.mark.parametrize("kill_after", [3, 5])
+def test_a_pipelined_campaign_killed_mid_batch_resumes_to_the_same_archive(kill_after, tmp_path, tmp_path_factory):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    whole = run(load_config(overrides=[SMALL, {"output_dir": str(tmp_path / "whole")}, PIPELINED]))[0].directory
+    expected = snapshot(whole)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, str(tmp_path / "killed"), json.dumps(PIPELINED)],
+                            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    directory, deadline = None, time.monotonic() + 240
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            dbs = list((tmp_path / "killed").glob("*/archive.db"))
+            if dbs:
+                conn = sqlite3.connect(f"file:{dbs[0]}?mode=ro", uri=True)
+                try:
+                    count = conn.execute("SELECT count(*) FROM programs").fetchone()[0]
+                except sqlite3.Error:
+                    count = 0
+                finally:
+                    conn.close()
+                if count >= kill_after:  # references done, a batch archived, the next one built ahead
+                    directory = dbs[0].parent
+                    break
+            time.sleep(0.05)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert directory is not None, proc.stderr.read().decode()[-2000:]
+    got = resume(directory)
+    assert got == expected
