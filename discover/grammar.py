@@ -56,6 +56,7 @@ MAX_INTRO_LINES = 3
 MAX_DIFF_BLOCKS = 8
 CRITIQUE_LINE_CHARS = 200
 MAX_EXCLUDED_ATTRIBUTE_CHARS = 4
+LARK_MAX_BOUND = 8
 
 
 # --- the grammar's own small AST -----------------------------------------------------------
@@ -580,9 +581,18 @@ def _lark_node(node: Node, nested: bool = False) -> str:
         text = " | ".join(_lark_node(item) for item in node.items)
         return f"({text})" if nested else text
     if isinstance(node, Rep):
+        if isinstance(node.item, Chars):  # one regex terminal: Lark expands `x ~ m..n` into n - m alternatives
+            # (never zero-width: Lark's dynamic Earley refuses those; an optional group instead)
+            quantifier = _quantifier(max(node.lo, 1), node.hi)
+            terminal = "/" + _class_text(node.item, {**_CLASS_ESCAPES, "/": "\\/"}) + quantifier + "/"
+            return f"({terminal})?" if node.lo == 0 else terminal
         inner = _lark_node(node.item, nested=True)
         if isinstance(node.item, Seq):
             inner = f"({inner})"
+        if node.hi is not None and node.hi > LARK_MAX_BOUND:
+            # The same expansion for long bounded repeats of a sequence; the Lark form drops
+            # the bound (llama.cpp's GBNF keeps it).
+            node = Rep(node.item, node.lo, None)
         if (node.lo, node.hi) in ((0, 1), (0, None), (1, None)):
             return inner + _quantifier(node.lo, node.hi)
         if node.hi is None:
