@@ -43,6 +43,7 @@ from sandbox.evaluate import EvalSettings, Evaluator, beats_adamw  # noqa: E402
 from sandbox.executor import make_executor  # noqa: E402
 from sandbox.references import reference_names, reference_source  # noqa: E402
 from sandbox.runcache import RunCache  # noqa: E402
+from sandbox.tasks import LEGACY_SUITES, TIERS, UNTIERED  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 HPARAM_VARIANTS: dict[str, list[dict[str, float]]] = {
@@ -136,6 +137,9 @@ def main() -> None:
     parser.add_argument("--out", default="transfer.json", help="per-program fitnesses, JSON (default: transfer.json)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--report", action="store_true", help="only print the figures from --out (nothing runs)")
+    parser.add_argument("--test-task", action="append", default=[],
+                        help="score the test tier on only these of its tasks (repeatable; default: the whole tier). "
+                             "A subset is cheaper and a weaker ground truth: the figures say which was used")
     args = parser.parse_args()
     if args.report:
         report(json.loads(Path(args.out).read_text()), list(library(args.mutants)), args.validation)
@@ -145,9 +149,14 @@ def main() -> None:
     labels = list(programs)[: args.limit] if args.limit else list(programs)
     executor = make_executor("local", device=args.device, size=args.workers)
     cache = RunCache()
-    base = EvalSettings(device=args.device, screen=False)
+    base = EvalSettings(device=args.device, screen=False, test_tasks=tuple(args.test_task))
+    # The old search suite as it is today; tasks that left the tiers (over the cost budget, or no
+    # longer the workload they were) are left out of it too.
+    legacy = tuple(t for t in LEGACY_SUITES["legacy_search"] if t not in UNTIERED)
+    print(f"old suite (training-loss objective): {', '.join(legacy)}")
+    print("test tier: " + (", ".join(args.test_task) if args.test_task else "all of " + ", ".join(TIERS["test"])))
     evaluators = {
-        "legacy": Evaluator(executor, cache, replace(base, suite="legacy_search", objective="train")),
+        "legacy": Evaluator(executor, cache, replace(base, suite="legacy_search", tasks=legacy, objective="train")),
         "search": Evaluator(executor, cache, base),
         "test": Evaluator(executor, cache, replace(base, measure_seeds=base.test_seeds)),
     }
