@@ -30,7 +30,7 @@ from typing import Any, Callable
 import archive as archive_store
 from archive.store import HEARTBEAT_SECONDS, Archive, ArchiveError, ProgramRecord
 from discover.budget import Budget, Spend
-from discover.config import CampaignConfig, to_toml
+from discover.config import CampaignConfig, seed_source, to_toml
 from discover.devices import resolve_device
 from discover.errors import UserError
 from discover.proposers import Proposal, ProposalContext, Proposer, make_proposers
@@ -40,7 +40,6 @@ from sandbox import scoring
 from sandbox.evaluate import EvalSettings, EvaluationResult, Evaluator, beats_adamw
 from sandbox.executor import ExecutorUnavailable, make_executor
 from sandbox.jobbound import TimeBoundExecutor
-from sandbox.references import reference_names, reference_source
 from sandbox.runcache import RunCache
 from sandbox.scoring import downsample
 from sandbox.tasks import get_task
@@ -351,12 +350,12 @@ class Campaign:
 
     def _seed_references(self) -> None:
         """Archive and evaluate the reference library first: the population starts from it."""
-        known = set(reference_names())
         pending = []
-        for name in self.config.search.seed_programs:
-            if name not in known:
-                raise UserError(f"unknown seed program {name!r}; known references: {', '.join(sorted(known))}")
-            source = reference_source(name)
+        for entry in self.config.search.seed_programs:
+            try:
+                name, source = seed_source(entry)  # a reference, a file or an archived program
+            except ValueError as exc:
+                raise UserError(str(exc)) from None
             found = self.archive.find_by_hash(program_hash(source))
             if found is None:
                 pid = self.archive.add_program(source, campaign_id=self.campaign_id, proposer="reference", name=name,

@@ -12,7 +12,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from discover.errors import UserError
 from sandbox.evaluate import DEFAULT_LR_GRID
@@ -61,6 +61,9 @@ class EvaluationConfig(_Strict):
     suite: Literal["search"] = Field(
         "search", description="the tier parents are selected on (validation decides what is announced; test is "
                               "reported only: neither can pick parents)")
+    task_modules: list[str] = Field(default_factory=list, description=(
+        "your own tasks: .py files (relative to the working directory) or importable module names that define "
+        "sandbox.tasks.Task subclasses or call register_task; loaded before `tasks` is checked, and by every worker"))
     tasks: list[str] = Field(default_factory=list,
                              description="search on exactly these tasks, NAME or NAME@VARIANT (default: the search tier)")
     validation_tasks: list[str] = Field(default_factory=list,
@@ -104,6 +107,34 @@ class EvaluationConfig(_Strict):
             raise ValueError("the LR grid needs at least 3 distinct positive learning rates")
         return sorted(value)
 
+    @field_validator("task_modules")
+    @classmethod
+    def _load_task_modules(cls, value: list[str]) -> list[str]:
+        # Loading registers the tasks in this process, so the task names below check against them.
+        from sandbox.tasks import TaskModuleError, canonical_module_ref, load_task_module
+
+        try:
+            for ref in value:
+                load_task_module(ref)
+            return [canonical_module_ref(ref) for ref in value]
+        except TaskModuleError as exc:
+            raise ValueError(str(exc)) from None
+
+    @model_validator(mode="after")
+    def _user_task_tiers(self) -> "EvaluationConfig":
+        # Searching on your own tasks: confirm on their @1 variants and report on their @2
+        # variants (workloads the search never saw) unless the tiers are named explicitly; the
+        # built-in tiers say nothing about a workload of yours.
+        from sandbox.tasks import parse_task_spec, task_module_of
+
+        own = [parse_task_spec(spec)[0] for spec in self.tasks]
+        own = list(dict.fromkeys(n for n in own if task_module_of(n) is not None))
+        if own and not self.validation_tasks:
+            self.__dict__["validation_tasks"] = [f"{n}@1" for n in own]
+        if own and not self.test_tasks:
+            self.__dict__["test_tasks"] = [f"{n}@2" for n in own]
+        return self
+
     @field_validator("tasks", "validation_tasks", "test_tasks")
     @classmethod
     def _known_tasks(cls, value: list[str]) -> list[str]:
@@ -136,7 +167,8 @@ class SearchConfig(_Strict):
     feedback: Literal["none", "scalar", "directional"] = "directional"
     seed_programs: list[str] = Field(
         default_factory=lambda: ["adamw", "adam", "lion", "sgd_momentum", "signum", "rmsprop"],
-        description="reference programs the archive starts from")
+        description="programs the archive starts from: reference names (adamw), candidate files (path.py) or "
+                    "archived programs (campaign_dir:ID); checked before the campaign starts")
     in_flight: int = Field(2, ge=1, description="proposals being evaluated at once")
     selection: Literal["pareto", "random"] = Field(
         "pareto", description="pareto: parents from the Pareto front over per-task scores; random: "
@@ -167,15 +199,42 @@ class SearchConfig(_Strict):
     @field_validator("seed_programs")
     @classmethod
     def _known_seeds(cls, value: list[str]) -> list[str]:
-        from sandbox.references import reference_names
-
         if not value:
             raise ValueError("at least one seed program is needed: the population starts from them")
-        known = set(reference_names())
-        unknown = [name for name in value if name not in known]
-        if unknown:
-            raise ValueError(f"unknown seed program {unknown[0]!r}; known references: {', '.join(sorted(known))}")
+        for entry in value:
+            seed_source(entry)  # raises ValueError naming the entry
         return value
+
+
+def seed_source(entry: str) -> tuple[str, str]:
+    """``(name, source)`` of a seed program: a reference name (``adamw``), a candidate file
+    (``path.py``, named by its stem) or an archived program (``campaign_dir:ID``, named
+    ``campaign:ID``), resolved as `discover export` and `discover eval` resolve programs; the
+    program must pass the contract. Raises ``ValueError`` with one line naming the entry."""
+    from archive.export import ExportError, resolve_source
+    from sandbox.contract import CandidateError, load_program
+    from sandbox.references import reference_names
+
+    if entry in reference_names():
+        from sandbox.references import reference_source
+
+        return entry, reference_source(entry)
+    if ":" not in entry and not entry.endswith(".py"):
+        raise ValueError(f"unknown seed program {entry!r}: not a reference ({', '.join(sorted(reference_names()))}), "
+                         "a .py file or an archived program (campaign_dir:ID)")
+    try:
+        found = resolve_source(entry)
+        load_program(found.source)
+    except ExportError as exc:
+        raise ValueError(f"seed program {entry!r}: {exc}") from None
+    except CandidateError as exc:
+        raise ValueError(f"seed program {entry!r} breaks the program contract: {exc}") from None
+    if ":" in entry and not entry.endswith(".py"):
+        location, _, ident = entry.rpartition(":")
+        return f"{Path(location).name}:{ident}", found.source
+    # A file's name must not pass for a reference: baselines are found by reference name.
+    name = found.name if found.name not in reference_names() else f"{found.name}_file"
+    return name, found.source
 
 
 class CampaignConfig(_Strict):

@@ -38,7 +38,7 @@ from sandbox import scoring
 from sandbox.contract import CandidateError, load_program, program_hash
 from sandbox.references import reference_source
 from sandbox.runcache import RunCache, run_key
-from sandbox.tasks import get_task, suite as suite_tasks
+from sandbox.tasks import get_task, suite as suite_tasks, task_module_of
 from sandbox.tasks.base import val_steps
 
 BASELINES = ("adamw", "adam", "sgd_momentum", "lion")
@@ -170,6 +170,9 @@ class Evaluator:
                 "steps": steps,
                 "device": self.settings.device,
             }
+            module = task_module_of(task.name)
+            if module is not None:  # a user's task: the worker imports its module first
+                payload["task_modules"] = [module]
             future = self.executor.submit("evaluate", payload, self.settings.job_timeout)
             stats["executed"] += len(missing)
         return keys, cached, missing, future

@@ -182,12 +182,16 @@ def evaluate_job(payload: dict, device: str = "cpu") -> dict[str, Any]:
     """Train a candidate on one task for every ``(lr, seed)`` config; return raw run records.
 
     Payload: ``source``, ``task`` (a registered task name, or ``name@variant``), ``configs`` (``[[lr, seed], ...]``),
-    ``steps``, optional ``batched`` (default True) and ``device`` (overrides the worker's). Only
-    raw losses and metrics come back; the controller scores them.
+    ``steps``, optional ``batched`` (default True), ``device`` (overrides the worker's) and
+    ``task_modules`` (``[{"ref", "path"}]``: the user's task modules, imported before the task
+    is looked up; see :func:`sandbox.tasks.load_task_module`). Only raw losses and metrics come
+    back; the controller scores them.
     """
     from sandbox.harness import RunConfig, run_candidate
-    from sandbox.tasks import get_task
+    from sandbox.tasks import get_task, load_task_module
 
+    for module in payload.get("task_modules") or []:
+        load_task_module(module["ref"], search_path=module.get("path"))
     program = load_program(payload["source"])
     task = get_task(payload["task"])
     configs = [RunConfig(float(lr), int(seed)) for lr, seed in payload["configs"]]

@@ -12,7 +12,13 @@ scored on the training loss by ``benchmarks/transfer.py`` for comparison); nothi
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+import inspect
+import re
+import sys
 from functools import lru_cache
+from pathlib import Path
 
 from sandbox.tasks.base import FAMILIES, SCHEDULES, Task, lr_factor, parse_task_spec
 from sandbox.tasks.autoencoder import DigitsAutoencoder
@@ -144,4 +150,169 @@ def suite(name: str) -> list[Task]:
     return [get_task(spec) for spec in SUITES[name]]
 
 
-__all__ = ["FAMILIES", "LEGACY_SUITES", "SCHEDULES", "TIERS", "UNTIERED", "parse_task_spec", "tiers_of", "SUITES", "TASK_CLASSES", "Task", "get_task", "lr_factor", "suite", "task_names"]
+# --- the user's own tasks ------------------------------------------------------------------------
+
+class TaskModuleError(ValueError):
+    """A task module cannot be loaded, or a class it registers is not a usable task (one line)."""
+
+
+BUILTIN_TASKS = frozenset(TASK_CLASSES)
+_TASK_MODULE: dict[str, str] = {}
+"""Task name -> the module reference that registered it (user tasks only)."""
+_MODULE_ROOT: dict[str, str] = {}
+"""Module name -> the sys.path entry it was found under (a worker adds it to its own path)."""
+_LOADED: dict[str, list[str]] = {}
+"""Module reference -> the task names it registered (so a module is imported once per process)."""
+_loading: list[str] = []  # the module reference being imported, for register_task to record
+
+
+def register_task(cls: type[Task]) -> type[Task]:
+    """Register a :class:`Task` subclass under ``cls.name`` so tiers, configs (``evaluation.tasks``),
+    ``discover eval --task`` and the sandbox workers can run it. Usable as a class decorator.
+
+    Raises :class:`TaskModuleError` for a class that is not a concrete ``Task`` subclass, a name
+    that is not ``[a-z0-9_]+``, a family not in :data:`FAMILIES`, a missing class attribute, or a
+    name a built-in task (or another user task) already has.
+    """
+    if not (inspect.isclass(cls) and issubclass(cls, Task)) or inspect.isabstract(cls):
+        raise TaskModuleError(f"{cls!r} is not a concrete subclass of sandbox.tasks.Task "
+                              "(it must define init_params, loss, batch, eval_batch, val_batch and test_metric)")
+    name = getattr(cls, "name", None)
+    if not isinstance(name, str) or not re.fullmatch(r"[a-z0-9_]+", name):
+        raise TaskModuleError(f"task class {cls.__name__}: `name` must be lowercase letters, digits and _, got {name!r}")
+    missing = [a for a in ("version", "steps", "schedule", "description", "loss_name", "test_metric_name",
+                           "higher_is_better", "stochastic", "default_device_ok", "family") if not hasattr(cls, a)]
+    if missing:
+        raise TaskModuleError(f"task {name!r} lacks the class attribute(s) {', '.join(missing)} (see sandbox/tasks/base.py)")
+    if cls.family not in FAMILIES:
+        raise TaskModuleError(f"task {name!r}: family {cls.family!r} is not one of {', '.join(FAMILIES)}")
+    if cls.schedule not in SCHEDULES:
+        raise TaskModuleError(f"task {name!r}: schedule {cls.schedule!r} is not one of {', '.join(SCHEDULES)}")
+    existing = TASK_CLASSES.get(name)
+    if existing is not None and existing is not cls:
+        # Re-importing the same module file gives a new class object with the same qualified name.
+        same = (existing.__qualname__ == cls.__qualname__ and name in _TASK_MODULE
+                and (not _loading or _TASK_MODULE[name] == _loading[-1]))
+        if name in BUILTIN_TASKS or not same:
+            raise TaskModuleError(f"task name {name!r} is already taken by {existing.__module__}.{existing.__qualname__}")
+    TASK_CLASSES[name] = cls
+    _task.cache_clear()
+    if name not in BUILTIN_TASKS:
+        if not _loading and cls.__module__ == "__main__":
+            # A worker would have to run the user's whole script to find the class.
+            raise TaskModuleError(f"task {name!r} is defined in the script being run: put it in a module of its "
+                                  "own and load that with load_task_module (sandbox workers import it)")
+        _TASK_MODULE[name] = _loading[-1] if _loading else cls.__module__
+        if not _loading:
+            _remember_root(cls.__module__, sys.modules.get(cls.__module__))
+    return cls
+
+
+def load_task_module(ref: str, search_path: str | None = None) -> list[str]:
+    """Import a module of user tasks and return the names it registered.
+
+    ``ref`` is a Python file (``my_tasks.py``, ``path/to/tasks.py``; made absolute) or an
+    importable module name (``my_package.tasks``). The module may call :func:`register_task`
+    (or use it as a decorator); every concrete ``Task`` subclass it *defines* is registered too.
+    Loading the same reference twice does nothing. ``search_path`` (workers only): a directory to
+    add to ``sys.path`` first, where the controller found the module. Raises
+    :class:`TaskModuleError` (one line).
+    """
+    key = canonical_module_ref(ref)
+    if search_path and search_path not in sys.path:
+        sys.path.append(search_path)
+    if key in _LOADED:
+        return list(_LOADED[key])
+    before = set(TASK_CLASSES)
+    _loading.append(key)
+    try:
+        module = _import(key, ref)
+        if not Path(key).is_absolute():
+            _remember_root(key, module)
+        for value in list(vars(module).values()):
+            if (inspect.isclass(value) and issubclass(value, Task) and value.__module__ == module.__name__
+                    and not inspect.isabstract(value) and isinstance(getattr(value, "name", None), str)
+                    and TASK_CLASSES.get(value.name) is not value):
+                register_task(value)
+    finally:
+        _loading.pop()
+    names = [n for n in TASK_CLASSES if n not in before or _TASK_MODULE.get(n) == key]
+    if not names:
+        raise TaskModuleError(f"task module {ref} registers no task (define a sandbox.tasks.Task subclass "
+                              "with a `name`, or call register_task)")
+    _LOADED[key] = names
+    return list(names)
+
+
+def canonical_module_ref(ref: str) -> str:
+    """A file reference as an absolute path (workers run in another directory); a module name as is."""
+    if not isinstance(ref, str) or not ref.strip():
+        raise TaskModuleError(f"a task module must be a .py file or a module name, got {ref!r}")
+    ref = ref.strip()
+    if ref.endswith(".py") or "/" in ref or "\\" in ref:
+        return str(Path(ref).expanduser().resolve())
+    return ref
+
+
+def _import(key: str, ref: str):
+    if key.endswith(".py") or Path(key).is_absolute():
+        path = Path(key)
+        if not path.is_file():
+            raise TaskModuleError(f"task module {ref}: no such file")
+        module_name = f"user_tasks_{path.stem}_{abs(hash(key)) % 10**8}"
+        spec = importlib.util.spec_from_file_location(module_name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module  # dataclasses and pickling look modules up here
+        try:
+            spec.loader.exec_module(module)
+        except TaskModuleError:
+            sys.modules.pop(module_name, None)
+            raise
+        except BaseException as exc:
+            sys.modules.pop(module_name, None)
+            raise TaskModuleError(f"task module {ref} failed to import: {_one_line(exc)}") from None
+        return module
+    try:
+        return importlib.import_module(key)
+    except TaskModuleError:
+        raise
+    except ModuleNotFoundError as exc:
+        if exc.name and key.startswith(exc.name):
+            raise TaskModuleError(f"task module {ref!r}: no such module (give a .py file, or a module on "
+                                  "sys.path)") from None
+        raise TaskModuleError(f"task module {ref} failed to import: {_one_line(exc)}") from None
+    except BaseException as exc:
+        raise TaskModuleError(f"task module {ref} failed to import: {_one_line(exc)}") from None
+
+
+def _remember_root(name: str, module) -> None:
+    file = getattr(module, "__file__", None)
+    if not file or name in _MODULE_ROOT:
+        return
+    path = Path(file).resolve()
+    if path.name == "__init__.py":
+        path = path.parent
+    _MODULE_ROOT[name] = str(path.parents[len(name.split(".")) - 1])
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def task_module_of(name: str) -> dict[str, str | None] | None:
+    """What a sandbox worker imports before it runs user task ``name``: ``{"ref": a file path or
+    module name, "path": the directory a module name was found under, or None}``; None for a
+    built-in task. The worker passes both to :func:`load_task_module`."""
+    ref = _TASK_MODULE.get(name)
+    return None if ref is None else {"ref": ref, "path": _MODULE_ROOT.get(ref)}
+
+
+def user_task_names() -> list[str]:
+    """The names of the tasks registered from task modules, in registration order."""
+    return [n for n in TASK_CLASSES if n not in BUILTIN_TASKS]
+
+
+__all__ = ["BUILTIN_TASKS", "FAMILIES", "LEGACY_SUITES", "SCHEDULES", "TIERS", "UNTIERED", "TaskModuleError",
+           "load_task_module", "parse_task_spec", "register_task", "task_module_of", "tiers_of", "SUITES",
+           "TASK_CLASSES", "Task", "get_task", "lr_factor", "suite", "task_names", "user_task_names"]
