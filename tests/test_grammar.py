@@ -472,3 +472,43 @@ def test_the_local_llm_benchmark_runs_against_a_server(fake_llm_server):
     assert rows["grammar (gbnf)"].count("4/4 (100%)") == 2  # valid, and distinct
     assert re.search(r"grammar \(gbnf\)\s+4/4 \(100%\)\s+4/4 \(100%\)\s+[\d.]+\s+5\s+[01]/1", rows["grammar (gbnf)"]), result.stdout
     assert len(fake_llm_server.requests) == 8 and sum("grammar" in r for r in fake_llm_server.requests) == 4
+
+
+@pytest.mark.parametrize("kind", grammar.KINDS)
+def test_no_repetition_repeats_the_empty_string(kind):
+    """llama.cpp rewrites `x*` as `r ::= x r |`: a nullable x makes that left recursion, which
+    it refuses ("unsupported grammar, left recursion detected"). No repeated item is nullable."""
+    g = gbnf.parse(grammar.render(kind, parent=reference_source("muon") if kind == "diff" else None))
+    nullable: dict[str, bool] = {name: False for name in g.rules}
+
+    def can_be_empty(node) -> bool:
+        if isinstance(node, grammar.Lit):
+            return node.text == ""
+        if isinstance(node, grammar.Chars):
+            return False
+        if isinstance(node, Ref):
+            return nullable[node.name]
+        if isinstance(node, grammar.Seq):
+            return all(can_be_empty(i) for i in node.items)
+        if isinstance(node, grammar.Alt):
+            return any(can_be_empty(i) for i in node.items)
+        return node.lo == 0 or can_be_empty(node.item)
+
+    changed = True
+    while changed:
+        changed = False
+        for name, node in g.rules.items():
+            if not nullable[name] and can_be_empty(node):
+                nullable[name] = changed = True
+
+    def repeated(node):
+        if isinstance(node, grammar.Rep):
+            yield node.item
+            yield from repeated(node.item)
+        elif isinstance(node, (grammar.Seq, grammar.Alt)):
+            for item in node.items:
+                yield from repeated(item)
+
+    bad = [(name, item) for name, node in g.rules.items() for item in repeated(node) if can_be_empty(item)]
+    assert not bad, bad[:3]
+    assert not nullable["root"]
