@@ -339,7 +339,7 @@ def _describe(exc: ValidationError, path: Path | None) -> str:
         if err["type"] == "extra_forbidden":
             problems.append(f"unknown field `{field}`")
         else:
-            problems.append(f"`{field}`: {err['msg']}")
+            problems.append(f"`{field}`: {err['msg'].removeprefix('Value error, ')}")
     return f"invalid campaign config{where}: " + "; ".join(problems)
 
 
