@@ -16,7 +16,7 @@ def grammar_command(
     kind: str = typer.Option("full", "--kind", "-k", help="full, diff, crossover or critique"),
     parent: Optional[Path] = typer.Option(None, "--parent", help="--kind diff: the program being edited (SEARCH "
                                                                  "sections are then runs of its own lines)"),
-    depth: int = typer.Option(3, "--depth", min=1, max=5, help="regex: brackets and calls nest at most depth - 1 deep"),
+    depth: int = typer.Option(3, "--depth", min=1, max=4, help="regex: brackets and calls nest at most depth - 1 deep"),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="write it to this file instead of stdout"),
 ) -> None:
     """Print the grammar a proposer's answer must follow, generated from the candidate contract.
