@@ -110,7 +110,7 @@ def test_vmap_grad_matches_per_config_grad(name):
 @pytest.mark.parametrize("name", NEW)
 def test_a_short_adamw_run_lowers_the_validation_value(name):
     task = get_task(name)
-    lr = 0.1 if name == "mf_zipf" else 1e-2  # sparse rows: each gets few updates in 40 steps
+    lr = 3e-2 if name in ("mf_zipf", "mingru_sentiment") else 1e-2
     (result,) = run_candidate(load_reference("adamw"), task, [RunConfig(lr, 0)], steps=40)
     assert result.ok
     assert result.val_losses[-1] < 0.9 * result.val_losses[0], (name, result.val_losses[0], result.val_losses[-1])

@@ -33,7 +33,7 @@ class DigitsAutoencoder(Task):
     code_size = 16
     batch_size = 128
     init_gain = 1.0
-    eval_size = 256
+    eval_size = 128
     variant_space = {"code_size": (8, 16, 32), "batch_size": (64, 128, 256), "init_gain": (0.5, 1.0, 2.0)}
 
     def __init__(self, variant: int = 0) -> None:

@@ -40,7 +40,7 @@ class _CoordinateTask(Task):
     val_metric_name = "val_mse"
     test_metric_name = "test_mse"
     higher_is_better = False
-    eval_size = 512
+    eval_size = 256
 
     def _set_data(self, x: torch.Tensor, y: torch.Tensor, fractions: tuple[float, float], seed: int) -> None:
         y = y / y.square().mean().sqrt()
@@ -91,15 +91,15 @@ def generated_image(size: int, seed: int) -> torch.Tensor:
 class SirenImage(_CoordinateTask):
     name = "siren_image"
     version = 1
-    steps = 1000
+    steps = 600
     schedule = "warmup_cosine"
-    description = ("SIREN 2-64-64-1 (w0 = 20) fitting a generated 32x32 image from 60% of its pixels, "
-                   "minibatches of 256; validation on 20% held-out pixels")
-    width = 64
+    description = ("SIREN 2-48-48-1 (w0 = 20) fitting a generated 32x32 image from 60% of its pixels, "
+                   "minibatches of 128; validation on 20% held-out pixels")
+    width = 48
     w0 = 20.0
-    batch_size = 256
+    batch_size = 128
     image_size = 32
-    variant_space = {"width": (32, 64, 96), "w0": (10.0, 20.0, 30.0), "batch_size": (128, 256, 512)}
+    variant_space = {"width": (32, 48, 64), "w0": (10.0, 20.0, 30.0), "batch_size": (64, 128, 256)}
     DATA_SEED = 41
 
     def __init__(self, variant: int = 0) -> None:

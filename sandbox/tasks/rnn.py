@@ -46,7 +46,7 @@ class _SequenceTask(Task):
     num_train = 4096
     num_val = 512
     num_test = 512
-    eval_size = 256
+    eval_size = 128
 
     def _make(self, count: int, gen: torch.Generator) -> Batch:
         raise NotImplementedError
@@ -72,9 +72,9 @@ class _SequenceTask(Task):
 class AddingRNN(_SequenceTask):
     name = "rnn_adding"
     version = 1
-    steps = 600
+    steps = 400
     schedule = "warmup_cosine"
-    description = ("Elman tanh RNN (32 units) on the adding problem, sequences of 16, minibatches of 64 from 4096; "
+    description = ("Elman tanh RNN (32 units) on the adding problem, sequences of 12, minibatches of 32 from 4096; "
                    "validation on 512 other sequences")
     family = "rnn"
     loss_name = "eval_batch_mse"
@@ -82,10 +82,10 @@ class AddingRNN(_SequenceTask):
     test_metric_name = "test_mse"
     higher_is_better = False
     hidden = 32
-    length = 16
-    batch_size = 64
+    length = 12
+    batch_size = 32
     recurrent_gain = 1.0
-    variant_space = {"hidden": (16, 32, 64), "length": (12, 16, 20), "batch_size": (32, 64, 128),
+    variant_space = {"hidden": (16, 32, 48), "length": (8, 12, 16), "batch_size": (16, 32, 64),
                      "recurrent_gain": (0.5, 1.0)}
     DATA_SEED = 23
 
@@ -143,10 +143,10 @@ NOT = 15  # flips the sign of the next word; tokens 12-14 are neutral
 class SentimentMinGRU(_SequenceTask):
     name = "mingru_sentiment"
     version = 1
-    steps = 600
+    steps = 400
     schedule = "warmup_cosine"
     description = ("minGRU (32 units) after a width-2 causal conv, classifying 16-token sequences by the sign of "
-                   "their sentiment (a 'not' token flips the next word), minibatches of 64 from 4096; validation on "
+                   "their sentiment (a 'not' token flips the next word), minibatches of 32 from 4096; validation on "
                    "512 other sequences")
     family = "rnn"
     loss_name = "eval_batch_ce"
@@ -155,9 +155,9 @@ class SentimentMinGRU(_SequenceTask):
     higher_is_better = True
     hidden = 32
     length = 16
-    batch_size = 64
+    batch_size = 32
     init_gain = 1.0
-    variant_space = {"hidden": (16, 32, 48), "length": (12, 16, 24), "batch_size": (32, 64, 128),
+    variant_space = {"hidden": (16, 32, 48), "length": (12, 16, 20), "batch_size": (16, 32, 64),
                      "init_gain": (0.5, 1.0, 2.0)}
     DATA_SEED = 29
 

@@ -18,7 +18,7 @@ and the unseen pairs stay at chance (grokking takes far longer than any budget h
 cross-entropy only rises during training and cannot serve as a validation target. In base 10
 every digit-level fact appears in training, so the model can generalise to unseen pairs within
 the budget, and the optimizers differ in how fast it does: train on minibatches from 30% of the
-10,000 pairs; the unseen pairs are split into validation and test halves (1,000 of each are
+10,000 pairs; the unseen pairs are split into validation and test halves (500 of each are
 used). Variants draw the width, the training fraction and the batch size.
 """
 
@@ -33,7 +33,7 @@ from sandbox.tasks.base import Batch, Params, Task, minibatch_indices
 BASE = 10
 HEADS = 2
 DATA_SEED = 17
-HELD_OUT = 1000  # validation and test pairs each
+HELD_OUT = 500  # validation and test pairs each
 
 
 def _rms(x: torch.Tensor) -> torch.Tensor:
@@ -43,10 +43,10 @@ def _rms(x: torch.Tensor) -> torch.Tensor:
 class ModularAdditionTransformer(Task):
     name = "transformer_modadd"
     version = 2
-    steps = 600
+    steps = 400
     schedule = "warmup_cosine"
-    description = ("1-layer, 2-head, d_model=24 causal transformer on two-digit (a + b) mod 100, minibatches of 128 "
-                   "from 30% of the pairs; validation on 1000 unseen pairs")
+    description = ("1-layer, 2-head, d_model=24 causal transformer on two-digit (a + b) mod 100, minibatches of 64 "
+                   "from 30% of the pairs; validation on 500 unseen pairs")
     loss_name = "eval_batch_ce"
     val_metric_name = "val_ce"
     test_metric_name = "test_acc"
@@ -56,9 +56,9 @@ class ModularAdditionTransformer(Task):
     default_device_ok = True
     d_model = 24
     train_fraction = 0.3
-    batch_size = 128
-    eval_size = 256
-    variant_space = {"d_model": (16, 24, 32), "train_fraction": (0.2, 0.3, 0.5), "batch_size": (64, 128, 256)}
+    batch_size = 64
+    eval_size = 128
+    variant_space = {"d_model": (16, 24, 32), "train_fraction": (0.2, 0.3, 0.5), "batch_size": (32, 64, 128)}
 
     def __init__(self, variant: int = 0) -> None:
         super().__init__(variant)
