@@ -268,6 +268,25 @@ def list_programs(
 # --- archive show -------------------------------------------------------------------------
 
 
+def _chat_turns(text: str) -> list[tuple[str, str]] | None:
+    """``[(role, content), ...]`` when ``text`` is a JSON list of chat messages, else None.
+    Content given as OpenAI content parts is joined from their text parts."""
+    try:
+        messages = json.loads(text)
+    except (TypeError, ValueError):
+        return None
+    if not (isinstance(messages, list) and messages
+            and all(isinstance(m, dict) and isinstance(m.get("role"), str) for m in messages)):
+        return None
+    turns = []
+    for message in messages:
+        content = message.get("content")
+        if isinstance(content, list):
+            content = "\n".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
+        turns.append((message["role"], "" if content is None else str(content)))
+    return turns
+
+
 def _preview(text: str, full: bool) -> str:
     lines = text.splitlines()
     if full or len(lines) <= PREVIEW_LINES:
@@ -370,9 +389,17 @@ def show_program(
         console.print(scores)
     console.print(Syntax(record.code, "python", line_numbers=True, word_wrap=True, theme="ansi_dark"))
     for label, text in (("critique", record.critique), ("prompt", record.prompt), ("response", record.response)):
-        if text:
+        if not text:
+            continue
+        turns = _chat_turns(text) if label == "prompt" else None
+        if turns is None:
             console.rule(f"[dim]{label}[/]", align="left", style="dim")
             console.print(escape(_preview(text, full)))
+            continue
+        # A prompt is stored as the request's JSON messages: show it as the conversation it was.
+        for role, content in turns:
+            console.rule(f"[dim]prompt · {escape(role)}[/]", align="left", style="dim")
+            console.print(escape(_preview(content, full)))
     if calls:
         tokens = sum(c.tokens_in + c.tokens_out for c in calls)
         console.print(f"[dim]{len(calls)} LLM call(s), {tokens} tokens: "
