@@ -15,7 +15,7 @@ each op's arity, bounded literal loops nested at most ``MAX_LOOP_DEPTH`` deep, i
 are not keywords and do not redefine ops, and ``hp.name`` only inside ``update``. What a
 context-free grammar cannot know is left to the validator, which still checks every answer:
 whether a name read was assigned, whether ``hp.x`` is in HPARAMS, whether a helper called is
-defined, recursion, and HPARAMS keys that are tensor attributes.
+defined, and recursion.
 
 One grammar object is emitted in several forms (:func:`render`):
 
@@ -39,8 +39,6 @@ import keyword
 from dataclasses import dataclass
 from typing import Union
 
-import torch
-
 from sandbox import contract, vocabulary
 
 __all__ = ["FORMATS", "KINDS", "Grammar", "build", "render"]
@@ -55,7 +53,6 @@ MAX_LINE_CHARS = 120
 MAX_INTRO_LINES = 3
 MAX_DIFF_BLOCKS = 8
 CRITIQUE_LINE_CHARS = 200
-MAX_EXCLUDED_ATTRIBUTE_CHARS = 4
 LARK_MAX_BOUND = 8
 
 
@@ -443,12 +440,8 @@ def _program_rules(rules: dict[str, Node], regular: bool = False) -> None:
     # the module layout reserves.
     reserved = set(keyword.kwlist) | set(vocabulary.OPS) | {"range", "init", "update", "HPARAMS"}
     _words_excluded(rules, "name", reserved, chars("A-Za-z"), chars("A-Za-z0-9_"))
-    # HPARAMS keys the validator refuses: keywords, HParams methods and tensor attributes. All
-    # 600 tensor attributes would add 2,000 rules; the short ones (`t`, `mm`, `abs`, `norm`,
-    # `clip`) are those a model or a random derivation picks, so they are excluded here.
-    hp_reserved = ({w for w in keyword.kwlist if w.islower()} | {a for a in dir(contract.HParams) if not a.startswith("_")}
-                   | {a for a in dir(torch.Tensor) if a.isidentifier() and a.islower() and not a.startswith("_")
-                      and len(a) <= MAX_EXCLUDED_ATTRIBUTE_CHARS})
+    # HPARAMS keys the validator refuses: keywords and HParams' own attributes.
+    hp_reserved = {w for w in keyword.kwlist if w.islower()} | {a for a in dir(contract.HParams) if not a.startswith("_")}
     _words_excluded(rules, "hp-key", hp_reserved, chars("a-z"), chars("a-z0-9_"))
     for alias in ("load-name", "store-name", "const-name", "helper-name", "param-name", "call-name"):
         rules[alias] = Ref("name")
