@@ -209,3 +209,6 @@ def test_tiny_campaign_on_a_user_task_through_the_api(tmp_path, monkeypatch):
     assert cfg.search.seed_programs == [f"{summary.directory}:{copy_id}"]
     with pytest.raises(UserError, match="seed program"):
         load_config(overrides=[{"search": {"seed_programs": [f"{summary.directory}:9999"]}}])
+    archived = discover.evaluate(f"{summary.directory}:{copy_id}", tasks=["wave_mlp"], seeds=[100], steps_scale=0.1,
+                                 workers=2)["search"]
+    assert archived.failure is None and archived.tasks["wave_mlp"].status == "ok"
