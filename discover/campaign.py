@@ -182,7 +182,12 @@ class Campaign:
             weights.setdefault("mutation", 1.0)
         elif self.llm is None:
             self.notes.append("no LLM endpoint configured: using the offline symbolic-mutation proposer")
-        self.proposers: dict[str, Proposer] = make_proposers(weights, self.llm)
+        self.constrained = None
+        if self.llm is not None and config.llm.constrained != "off":
+            from discover.constrained import ConstrainedDecoding
+
+            self.constrained = ConstrainedDecoding(config.llm.constrained, config.llm.base_url)
+        self.proposers: dict[str, Proposer] = make_proposers(weights, self.llm, self.constrained)
         self.weights = {k: weights[k] for k in self.proposers}
         pipeline = config.search.pipeline
         # Offline proposals take milliseconds: overlapping them with evaluation buys nothing and

@@ -18,12 +18,15 @@ import random
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 from discover import feedback, mutation, parsing
 from discover.llm import BudgetExhausted, Completion, LLMClient, LLMError
 from prompts import render, template
 from sandbox import contract, vocabulary
+
+if TYPE_CHECKING:
+    from discover.constrained import ConstrainedDecoding
 
 Program = Mapping[str, Any]
 
@@ -91,10 +94,11 @@ class Proposer(ABC):
     parents_needed: ClassVar[int] = 1
     needs_llm: ClassVar[bool] = True
 
-    def __init__(self, llm: LLMClient | None = None):
+    def __init__(self, llm: LLMClient | None = None, constrained: "ConstrainedDecoding | None" = None):
         if self.needs_llm and llm is None:
             raise ValueError(f"the {self.kind!r} proposer needs an LLM endpoint (set llm.base_url)")
         self.llm = llm
+        self.constrained = constrained  # sends each answer's grammar where the server takes one
 
     def propose(self, ctx: ProposalContext) -> Proposal:
         """Produce one proposal from ``ctx.parents``. Never raises: whatever goes wrong (a bad
@@ -124,10 +128,11 @@ class Proposer(ABC):
         return render("system", vocabulary=vocabulary.describe(), contract=template("contract"))
 
     def _ask(self, proposal: Proposal, messages: list[dict[str, str]], role: str,
-             parse: Callable[[str], str], retries: int) -> str | None:
-        """Ask, parse and validate; on failure re-ask in the same conversation with the error."""
+             parse: Callable[[str], str], retries: int, grammar: tuple[str, str | None] = ("full", None)) -> str | None:
+        """Ask, parse and validate; on failure re-ask in the same conversation with the error.
+        ``grammar`` is the answer's (kind, parent) for constrained decoding."""
         for attempt in range(retries + 1):
-            completion = self._complete(proposal, messages, role)
+            completion = self._complete(proposal, messages, role, grammar)
             if completion is None:
                 return None
             try:
@@ -149,9 +154,15 @@ class Proposer(ABC):
             ]
         return None
 
-    def _complete(self, proposal: Proposal, messages: list[dict[str, str]], role: str) -> Completion | None:
-        """One LLM request; on failure the proposal records why and None comes back."""
+    def _complete(self, proposal: Proposal, messages: list[dict[str, str]], role: str,
+                  grammar: tuple[str, str | None] = ("full", None)) -> Completion | None:
+        """One LLM request (carrying the answer's grammar when constrained decoding is on); on
+        failure the proposal records why and None comes back."""
         try:
+            if self.constrained is not None:
+                kind, parent = grammar
+                return self.constrained.complete(self.llm, messages, kind, role=role, parent=parent,
+                                                 seed=self._seed(proposal))
             return self.llm.complete(messages, role=role, seed=self._seed(proposal))
         except BudgetExhausted as exc:
             proposal.budget_exhausted = str(exc)
@@ -260,7 +271,8 @@ class DiffProposer(Proposer):
         def apply(text: str) -> str:
             return parsing.apply_diff(parent["code"], parsing.parse_diff(text))
 
-        proposal.source = self._ask(proposal, messages, "proposer", apply, ctx.parse_retries)
+        proposal.source = self._ask(proposal, messages, "proposer", apply, ctx.parse_retries,
+                                    grammar=("diff", parent["code"]))
 
 
 class TextGradProposer(Proposer):
@@ -276,7 +288,7 @@ class TextGradProposer(Proposer):
             {"role": "user", "content": render("critique", program=parent["code"], parent_feedback=fb,
                                                archive_summary=self._summary(ctx))},
         ]
-        completion = self._complete(proposal, critic_messages, "critic")
+        completion = self._complete(proposal, critic_messages, "critic", ("critique", None))
         if completion is None:
             return
         try:
@@ -309,7 +321,8 @@ class CrossoverProposer(Proposer):
                 parent_a=self._shown(ctx, a), parent_b=self._shown(ctx, b),
                 archive_summary=self._summary(ctx))},
         ]
-        proposal.source = self._ask(proposal, messages, "proposer", parsing.extract_program, ctx.parse_retries)
+        proposal.source = self._ask(proposal, messages, "proposer", parsing.extract_program, ctx.parse_retries,
+                                    grammar=("crossover", None))
 
 
 PROPOSERS: dict[str, type[Proposer]] = {
@@ -320,14 +333,15 @@ PROPOSERS: dict[str, type[Proposer]] = {
 """kind -> class; the config's ``search.proposers`` weights pick among these."""
 
 
-def make_proposers(weights: Mapping[str, float], llm: LLMClient | None) -> dict[str, Proposer]:
+def make_proposers(weights: Mapping[str, float], llm: LLMClient | None,
+                   constrained: "ConstrainedDecoding | None" = None) -> dict[str, Proposer]:
     """Instantiate the weighted kinds; unknown kinds or LLM kinds without an endpoint are errors."""
     out = {}
     for kind, weight in weights.items():
         if kind not in PROPOSERS:
             raise ValueError(f"unknown proposer kind {kind!r}; known: {', '.join(PROPOSERS)}")
         if weight > 0:
-            out[kind] = PROPOSERS[kind](llm)
+            out[kind] = PROPOSERS[kind](llm, constrained)
     if not out:
         raise ValueError("at least one proposer needs a positive weight")
     return out

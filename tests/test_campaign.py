@@ -253,3 +253,28 @@ def test_a_stuck_proposer_ends_the_campaign_with_a_clear_reason(tmp_path, fake_l
         # Every archived answer was served (a keep-alive reset can make the server answer twice).
         assert 6 <= len(calls) <= len(fake_llm_server.answered)
         assert summary.spend["tokens_in"] == sum(c.tokens_in for c in calls)
+
+
+def test_an_llm_campaign_sends_each_answer_its_grammar_and_falls_back_when_refused(tmp_path, fake_llm_server):
+    fake_llm_server.responder = responder
+    config = load_config(overrides=[
+        SMALL, {"output_dir": str(tmp_path / "a"), "seed": 3},
+        {"budget": {"max_evaluations": 2}, "search": {"in_flight": 2, "proposers": {"diff": 1, "textgrad": 1}},
+         "llm": {"base_url": fake_llm_server.base_url, "backoff_base": 0.01, "constrained": "gbnf", "preflight": False}},
+    ])
+    run_campaign(config)
+    chats = [r for r in fake_llm_server.requests if "messages" in r]
+    assert chats and all("grammar" in r for r in chats)
+    critiques = [r for r in chats if "textual gradient" in r["messages"][-1]["content"].lower()
+                 or "critique" in r["messages"][-1]["content"].lower()]
+    programs = [r for r in chats if r not in critiques]
+    assert programs and any("SEARCH" in r["grammar"] for r in programs)  # diff answers get the diff grammar
+    # A server that refuses grammars: `auto` says so once and the campaign goes on without them.
+    fake_llm_server.requests.clear()
+    fake_llm_server.reject_fields = {"grammar"}
+    config = load_config(overrides=[config.model_dump(), {"output_dir": str(tmp_path / "b"),
+                                                          "llm": {"constrained": "auto"}}])
+    _, summary = run_campaign(config)
+    assert summary.spend["evaluations"] >= 1
+    later = [r for r in fake_llm_server.requests if "messages" in r][-1]
+    assert "grammar" not in later
