@@ -30,6 +30,19 @@ def private_run_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("DISCOVER_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "run-cache"))
 
 
+@pytest.fixture(autouse=True)
+def restore_task_registry():
+    # Tasks registered here must not leak into other test modules (e.g. `discover tasks` listings).
+    import sandbox.tasks as tasks
+
+    saved = [(d, dict(d)) for d in (tasks.TASK_CLASSES, tasks._TASK_MODULE, tasks._LOADED, tasks._MODULE_ROOT)]
+    yield
+    for registry, before in saved:
+        registry.clear()
+        registry.update(before)
+    tasks._task.cache_clear()
+
+
 def test_api_is_importable_from_the_top_level_package():
     from archive.export import load_optimizer
 
