@@ -4,7 +4,7 @@
 
 Ratings come from a fixed random low-rank "true" model (rank 8, plus biases and Gaussian noise,
 scaled to unit variance) observed at (user, item) pairs whose ids follow Zipf laws: a few
-users and items appear in thousands of interactions, most in a handful. So most rows of the
+users and items appear in hundreds of interactions, most in a handful. So most rows of the
 embedding tables get a gradient only every few hundred steps, while the head rows get one every
 step: per-coordinate scaling (Adam's second moment) matters, and so does what an optimizer does
 to a row whose gradient is zero at this step (decoupled weight decay and momentum keep moving
