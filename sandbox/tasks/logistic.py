@@ -6,7 +6,7 @@ Both are strongly convex with a finite optimum an optimizer must actually settle
 separable data the unregularised loss has no minimiser (it falls towards 0 only as |w| grows,
 which rewards any rule that just scales its step: v1 of ``logreg_separable`` was full-batch and
 had every optimizer's best learning rate at the top of the grid); the L2 term puts the optimum
-at a finite |w| (~6.5) along the max-margin direction, and minibatches give large steps a noise
+at a finite |w| (~5.5) along the max-margin direction, and minibatches give large steps a noise
 floor, so the best learning rate is a trade-off again. Its validation value is the same
 regularised objective on a fresh sample (the unregularised loss on separable data would again
 reward growing |w| for ever).
