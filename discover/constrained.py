@@ -23,6 +23,7 @@ import functools
 import json
 import re
 import sys
+import threading
 import urllib.parse
 import urllib.request
 from typing import Any, Callable
@@ -96,18 +97,22 @@ class ConstrainedDecoding:
         self._dialect: str | None = None
         self._resolved = False
         self.fell_back: str | None = None  # why auto stopped sending the grammar, once it did
+        self._lock = threading.Lock()
 
     @property
     def dialect(self) -> str | None:
-        """The dialect requests carry (None: no grammar); ``auto`` asks the server once."""
-        if not self._resolved:
-            self._resolved = True
-            if self.mode == "auto":
-                owner = _owner(self.base_url) if self.base_url else None
-                self._dialect = _OWNERS.get(owner or "") or ("gbnf" if is_local(self.base_url) else None)
-            elif self.mode != "off":
-                self._dialect = self.mode
-        return self._dialect
+        """The dialect requests carry (None: no grammar); ``auto`` asks the server once. Proposals
+        run in threads: the lock makes every one wait for the answer, so none is sent without the
+        grammar while another thread is still asking (a replayed campaign would then miss)."""
+        with self._lock:
+            if not self._resolved:
+                if self.mode == "auto":
+                    owner = _owner(self.base_url) if self.base_url else None
+                    self._dialect = _OWNERS.get(owner or "") or ("gbnf" if is_local(self.base_url) else None)
+                elif self.mode != "off":
+                    self._dialect = self.mode
+                self._resolved = True
+            return self._dialect
 
     def complete(self, llm: LLMClient, messages: list[dict[str, str]], kind: str, *, role: str = "proposer",
                  parent: str | None = None, seed: int | None = None) -> Completion:
