@@ -95,8 +95,9 @@ TIERS: dict[str, list[str]] = {
 """Tier -> task specs (``name`` or ``name@variant``)."""
 
 UNTIERED: dict[str, str] = {
-    "transformer_modadd": "a batched LR x seed pass costs ~30 s on 2 cores since it became minibatched (budget ~10 s)",
-    "mingru_sentiment": "a batched LR x seed pass costs over 60 s on 2 cores (budget ~10 s)",
+    "transformer_modadd": "redesigned in v2 (two-digit (a + b) mod 100, minibatched); 6.9 s a pass on 2 quiet cores: "
+                          "to be tiered once a transfer run has included it",
+    "mingru_sentiment": "a batched LR x seed pass costs 20.5 s on 2 quiet cores (budget ~10 s)",
 }
 """Registered tasks no tier runs yet, and why (``discover eval --task`` still runs them)."""
 
