@@ -16,6 +16,8 @@ Losses are mean squared errors on signals scaled to unit mean square.
 
 from __future__ import annotations
 
+from abc import abstractmethod
+
 import math
 
 import torch
@@ -50,8 +52,9 @@ class _CoordinateTask(Task):
         self._test = {"x": x[test].contiguous(), "y": y[test].contiguous()}
         self._eval = {k: v[: self.eval_size] for k, v in self._train.items()}
 
+    @abstractmethod
     def _predict(self, params: Params, x: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """The network's output at coordinates ``x``."""
 
     def loss(self, params: Params, batch: Batch) -> torch.Tensor:
         error = self._predict(params, batch["x"]) - batch["y"]

@@ -23,6 +23,8 @@ is computed in parallel for all steps.
 
 from __future__ import annotations
 
+from abc import abstractmethod
+
 import torch
 
 from sandbox.tasks import data
@@ -48,8 +50,9 @@ class _SequenceTask(Task):
     num_test = 512
     eval_size = 128
 
+    @abstractmethod
     def _make(self, count: int, gen: torch.Generator) -> Batch:
-        raise NotImplementedError
+        """``count`` samples of this task's data (inputs and targets), drawn with ``gen``."""
 
     def _build(self, data_seed: int) -> None:
         gen = torch.Generator().manual_seed(data_seed)
