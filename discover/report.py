@@ -40,6 +40,7 @@ from archive.store import Archive, ArchiveError, Campaign, LineageNode, ProgramR
 from discover import report_plots as plots
 from discover.errors import UserError
 from discover.output import write_user_file
+from discover.summary import verdict
 from sandbox.contract import parse_ast
 from sandbox.evaluate import BASELINES
 
@@ -140,18 +141,6 @@ class Figure:
 
 
 # --- helpers ------------------------------------------------------------------------------
-
-
-def _verdict(rec: ProgramRecord) -> str:
-    """The campaign's decision about a program, in words (empty when none was taken)."""
-    meta = rec.meta or {}
-    if rec.proposer == "reference":
-        return "baseline" if rec.confirmed_fitness is not None else ""
-    if meta.get("announced"):
-        return "announced"
-    if meta.get("short_horizon"):
-        return "short-horizon"
-    return "not beyond noise" if rec.confirmed_fitness is not None else ""
 
 
 def _label(rec: ProgramRecord) -> str:
@@ -470,7 +459,7 @@ class ReportData:
             heldout=rec.heldout_fitness, heldout_spread=_num(meta.get("heldout_spread")), heldout_note=note,
             tasks=(self._task_rows("search", rec.scores) + self._task_rows("validation", meta.get("validation_scores"))
                    + self._task_rows("test", meta.get("heldout_scores"))),
-            color=self.color(rec), verdict=_verdict(rec))
+            color=self.color(rec), verdict=verdict(rec))
 
     def leaderboard(self) -> list[ProgramRow]:
         """The fittest candidates and every reference, best first."""
@@ -720,7 +709,7 @@ def _context(data: ReportData) -> dict[str, Any]:
             "is_reference": winner.proposer == "reference", "fitness": winner.fitness,
             "spread": winner.fitness_spread, "confirmed": winner.confirmed_fitness,
             "confirmed_spread": _num(winner.meta.get("confirmed_spread")), "heldout": winner.heldout_fitness,
-            "verdict": _verdict(winner), "code": highlight_python(winner.code), "export": export_command(data.directory, winner.id),
+            "verdict": verdict(winner), "code": highlight_python(winner.code), "export": export_command(data.directory, winner.id),
         },
         "baseline_fitness": data.baseline_fitness(),
         "missing_baselines": [b for b in BASELINES if b not in data.baselines],

@@ -25,20 +25,31 @@ def leaderboard(archive: Archive, limit: int = 8) -> Table:
             str(rec.id), label, f"{rec.fitness:.3f} ± {rec.fitness_spread or 0:.3f}",
             "-" if confirmed is None else f"{confirmed:.3f} ± {rec.meta.get('confirmed_spread') or 0:.3f}",
             "-" if rec.heldout_fitness is None else f"{rec.heldout_fitness:.3f}",
-            verdict(rec),
+            _verdict_cell(rec),
         )
     return table
 
 
 def verdict(rec) -> str:
-    """What the campaign decided about a program, in a word or two."""
+    """The campaign's decision about a program in a word or two: ``announced``, ``short-horizon``,
+    ``not beyond noise`` (confirmed, not announced), ``baseline`` (a confirmed reference), or ``""``
+    when none was taken. The leaderboard, ``archive`` views and the report all read it here."""
     meta = rec.meta or {}
     if rec.proposer == "reference":
-        return "baseline"
+        return "baseline" if rec.confirmed_fitness is not None else ""
     if meta.get("announced"):
-        return "[bold green]announced[/]"
+        return "announced"
     if meta.get("short_horizon"):
-        return "[yellow]short-horizon[/]"
-    if rec.confirmed_fitness is not None:
-        return "not beyond noise"
-    return rec.stage or "-"
+        return "short-horizon"
+    return "not beyond noise" if rec.confirmed_fitness is not None else ""
+
+
+_VERDICT_STYLE = {"announced": "bold green", "short-horizon": "yellow"}
+
+
+def _verdict_cell(rec) -> str:
+    if rec.proposer == "reference":
+        return "baseline"
+    word = verdict(rec)
+    style = _VERDICT_STYLE.get(word)
+    return f"[{style}]{word}[/]" if style else (word or rec.stage or "-")

@@ -302,12 +302,12 @@ class Evaluator:
         val_mean = scoring.mean_val_curve(recs, points)
         adamw = baselines[REFERENCE_BASELINE]
         train_score = scoring.speedup_score(mean, adamw.train_curve, steps)
+        ends = [self._final_value(r, steps) for r in recs] if self.settings.objective != "train" else []
         if self.settings.objective == "train":
             score = train_score
             seed_scores = [scoring.speedup_score(c, adamw.train_curve, steps) for c in curves]
             vs = {b: scoring.speedup_score(mean, ref.train_curve, steps) for b, ref in baselines.items()}
         else:
-            ends = [self._final_value(r, steps) for r in recs]
             score = adamw.val_score(points, val_mean, ends, steps)
             seed_scores = [adamw.val_score(points, scoring.mean_val_curve([r], points), [end], steps, cap_ends=ends)
                            for r, end in zip(recs, ends)]
@@ -317,7 +317,6 @@ class Evaluator:
         finals = [r["final_loss"] for r in recs]
         tests = [r.get("test_metric") for r in recs if r.get("test_metric") is not None]
         stopped = [r.get("stopped_at") for r in recs if r.get("stopped_at")]
-        val_ends = [self._final_value(r, steps) for r in recs] if self.settings.objective != "train" else []
         return TaskResult(
             task=task.key,
             task_version=task.version,
@@ -336,7 +335,7 @@ class Evaluator:
             vs_baselines=vs,
             diverged_at=min(stopped) if stopped else None,
             train_score=train_score,
-            val_final=float(np.mean(val_ends)) if val_ends and all(math.isfinite(v) for v in val_ends) else None,
+            val_final=float(np.mean(ends)) if ends and all(math.isfinite(v) for v in ends) else None,
             target=adamw.target,
             val_curve=[float(v) for v in val_mean],
             val_steps=list(points),
