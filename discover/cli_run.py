@@ -128,7 +128,9 @@ def print_summary(summary, campaign, console: Console) -> None:
     elif summary.best_id is not None:
         best = campaign.archive.program(summary.best_id)
         label = f" ({best.name})" if best.name else ""
-        what = "a seed program" if best.proposer == "reference" else "not beyond seed noise, or short-horizon"
+        from discover.summary import verdict
+
+        what = "a seed program" if best.proposer == "reference" else verdict(best)
         console.print(f"[bold]nothing discovered this time:[/] no new program beat tuned AdamW on the validation "
                       f"tier beyond seed noise. Best on validation: #{summary.best_id}{label}, "
                       f"{summary.best_fitness:.3f} ({what}).")
