@@ -16,6 +16,7 @@ only programs that were still pending (their finished runs come from the run cac
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import random
@@ -57,11 +58,13 @@ LLM_DOWN_BATCHES = 3
 class Event:
     """Something the live view or a log line should show."""
 
-    kind: str  # reference | proposal | duplicate | failure | evaluated | new_best | heldout | note
+    kind: str  # setup | proposal | duplicate | failure | evaluated | confirming | new_best | heldout | note
     program_id: int | None = None
     text: str = ""
     fitness: float | None = None
     reason: str | None = None  # failure reason, for failure events
+    done: int | None = None  # setup events: task results of the seed programs scored so far ...
+    total: int | None = None  # ... out of this many (the tuned baselines are computed among them)
 
 
 @dataclass
@@ -368,8 +371,18 @@ class Campaign:
                 pending.append((pid, source))
             elif found.status == "pending" and found.proposer == "reference":
                 pending.append((found.id, source))  # killed while seeding: finish it, free of budget
+        # Seeding is the slow start of a fresh campaign (the tuned baselines are computed here):
+        # one setup event per task result, so the live view can show how far it has got.
+        total = len(pending) * len(self.evaluator.tasks_for(self.settings.suite))
+        done = itertools.count(1)
+        if pending:
+            self.on_event(Event("setup", text=f"scoring {len(pending)} seed programs", done=0, total=total))
+
+        def scored(pid: int, task: str) -> None:
+            self.on_event(Event("setup", pid, task, done=next(done), total=total))
+
         # Confirmations wait for _confirm_unchecked, which runs them in program order.
-        self._evaluate_all(sorted(pending), count_budget=False, kind="reference", confirm=False)
+        self._evaluate_all(sorted(pending), count_budget=False, kind="reference", confirm=False, on_task=scored)
 
     def _finish_pending(self) -> None:
         """After a resume: evaluate programs archived but never finished (their runs are cached)."""
@@ -617,7 +630,7 @@ class Campaign:
     # --- evaluation -------------------------------------------------------------------------
 
     def _evaluate_all(self, items: list[tuple[int, str]], *, count_budget: bool, kind: str,
-                      confirm: bool = True) -> int:
+                      confirm: bool = True, on_task: Callable[[int, str], None] | None = None) -> int:
         """Probe (behavioural de-dup), then evaluate survivors concurrently; archive in order.
         Returns how many programs were evaluated."""
         if not items:
@@ -643,7 +656,9 @@ class Campaign:
         with ThreadPoolExecutor(max_workers=max(1, len(survivors)), thread_name_prefix="evaluate") as pool:
             # References are the yardsticks: always scored on the full suite, never screened out.
             stage = "full" if kind == "reference" else "auto"
-            futures = {pool.submit(self.evaluator.evaluate, source, stage=stage): pid for pid, source in survivors}
+            futures = {pool.submit(self.evaluator.evaluate, source, stage=stage,
+                                   on_task=on_task and (lambda task, _, pid=pid: on_task(pid, task))): pid
+                       for pid, source in survivors}
             for future in as_completed(futures):
                 pid = futures[future]
                 results[pid] = result = future.result()
@@ -698,6 +713,7 @@ class Campaign:
         if result.fitness <= self._best_confirmed_search():
             return
         best_id, best = self.best_confirmed()
+        self.on_event(Event("confirming", pid, f"search fitness {result.fitness:.3f}: checking it on the validation tier"))
         confirm = self.evaluator.evaluate(source, suite="validation", stage="full",
                                           measure_seeds=self.settings.confirm_seeds)
         if confirm.failure is not None:

@@ -7,12 +7,13 @@ import threading
 import time
 from collections import Counter, deque
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import typer
 from rich.console import Console, Group
 from rich.live import Live
 from rich.panel import Panel
+from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
@@ -21,77 +22,257 @@ from discover.errors import UserError
 console = Console()
 
 
-class LiveView:
-    """What a campaign is doing right now: progress, best so far, spend, failures, recent work."""
+LLM_DONE = ("finish", "finished", "done", "answered", "ok", "timeout", "timed_out", "failed", "error", "cancelled")
+"""Phases of an ``llm_request`` event that end a request (any other phase, e.g. "start", begins one)."""
 
-    def __init__(self, campaign, console: Console):
+
+class LiveView:
+    """What a campaign is doing right now: setup progress, a clock that ticks every second,
+    evaluations and their rate, an ETA against the budget, the best program so far (name and
+    verdict), requests in flight, failures and recent events.
+
+    ``on_event`` runs on the campaign's threads and is the only place that reads the archive;
+    ``render`` (called by rich's refresh thread every half second) reads only what the events
+    left behind and the clock, so the clock moves even when nothing happens.
+    """
+
+    def __init__(self, campaign, console: Console, clock: Callable[[], float] = time.monotonic):
         self.campaign = campaign
         self.console = console
-        self.recent: deque = deque(maxlen=8)
-        self.failures: Counter = Counter()
-        self.best: tuple[int, float] | None = None
-        self.evaluated = 0
-        self.duplicates = 0
-        self.started = time.perf_counter()
+        self.clock = clock
         self.lock = threading.Lock()
         self.live: Live | None = None
+        self.recent: deque = deque(maxlen=8)
+        self.failures: Counter = Counter()
+        self.duplicates = 0
+        self.evaluated = 0
+        self.labels: dict[int, str] = {}  # program id -> seed name or proposer kind
+        self.seeds_total = len(campaign.config.search.seed_programs)
+        done = campaign.archive.programs(status=("evaluated", "failed"))
+        self.seeds_scored = {r.id for r in done if r.proposer == "reference"}  # on resume: already scored
+        self.setup: tuple[int, int] | None = None  # (task results done, total) while seeding
+        self.setup_over = bool(self.seeds_scored)
+        self.in_evaluation: dict[int, str] = {}  # programs proposed and not yet scored
+        self.confirming: int | None = None
+        self.llm_requests: set = set()  # ids of LLM requests in flight
+        self.llm_timeouts = 0
+        self.best: str | None = None
+        self.started = clock()
+        self.seconds_before = campaign.spend.seconds  # a resumed campaign's clock goes on from here
+        self.search_started: float | None = None  # when the first proposal arrived
+        self.evaluations_before = campaign.spend.evaluations
+        self._refresh_best()
+
+    # --- events (campaign threads) -------------------------------------------------------
 
     def on_event(self, event) -> None:
+        label = None
+        if event.program_id is not None and event.kind != "llm_request":
+            label = self._label(event.program_id)
         with self.lock:
-            if event.kind == "failure":
-                self.failures[event.reason or "crashed"] += 1
-            elif event.kind == "duplicate":
-                self.duplicates += 1
-            elif event.kind == "evaluated":
-                self.evaluated += 1
-            elif event.kind == "new_best":
-                self.best = (event.program_id, event.fitness)
-            self.recent.append(event)
+            now = self.clock()
+            kind = event.kind
+            if kind == "setup":
+                if event.total:
+                    done = max(event.done or 0, self.setup[0] if self.setup else 0)
+                    self.setup = (done, event.total)
+            elif kind == "llm_request":
+                # A request starts and ends on one thread, so its id is added before it is removed.
+                phase = (event.reason or event.text.split(" ")[0] or "").lower()
+                rid = (getattr(event, "data", None) or {}).get("id", object())
+                if phase in LLM_DONE:
+                    if rid in self.llm_requests:
+                        self.llm_requests.discard(rid)
+                    elif self.llm_requests:  # an event without an id ends one of them
+                        self.llm_requests.pop()
+                    self.llm_timeouts += phase in ("timeout", "timed_out")
+                else:
+                    self.llm_requests.add(rid)
+            else:
+                if kind == "proposal":
+                    if self.search_started is None:
+                        self.search_started = now
+                    self.setup_over = True
+                    self.in_evaluation[event.program_id] = label or ""
+                elif kind == "failure":
+                    self.failures[event.reason or "crashed"] += 1
+                elif kind == "duplicate":
+                    self.duplicates += 1
+                elif kind == "evaluated":
+                    self.evaluated += 1
+                elif kind == "confirming":
+                    self.confirming = event.program_id
+                if kind in ("failure", "duplicate", "evaluated"):
+                    self.in_evaluation.pop(event.program_id, None)
+                if kind == "evaluated" and label and label.endswith("(seed)"):
+                    self.seeds_scored.add(event.program_id)
+                if kind in ("new_best", "evaluated", "note") and event.program_id == self.confirming:
+                    self.confirming = None  # the confirmation ended with this event
+            show = kind != "setup" or event.program_id is None
+            if kind == "llm_request":
+                show = phase in ("timeout", "timed_out", "failed", "error")  # starts and answers: too many
+            if show:
+                self.recent.append((self._elapsed(now), event, label))
+        if kind in ("evaluated", "new_best"):
+            self._refresh_best()
         if self.live is None:  # not a terminal: one plain line per event, for logs and CI
-            self.console.print(_event_line(event), highlight=False)
+            if show or kind == "setup":
+                self.console.print(_event_line(event, label), highlight=False, soft_wrap=True)
         else:
-            self.live.update(self.render())
+            self.live.refresh()
+
+    def _label(self, pid: int) -> str:
+        """``adam (seed)`` for a seed program, the proposer kind (``mutation``) for a proposal."""
+        if pid not in self.labels:
+            try:
+                rec = self.campaign.archive.program(pid)
+            except Exception:  # a label is decoration: never let it stop a campaign
+                return ""
+            self.labels[pid] = f"{rec.name} (seed)" if rec.proposer == "reference" else (rec.proposer or "")
+        return self.labels[pid]
+
+    def _refresh_best(self) -> None:
+        from discover.summary import verdict
+
+        try:
+            rec = self.campaign.archive.winner()
+        except Exception:
+            return
+        if rec is None:
+            return
+        who = f"#{rec.id} {self._label(rec.id)}"
+        if rec.confirmed_fitness is not None:
+            spread = (rec.meta or {}).get("confirmed_spread") or 0.0
+            word = verdict(rec)
+            text = f"{who}   validation {rec.confirmed_fitness:.3f} ± {spread:.3f}" + (f"   {word}" if word else "")
+        else:
+            text = f"{who}   search {rec.fitness:.3f} (not yet checked on the validation tier)"
+        with self.lock:
+            self.best = text
+
+    # --- rendering (any thread) -----------------------------------------------------------
+
+    def _elapsed(self, now: float) -> float:
+        return self.seconds_before + (now - self.started)
+
+    def rate(self, now: float | None = None) -> float | None:
+        """Candidate evaluations per minute since the first proposal (None before one is done)."""
+        now = self.clock() if now is None else now
+        done = self.campaign.spend.evaluations - self.evaluations_before
+        if self.search_started is None or done <= 0 or now <= self.search_started:
+            return None
+        return done / ((now - self.search_started) / 60.0)
+
+    def eta(self, now: float | None = None) -> tuple[float | None, str]:
+        """Seconds until the budget that binds first runs out, and which one it is."""
+        now = self.clock() if now is None else now
+        budget = self.campaign.spend.budget
+        options = []
+        if budget.max_seconds:
+            options.append((max(0.0, budget.max_seconds - self._elapsed(now)), "time budget"))
+        rate = self.rate(now)
+        if budget.max_evaluations and rate:
+            left = max(0, budget.max_evaluations - self.campaign.spend.evaluations)
+            options.append((60.0 * left / rate, "evaluation budget"))
+        if not options:
+            return None, ""
+        return min(options)
+
+    def __rich__(self) -> Panel:
+        return self.render()
 
     def render(self) -> Panel:
+        with self.lock:
+            return self._render(self.clock())
+
+    def _render(self, now: float) -> Panel:
         spend = self.campaign.spend
         budget = spend.budget
         head = Table.grid(padding=(0, 2))
-        head.add_column(style="bold")
+        head.add_column(style="bold", no_wrap=True)
         head.add_column()
+        elapsed = self._elapsed(now)
+        clock = _clock(elapsed) + (f" / {_clock(budget.max_seconds)}" if budget.max_seconds else "")
+        eta, binds = self.eta(now)
+        if eta is not None and (self.rate(now) or not budget.max_evaluations):
+            clock += f"   ETA {_clock(eta)} ({binds})"
+        elif budget.max_evaluations:  # the rate is not known yet
+            clock += "   ETA after the first evaluations" + (f" (at most {_clock(eta)})" if eta is not None else "")
+        head.add_row("time", clock)
+        if not self.setup_over:
+            done, total = self.setup or (0, 0)
+            bar = ProgressBar(total=max(total, 1), completed=done, width=20)
+            what = Text(f" {done}/{total}  scoring the seed programs, tuning the baselines" if total else " preparing")
+            head.add_row("setup", _row(bar, what))
         evals = f"{spend.evaluations}" + (f" / {budget.max_evaluations}" if budget.max_evaluations else "")
-        head.add_row("evaluations", f"{evals}   (duplicates skipped: {self.duplicates})")
-        best_id, best = self.campaign.best_confirmed()
-        head.add_row("best (confirmed)", "-" if best_id is None else f"#{best_id}  fitness {best:.3f}")
-        elapsed = spend.seconds
-        limit = f" / {budget.max_seconds:.0f} s" if budget.max_seconds else ""
-        head.add_row("time", f"{elapsed:.0f} s{limit}")
+        rate = self.rate(now)
+        evals += f"   {rate:.1f}/min" if rate else ""
+        evals += f"   seeds {len(self.seeds_scored)}/{self.seeds_total} scored"
+        if self.duplicates:
+            evals += f"   {self.duplicates} duplicates skipped"
+        head.add_row("evaluations", evals)
+        head.add_row("best so far", self.best or "-")
+        now_doing = []
+        if self.confirming is not None:
+            now_doing.append(f"checking #{self.confirming} {self.labels.get(self.confirming, '')} on the validation tier")
+        if self.in_evaluation:
+            ids = ", ".join(f"#{pid} {lab}".rstrip() for pid, lab in list(self.in_evaluation.items())[:4])
+            more = len(self.in_evaluation) - 4
+            now_doing.append(f"evaluating {ids}" + (f" +{more}" if more > 0 else ""))
+        if self.llm_requests or self.llm_timeouts:
+            now_doing.append(f"LLM requests in flight: {len(self.llm_requests)}"
+                             + (f" ({self.llm_timeouts} timed out so far)" if self.llm_timeouts else ""))
+        if now_doing:
+            head.add_row("now", "\n".join(now_doing))
         if not self.campaign.config.offline:
             head.add_row("spend", f"${spend.usd:.4f}  {spend.tokens:,} tokens  {spend.llm_calls} calls "
                                   f"({spend.cached_calls} cached)")
         fails = ", ".join(f"{k} {v}" for k, v in self.failures.most_common() if v) or "none"
         head.add_row("failures", fails)
-        recent = Table(box=None, show_header=False, padding=(0, 1))
-        recent.add_column(width=9, no_wrap=True)
-        recent.add_column(overflow="ellipsis", no_wrap=True)
-        for event in list(self.recent):
-            recent.add_row(_kind_label(event.kind), (f"#{event.program_id} " if event.program_id else "") + event.text)
+        recent = Table(box=None, show_header=False, padding=(0, 1), expand=True)
+        recent.add_column(no_wrap=True, style="dim", min_width=5)
+        recent.add_column(no_wrap=True, min_width=10)
+        recent.add_column(ratio=1, overflow="ellipsis", no_wrap=True)
+        for at, event, label in list(self.recent):
+            who = f"#{event.program_id} {label + ': ' if label else ''}" if event.program_id else ""
+            recent.add_row(_clock(at), _kind_label(event.kind), Text(who + event.text))
         return Panel(Group(head, Text(""), recent), title=f"discover run: {self.campaign.directory}",
                      title_align="left")
 
 
-def _kind_label(kind: str) -> str:
-    return {
+def _row(bar, text) -> Table:
+    grid = Table.grid()
+    grid.add_column(no_wrap=True)
+    grid.add_column()  # the words wrap in a narrow terminal rather than being cut
+    grid.add_row(bar, text)
+    return grid
+
+
+def _clock(seconds: float) -> str:
+    """``m:ss`` (``h:mm:ss`` past an hour)."""
+    seconds = int(max(0.0, seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def _kind_label(kind: str) -> Text:
+    return Text.from_markup({
         "new_best": "[bold green]new best[/]", "failure": "[red]failed[/]", "duplicate": "[dim]duplicate[/]",
-        "evaluated": "[cyan]scored[/]", "proposal": "proposed", "heldout": "[magenta]held-out[/]",
-        "note": "[yellow]note[/]", "reference": "reference",
-    }.get(kind, kind)
+        "evaluated": "[cyan]scored[/]", "proposal": "proposed", "heldout": "[magenta]test tier[/]",
+        "note": "[yellow]note[/]", "setup": "setup", "confirming": "[blue]checking[/]",
+        "llm_request": "[red]LLM[/]", "cancelled": "[dim]cancelled[/]",
+    }.get(kind, kind))
 
 
-def _event_line(event) -> str:
-    label = {"new_best": "NEW BEST", "failure": "failed", "duplicate": "duplicate", "evaluated": "scored",
-             "proposal": "proposed", "heldout": "held-out", "note": "note"}.get(event.kind, event.kind)
-    who = f"#{event.program_id} " if event.program_id else ""
-    return f"[{label}] {who}{event.text}"
+def _event_line(event, label: str | None = None) -> str:
+    name = {"new_best": "NEW BEST", "failure": "failed", "duplicate": "duplicate", "evaluated": "scored",
+            "proposal": "proposed", "heldout": "test tier", "note": "note", "confirming": "checking",
+            "llm_request": "LLM"}.get(event.kind, event.kind)
+    if event.kind == "setup" and event.total:
+        name = f"setup {event.done}/{event.total}"
+    who = f"#{event.program_id} {label + ': ' if label else ''}" if event.program_id else ""
+    return f"[{name}] {who}{event.text}"
 
 
 def print_summary(summary, campaign, console: Console) -> None:
@@ -199,7 +380,8 @@ def run_command(
     campaign.on_event = view.on_event
     try:
         if not as_json and console.is_terminal:
-            with Live(view.render(), console=console, refresh_per_second=4, transient=True) as live:
+            # The view renders itself at every refresh: the clock ticks with or without events.
+            with Live(console=console, get_renderable=view.render, refresh_per_second=2, transient=True) as live:
                 view.live = live
                 summary = campaign.run()
             view.live = None
