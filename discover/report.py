@@ -1,47 +1,48 @@
 """`discover report`: one self-contained HTML page about a campaign.
 
-The page holds everything inline (CSS, SVG figures; no scripts, fonts or links to fetch), so it
-opens offline and can be mailed around. It shows the campaign's header and spend, best fitness
-over candidates and over spend against the baselines, a leaderboard with per-task speed-ups
-(search and held-out), loss curves of the best programs against the tuned baselines, a
-performance profile, the winner's lineage with code diffs, failures and proposer success rates,
-and the winner's code with the command that exports it.
+The page holds everything inline (CSS, SVG figures, one small script that sorts the
+leaderboard; no fonts, images or links to fetch), so it opens offline and can be mailed around.
+It shows the campaign's header and spend; best fitness over candidates and over spend (each
+program placed when its search-tier result was known) against the baselines; a sortable
+leaderboard of every evaluated program on the three tiers with its verdict, and per-task
+speed-ups; loss curves of the best programs against the tuned baselines on every tier; their
+learning-rate sensitivity against AdamW's over the grid; a performance profile; the whole
+population's family tree; the winner's lineage with code diffs; failures and proposer success
+rates; and the winner's code with the command that exports it.
 
-The archive is opened read-only, so a report can be regenerated while the campaign runs. Bad
-input never crashes it: a missing or corrupt directory is a :class:`UserError` (one line, exit
-code 2 on the command line); an empty campaign, one with only failures, or one still running
-renders a page that says so.
+The archive (and the run cache, when this machine has it) is opened read-only, so a report can
+be regenerated while the campaign runs. Bad input never crashes it: a missing or corrupt
+directory is a :class:`UserError` (one line, exit code 2 on the command line); an empty
+campaign, one with only failures, or one still running renders a page that says so.
 
-Python API: :func:`build_report` (the HTML text) and :func:`write_report` (to a file).
+Python API: :func:`build_report` (the HTML text) and :func:`write_report` (to a file). The
+pieces live beside it: ``report_model`` (rows), ``report_header``, ``report_curves``,
+``report_sensitivity`` and ``report_runs`` (what is read back from the runs), ``report_tree``
+(family tree), ``report_failures``, ``report_code`` (diffs, highlighting), ``report_plots``.
 """
 
 from __future__ import annotations
 
-import ast
-import difflib
-import io
-import json
-import keyword
-import math
 import os
-import shlex
-import tokenize
-from collections import Counter
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import jinja2
 from markupsafe import Markup, escape
 
 import archive as archive_store
 from archive.store import Archive, ArchiveError, Campaign, LineageNode, ProgramRecord
+from discover import report_curves, report_failures, report_header, report_sensitivity
 from discover import report_plots as plots
 from discover.errors import UserError
+from discover.report_code import DiffLine, code_diff, highlight_python, normalised_code  # noqa: F401  (API)
+from discover.report_model import (Figure, LineageStep, ProgramRow, TaskRow, TreeNode, _figure,
+                                   _label, _num, _origin, _parse_time, export_command)
+from discover.report_runs import RunReader, open_run_cache, search_time
+from discover.report_tree import family_tree_svg
 from discover.output import write_user_file
 from discover.summary import verdict
-from sandbox.contract import parse_ast
 from sandbox.evaluate import BASELINES
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -51,231 +52,7 @@ CURVE_PROGRAMS = 3
 """Best programs drawn in the loss-curve panels."""
 PROFILE_PROGRAMS = 4
 """Best programs compared in the performance profile."""
-FAILURE_BINS = 12
-"""At most this many batches in the failures-over-time chart."""
 BASELINE_TITLES = {"adamw": "AdamW", "adam": "Adam", "sgd_momentum": "SGD-momentum", "lion": "Lion"}
-
-
-# --- view model ---------------------------------------------------------------------------
-
-
-@dataclass
-class TaskRow:
-    """One program on one task, as the per-task tables show it."""
-
-    suite: str
-    task: str
-    score: float | None
-    vs: dict[str, float | None]
-    best_lr: float | None
-    lr_at_edge: bool
-    final_loss: float | None
-    test_metric: float | None
-    status: str
-    message: str
-
-
-@dataclass
-class ProgramRow:
-    """One leaderboard row."""
-
-    id: int
-    label: str
-    origin: str
-    is_baseline: bool
-    is_winner: bool
-    stage: str
-    fitness: float | None
-    spread: float | None
-    confirmed: float | None
-    confirmed_spread: float | None
-    confirm_seeds: list[int]
-    heldout: float | None
-    heldout_spread: float | None
-    heldout_note: str
-    tasks: list[TaskRow]
-    color: str | None = None
-    verdict: str = ""
-
-
-@dataclass
-class DiffLine:
-    kind: str  # add | del | hunk | ctx
-    text: str
-
-
-@dataclass
-class LineageStep:
-    """One program on the way to the winner, with what changed from its first parent."""
-
-    id: int
-    label: str
-    proposer: str
-    parent_ids: list[int]
-    fitness: float | None
-    parent_fitness: float | None
-    edits: list[str]
-    critique: str | None
-    diff: list[DiffLine]
-
-
-@dataclass
-class TreeNode:
-    """One program in the lineage tree; ``parents`` are its parents' trees."""
-
-    id: int
-    name: str | None
-    origin: str
-    fitness: float | None
-    repeated: bool
-    missing: list[int]
-    parents: list[TreeNode] = field(default_factory=list)
-
-
-@dataclass
-class Figure:
-    """An inline SVG figure, or the reason it could not be drawn."""
-
-    svg: Markup | None
-    error: str | None = None
-
-
-# --- helpers ------------------------------------------------------------------------------
-
-
-def _label(rec: ProgramRecord) -> str:
-    if rec.proposer == "reference":
-        return rec.name or f"#{rec.id}"
-    return f"#{rec.id}"
-
-
-def _origin(rec: ProgramRecord) -> str:
-    if rec.proposer == "reference":
-        return "baseline" if rec.name in BASELINES else "reference"
-    parents = ", ".join(f"#{p}" for p in rec.parent_ids)
-    return f"{rec.proposer} of {parents}" if parents else rec.proposer
-
-
-def _parse_time(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-
-
-def _when(text: str | None) -> str | None:
-    """An archive timestamp as a person reads it: ``2026-11-24 06:49:34 UTC``."""
-    value = _parse_time(text)
-    return None if value is None else value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    seconds = int(round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}h {minutes:02d}m {secs:02d}s" if hours else f"{minutes}m {secs:02d}s"
-
-
-def _num(value: Any) -> float | None:
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        return None
-    return value if math.isfinite(value) else None
-
-
-def _figure(draw: Callable[..., str], *args: Any, **kwargs: Any) -> Figure:
-    """Draw a figure; a drawing error becomes a note on the page instead of a crash."""
-    try:
-        return Figure(Markup(draw(*args, **kwargs)))
-    except Exception as exc:  # noqa: BLE001  (a report shows what it can)
-        return Figure(None, f"{type(exc).__name__}: {exc}")
-
-
-def normalised_code(code: str) -> str:
-    """``code`` as the AST sees it (no comments or module docstring, one quoting style), so a
-    diff shows what changed in behaviour, not in formatting; unparsable text is kept as is."""
-    try:
-        tree = parse_ast(code)
-    except SyntaxError:
-        return code
-    body = tree.body
-    if body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant) \
-            and isinstance(body[0].value.value, str):
-        tree.body = body[1:]
-    return ast.unparse(tree)
-
-
-def code_diff(before: str, after: str, context: int = 2) -> list[DiffLine]:
-    """A unified diff of two programs' normalised code, each line tagged for colouring."""
-    lines = difflib.unified_diff(normalised_code(before).splitlines(), normalised_code(after).splitlines(),
-                                 "parent", "child", lineterm="", n=context)
-    out = []
-    for line in lines:
-        if line.startswith(("---", "+++")):
-            continue
-        kind = "hunk" if line.startswith("@@") else "add" if line.startswith("+") else \
-            "del" if line.startswith("-") else "ctx"
-        out.append(DiffLine(kind, line))
-    return out
-
-
-def highlight_python(code: str) -> Markup:
-    """Escaped code with ``<span>`` classes for keywords, names, strings, numbers and comments."""
-    lines = code.splitlines(keepends=True)
-    offsets = [0]
-    for line in lines:
-        offsets.append(offsets[-1] + len(line))
-    out: list[str] = []
-    pos = 0
-    try:
-        tokens = list(tokenize.generate_tokens(io.StringIO(code).readline))
-    except (tokenize.TokenError, IndentationError, SyntaxError):
-        return Markup(escape(code))
-    for tok in tokens:
-        (srow, scol), (erow, ecol) = tok.start, tok.end
-        if srow > len(lines) or not tok.string:
-            continue
-        start = offsets[srow - 1] + scol
-        end = offsets[min(erow, len(lines)) - 1] + ecol
-        css = None
-        if tok.type == tokenize.COMMENT:
-            css = "c"
-        elif tok.type == tokenize.STRING:
-            css = "s"
-        elif tok.type == tokenize.NUMBER:
-            css = "n"
-        elif tok.type == tokenize.NAME and keyword.iskeyword(tok.string):
-            css = "k"
-        elif tok.type == tokenize.NAME and tok.string in ("init", "update", "HPARAMS"):
-            css = "f"
-        if css is None or start < pos:
-            continue
-        out.append(str(escape(code[pos:start])))
-        out.append(f'<span class="{css}">{escape(code[start:end])}</span>')
-        pos = end
-    out.append(str(escape(code[pos:])))
-    return Markup("".join(out))
-
-
-def _display_dir(directory: Path) -> str:
-    """The campaign directory as a user would type it: resolved (``latest`` moves on), relative
-    to the working directory when inside it."""
-    resolved = directory.resolve()
-    try:
-        return str(resolved.relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(resolved)
-
-
-def export_command(directory: Path, program_id: int) -> str:
-    """The exact command that exports program ``program_id`` of the campaign in ``directory``."""
-    return f"discover export {shlex.quote(f'{_display_dir(directory)}:{program_id}')} -o my_optimizer.py"
 
 
 # --- gathering ----------------------------------------------------------------------------
@@ -284,7 +61,7 @@ def export_command(directory: Path, program_id: int) -> str:
 class ReportData:
     """Everything the page shows, read from one archive."""
 
-    def __init__(self, store: Archive, directory: Path):
+    def __init__(self, store: Archive, directory: Path, run_cache: str | os.PathLike | None = None):
         self.store = store
         self.directory = directory
         self.programs = sorted(store.programs(), key=lambda r: r.id)
@@ -301,6 +78,8 @@ class ReportData:
                           if ref.name == name and ref.status == "evaluated" and ref.scores}
         self.winner = self._winner()
         self.top = self._top_programs()
+        # The runs' own records (LR grid, baselines' curves) when this machine has the run cache.
+        self.reader = RunReader(store, self.campaign.config if self.campaign else {}, open_run_cache(run_cache))
 
     # --- choices
 
@@ -321,80 +100,14 @@ class ReportData:
     def color(self, rec: ProgramRecord) -> str | None:
         return plots.program_color(self.top.index(rec)) if rec in self.top else None
 
-    # --- header
-
-    def header(self) -> dict[str, Any]:
-        c = self.campaign
-        config = c.config if c else {}
-        spend = dict(c.spend or {}) if c else {}
-        return {
-            "name": c.name if c else self.directory.name,
-            "status": c.status if c else "no campaign recorded",
-            "directory": _display_dir(self.directory),
-            "created_at": _when(c.created_at) if c else None,
-            "updated_at": _when(c.updated_at) if c else None,
-            "seed": c.seed if c else None,
-            "summary": self._config_summary(config),
-            "config_text": self._config_text(config),
-            "spend": {
-                "tokens": int(spend.get("tokens_in", 0) or 0) + int(spend.get("tokens_out", 0) or 0),
-                "tokens_in": int(spend.get("tokens_in", 0) or 0),
-                "tokens_out": int(spend.get("tokens_out", 0) or 0),
-                "usd": float(spend.get("usd", 0.0) or 0.0),
-                "evaluations": int(spend.get("evaluations", 0) or 0),
-                "llm_calls": int(spend.get("llm_calls", 0) or 0),
-                "cached_calls": int(spend.get("cached_calls", 0) or 0),
-                "wall": _duration(_num(spend.get("seconds"))),
-            },
-            "counts": Counter(r.status for r in self.programs),
-            "generated_at": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
-        }
-
-    @staticmethod
-    def _config_summary(config: dict) -> list[tuple[str, str]]:
-        if not config:
-            return []
-        llm = config.get("llm", {}) or {}
-        ev = config.get("evaluation", {}) or {}
-        search = config.get("search", {}) or {}
-        budget = config.get("budget", {}) or {}
-        proposers = ", ".join(f"{k} {v:g}" for k, v in (search.get("proposers") or {}).items())
-        caps = {"max_evaluations": "{} evaluations", "max_seconds": "{:g} s", "max_usd": "${:g}",
-                "max_tokens": "{} tokens"}
-        budget_text = ", ".join(fmt.format(budget[k]) for k, fmt in caps.items() if budget.get(k) is not None)
-        tasks = ", ".join(ev.get("tasks") or []) or f"the {ev.get('suite', 'search')} suite"
-        model = f"{llm.get('proposer_model')} at {llm.get('base_url')}" if llm.get("base_url") else \
-            "offline (symbolic mutation, no LLM)"
-        return [
-            ("proposals", model),
-            ("proposers", proposers or "-"),
-            ("budget", budget_text or "none"),
-            ("tasks", tasks),
-            ("evaluation", f"steps x{ev.get('steps_scale', 1):g}, LR grid {_grid_text(ev.get('lr_grid') or [])}, "
-                           f"selection seeds {ev.get('selection_seeds')}, measure seeds "
-                           f"{ev.get('measure_seeds')}, confirm seeds {ev.get('confirm_seeds')}, "
-                           f"screening {'on' if ev.get('screen') else 'off'}, test tier "
-                           f"{'on' if ev.get('test_tier', ev.get('heldout')) else 'off'}"),
-            ("seed programs", ", ".join(search.get("seed_programs") or []) or "-"),
-        ]
-
-    @staticmethod
-    def _config_text(config: dict) -> str:
-        if not config:
-            return ""
-        try:
-            from discover.config import CampaignConfig, to_toml
-
-            return to_toml(CampaignConfig.model_validate(config))
-        except Exception:  # noqa: BLE001  (an older or foreign config still shows, as JSON)
-            return json.dumps(config, indent=2, sort_keys=True)
-
     # --- progress
 
     def _result_time(self, rec: ProgramRecord, start: datetime | None) -> float:
-        """Minutes from the campaign's start to when ``rec``'s result was known."""
-        times = [_parse_time(e.created_at) for e in self.store.evaluations(rec.id)] if rec.fitness is not None else []
-        when = max((t for t in times if t), default=None) or _parse_time(rec.created_at)
+        """Minutes from the campaign's start to when ``rec``'s search-tier result was known (not
+        its later validation or end-of-run test-tier checks, which would put every confirmed
+        program at the end of the run)."""
+        when = _parse_time(search_time(self.store, rec)) if rec.fitness is not None else None
+        when = when or _parse_time(rec.created_at)
         if start is None or when is None:
             return 0.0
         return max(0.0, (when - start).total_seconds() / 60.0)
@@ -462,13 +175,32 @@ class ReportData:
             color=self.color(rec), verdict=verdict(rec))
 
     def leaderboard(self) -> list[ProgramRow]:
-        """The fittest candidates and every reference, best first."""
+        """The fittest candidates and every reference, best first (the per-task tables' rows)."""
         candidates = sorted((r for r in self.evaluated if r.proposer != "reference"), key=lambda r: (-r.fitness, r.id))
         shown = candidates[:LEADERBOARD_SIZE]
         if self.winner is not None and self.winner not in shown and self.winner.proposer != "reference":
             shown.append(self.winner)
         shown += [r for r in self.references if r.status == "evaluated" and r.fitness is not None]
         return [self._row(r) for r in sorted(shown, key=lambda r: (-r.fitness, r.id))]
+
+    def population(self) -> list[ProgramRow]:
+        """Every evaluated program (the sortable leaderboard), best search fitness first."""
+        return [self._row(r) for r in sorted(self.evaluated, key=lambda r: (-r.fitness, r.id))]
+
+    def family_tree(self) -> Markup | None:
+        if not self.programs:
+            return None
+        target = self.lineage_target()
+        lineage: set[int] = set()
+        if target is not None:
+            stack = [target.id]
+            while stack:
+                pid = stack.pop()
+                if pid in lineage or pid not in self.by_id:
+                    continue
+                lineage.add(pid)
+                stack.extend(self.by_id[pid].parent_ids)
+        return family_tree_svg(self.programs, self.winner.id if self.winner else None, lineage)
 
     def task_columns(self, rows: list[ProgramRow]) -> list[tuple[str, str]]:
         """(suite, task) columns of the per-task matrix, search tasks first."""
@@ -482,47 +214,25 @@ class ReportData:
 
     # --- curves and profile
 
-    def _curve_panels(self) -> list[plots.Panel]:
-        shown = [r for r in self.top[:CURVE_PROGRAMS]]
-        panels = []
-        tasks: dict[str, int] = {}
-        for rec in shown + list(self.baselines.values()):
-            for task, entry in (rec.scores or {}).items():
-                if isinstance(entry, dict) and entry.get("curve"):
-                    tasks.setdefault(task, int(entry.get("steps") or len(entry["curve"])))
-        for task, steps in tasks.items():
-            series = []
-            for rank, rec in enumerate(shown):
-                entry = (rec.scores or {}).get(task) or {}
-                if entry.get("curve"):
-                    series.append(plots.Series(f"{_label(rec)} ({rec.proposer})" if rec.proposer != "reference"
-                                               else f"{_label(rec)} (best program)",
-                                               entry["curve"], {"color": plots.program_color(rank)}))
-            for name, ref in self.baselines.items():
-                if ref in shown:
-                    continue
-                entry = (ref.scores or {}).get(task) or {}
-                if entry.get("curve"):
-                    series.append(plots.Series(f"{name} (tuned)", entry["curve"],
-                                               {**plots.baseline_style(name), "linewidth": 1.1}))
-            panels.append(plots.Panel(task, steps, series))
-        heldout_tasks: dict[str, int] = {}
-        for rec in shown:
-            for task, entry in (rec.meta.get("heldout_scores") or {}).items():
-                if isinstance(entry, dict) and entry.get("curve"):
-                    heldout_tasks.setdefault(task, int(entry.get("steps") or len(entry["curve"])))
-        for task, steps in heldout_tasks.items():
-            series = [plots.Series(f"{_label(rec)} ({rec.proposer})" if rec.proposer != "reference"
-                                   else f"{_label(rec)} (best program)",
-                                   rec.meta["heldout_scores"][task]["curve"], {"color": plots.program_color(rank)})
-                      for rank, rec in enumerate(shown)
-                      if ((rec.meta.get("heldout_scores") or {}).get(task) or {}).get("curve")]
-            panels.append(plots.Panel(f"{task} (test)", steps, series))
-        return panels
+    def _tier_seeds(self) -> dict[str, tuple[int, ...]]:
+        ev = ((self.campaign.config if self.campaign else {}) or {}).get("evaluation") or {}
+        defaults = {"search": (100, 101), "validation": (200, 201, 202), "test": (300, 301)}
+        keys = {"search": "measure_seeds", "validation": "confirm_seeds", "test": "test_seeds"}
+        return {tier: tuple(ev.get(key) or defaults[tier]) for tier, key in keys.items()}
 
     def curves_figure(self) -> Figure | None:
-        panels = self._curve_panels()
+        panels = report_curves.curve_panels(self.top[:CURVE_PROGRAMS], self.baselines, self.reader, self._tier_seeds())
         return _figure(plots.loss_curves, panels) if panels else None
+
+    def sensitivity_figure(self) -> Figure | None:
+        """Final value against learning rate over the grid, for the best programs and AdamW."""
+        shown = [r for r in self.top[:CURVE_PROGRAMS]]
+        try:
+            panels = report_sensitivity.gather(self.reader, shown, [plots.program_color(i) for i in range(len(shown))],
+                                               self.baselines.get("adamw"))
+        except Exception as exc:  # noqa: BLE001  (a report shows what it can)
+            return Figure(None, f"{type(exc).__name__}: {exc}")
+        return _figure(report_sensitivity.figure, panels) if panels else None
 
     def profile_figure(self) -> Figure | None:
         scores: dict[str, dict[str, float]] = {}
@@ -589,67 +299,6 @@ class ReportData:
                 diff=code_diff(parent.code, rec.code) if parent else []))
         return steps
 
-    # --- failures and proposers
-
-    def failure_table(self) -> list[dict[str, Any]]:
-        by_reason: dict[str, list] = {}
-        for f in self.failures:
-            by_reason.setdefault(f.reason, []).append(f)
-        rows = [{"reason": reason, "count": len(items), "programs": len({f.program_id for f in items}),
-                 "example": f"#{items[-1].program_id} ({items[-1].stage}): {items[-1].message}"}
-                for reason, items in by_reason.items()]
-        return sorted(rows, key=lambda r: (-r["count"], r["reason"]))
-
-    def failures_figure(self) -> Figure | None:
-        ordered = sorted(self.candidates, key=lambda r: (r.meta.get("proposal_index", r.id), r.id))
-        if not ordered or not (self.failures or any(r.status == "duplicate" for r in ordered)):
-            return None
-        size = max(1, math.ceil(len(ordered) / FAILURE_BINS))
-        position = {rec.id: i // size for i, rec in enumerate(ordered)}
-        nbins = max(position.values()) + 1
-        labels = [f"{b * size + 1}-{min((b + 1) * size, len(ordered))}" if size > 1 else str(b + 1)
-                  for b in range(nbins)]
-        # Each candidate counts once: by its first failure (a program may fail several tasks), or
-        # as a duplicate, so a batch's bar never exceeds the number of candidates proposed in it.
-        first_reason: dict[int, str] = {}
-        for f in self.failures:
-            first_reason.setdefault(f.program_id, f.reason)
-        counts: dict[str, list[int]] = {}
-        for rec in ordered:
-            reason = "duplicate" if rec.status == "duplicate" else first_reason.get(rec.id)
-            if reason is not None:
-                counts.setdefault(reason, [0] * nbins)[position[rec.id]] += 1
-        proposed = [0] * nbins
-        for b in position.values():
-            proposed[b] += 1
-        if not counts:
-            return None
-        ranked = dict(sorted(counts.items(), key=lambda kv: (kv[0] == "duplicate", -sum(kv[1]))))
-        return _figure(plots.failures_over_time, labels, ranked, proposed)
-
-    def proposer_table(self) -> list[dict[str, Any]]:
-        rows = []
-        kinds = sorted({r.proposer for r in self.candidates})
-        for kind in kinds:
-            mine = [r for r in self.candidates if r.proposer == kind]
-            status = Counter(r.status for r in mine)
-            evaluated = [r for r in mine if r.status == "evaluated" and r.fitness is not None]
-            improved = 0
-            for rec in evaluated:
-                parents = [self.by_id[p].fitness for p in rec.parent_ids
-                           if p in self.by_id and self.by_id[p].fitness is not None]
-                if parents and rec.stage != "screen" and rec.fitness > max(parents):
-                    improved += 1
-            rows.append({
-                "kind": kind, "proposed": len(mine), "evaluated": status["evaluated"], "failed": status["failed"],
-                "duplicate": status["duplicate"], "pending": status["pending"] + status["rejected"],
-                "success": status["evaluated"] / len(mine), "improved": improved,
-                "improved_rate": improved / len(mine),
-                "best": max((r.fitness for r in evaluated if r.stage != "screen"), default=None),
-            })
-        return rows
-
-
 # --- rendering ----------------------------------------------------------------------------
 
 
@@ -680,18 +329,24 @@ def _open(campaign_dir: str | os.PathLike) -> Archive:
         raise UserError(f"cannot read the campaign in {directory}: {exc}") from None
 
 
-def build_report(campaign_dir: str | os.PathLike) -> str:
+def build_report(campaign_dir: str | os.PathLike, run_cache: str | os.PathLike | None = None) -> str:
     """The HTML text of the report on the campaign in ``campaign_dir`` (opened read-only).
+    ``run_cache``: the run cache's SQLite file (default: where campaigns write it; missing:
+    LR sensitivity falls back to the archive's training losses, baselines to archived ones).
 
     Raises :class:`UserError` when the directory is missing or holds no readable archive.
     """
     directory = Path(campaign_dir).expanduser()
     with _open(directory) as store:
+        data = None
         try:
-            data = ReportData(store, directory)
+            data = ReportData(store, directory, run_cache)
             context = _context(data)
         except ArchiveError as exc:
             raise UserError(f"cannot read the campaign in {directory}: {exc}") from None
+        finally:
+            if data is not None and data.reader.cache is not None:
+                data.reader.cache.close()
     return _environment().get_template("report.html.j2").render(**context)
 
 
@@ -699,7 +354,7 @@ def _context(data: ReportData) -> dict[str, Any]:
     leaderboard = data.leaderboard()
     winner = data.winner
     return {
-        "header": data.header(),
+        "header": report_header.header(data.campaign, data.directory, data.programs),
         "n_programs": len(data.programs),
         "n_candidates": len(data.candidates),
         "n_evaluated": len(data.evaluated),
@@ -718,20 +373,20 @@ def _context(data: ReportData) -> dict[str, Any]:
         "task_columns": data.task_columns(leaderboard),
         "details": [row for row in leaderboard if not row.is_baseline][:5],
         "curves": data.curves_figure(),
+        "sensitivity": data.sensitivity_figure(),
+        "population": data.population(),
+        "family_tree": data.family_tree(),
         "profile": data.profile_figure(),
         "tree": data.tree(),
         "lineage_of": (target := data.lineage_target()) and {"label": _label(target), "id": target.id},
         "steps": data.lineage_steps(),
-        "failure_rows": data.failure_table(),
-        "failures_plot": data.failures_figure(),
-        "proposers": data.proposer_table(),
+        "failure_rows": report_failures.failure_table(data.failures),
+        "failures_plot": report_failures.failures_figure(data.candidates, data.failures),
+        "proposers": report_failures.proposer_table(data.candidates, data.by_id),
     }
 
 
-def write_report(campaign_dir: str | os.PathLike, output_path: str | os.PathLike) -> Path:
+def write_report(campaign_dir: str | os.PathLike, output_path: str | os.PathLike,
+                 run_cache: str | os.PathLike | None = None) -> Path:
     """Write the report on ``campaign_dir`` to ``output_path`` (an .html file); return its path."""
-    return write_user_file(output_path, build_report(campaign_dir), "report.html")
-
-
-def _grid_text(grid: list[float]) -> str:
-    return f"{len(grid)} points {min(grid):g}..{max(grid):g}" if grid else "-"
+    return write_user_file(output_path, build_report(campaign_dir, run_cache), "report.html")

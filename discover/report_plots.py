@@ -191,24 +191,88 @@ def fitness_progress(points: Sequence[ProgressPoint], baselines: Mapping[str, fl
 
 @dataclass
 class Series:
-    """One line of a loss-curve panel."""
+    """One line of a loss-curve panel (``x``: the steps of ``curve``; empty: evenly spaced)."""
 
     label: str
     curve: list[float]
     style: dict = field(default_factory=dict)
+    x: list[float] = field(default_factory=list)
 
 
 @dataclass
 class Panel:
-    """One task's loss curves."""
+    """One task's loss curves on one tier (``target``: tuned AdamW's validation target)."""
 
     title: str
     steps: int
     series: list[Series]
+    ylabel: str = "loss"
+    target: float | None = None
+
+
+LOG_SPAN = 30.0
+"""A panel uses a log y axis when all its values are positive and the robust range spans more
+than this factor (~1.5 decades); otherwise linear. One rule for every panel."""
+OUTLIER_REACH = 1.5
+"""How far past the bulk of a panel's values (2nd-98th percentile) its axis still reaches: 1.5
+decades on a log axis, 1.5 band widths on a linear one; what lies further is an outlier."""
+MAX_DECADES = 6.0
+"""A log axis shows at most this many decades below its top: a loss that reaches 1e-23 (an
+exact optimum) would otherwise squash every other curve into a line."""
+
+
+def robust_limits(values: Sequence[float], log: bool, keep: Sequence[float] = ()) -> tuple[float, float]:
+    """Y limits that show all of ``values`` except extreme outliers: the data's range, cut where
+    it reaches more than ``OUTLIER_REACH`` beyond the 2nd-98th percentile band (in decades on a
+    log axis, in band widths on a linear one), and on a log axis at most ``MAX_DECADES`` deep.
+    ``keep`` (e.g. the curves' starting values) is always inside. Values outside are clipped
+    (the caller says so on the panel)."""
+    v = np.asarray([x for x in values if x is not None and math.isfinite(x)], dtype=np.float64)
+    k = np.asarray([x for x in keep if x is not None and math.isfinite(x)], dtype=np.float64)
+    if log:
+        v, k = np.log10(v[v > 0]), np.log10(k[k > 0])
+    if v.size == 0:
+        return (0.1, 1.0) if log else (0.0, 1.0)
+    q_lo, q_hi = np.percentile(v, [2, 98])
+    reach = OUTLIER_REACH if log else OUTLIER_REACH * max(q_hi - q_lo, 1e-12)
+    lo, hi = max(v.min(), q_lo - reach), min(v.max(), q_hi + reach)
+    if k.size:
+        lo, hi = min(lo, k.min()), max(hi, k.max())
+    if log:
+        lo = max(lo, hi - MAX_DECADES)
+        if hi - lo < 0.1:
+            lo, hi = lo - 0.05, hi + 0.05
+        return float(10 ** lo), float(10 ** hi)
+    if hi - lo < 1e-12:
+        lo, hi = lo - 0.5 * (abs(lo) or 1.0), hi + 0.5 * (abs(hi) or 1.0)
+    return float(lo), float(hi)
+
+
+def use_log(values: Sequence[float]) -> bool:
+    """The one log-or-linear rule (see :data:`LOG_SPAN`)."""
+    v = [x for x in values if x is not None and math.isfinite(x)]
+    if not v or min(v) <= 0:
+        return False
+    lo, hi = robust_limits(v, log=True)
+    return hi / lo > LOG_SPAN
+
+
+def clip_note(values: np.ndarray, lo: float, hi: float) -> str:
+    """What falls outside ``lo``..``hi`` ("" when nothing), for a panel's x label."""
+    tol = 1e-9 * max(abs(lo), abs(hi))
+    below, above = values[values < lo - tol], values[values > hi + tol]
+    notes = []
+    if below.size:
+        notes.append(f"{below.size} below (min {below.min():.2g})")
+    if above.size:
+        notes.append(f"{above.size} above (max {above.max():.2g})")
+    return "off-scale: " + ", ".join(notes) if notes else ""
 
 
 def loss_curves(panels: Sequence[Panel], ncols: int = 3) -> str:
-    """Small multiples of loss curves (x = steps; log y where every value is positive)."""
+    """Small multiples of loss curves (x = steps). Every panel follows one scale rule: log y when
+    its values are positive and span decades, else linear; limits hold the bulk of the data and
+    the panel names what falls off-scale."""
     ncols = max(1, min(ncols, len(panels)))
     nrows = math.ceil(len(panels) / ncols)
     fig, axes = _figure(3.5 * ncols, 2.5 * nrows + 0.5, ncols=ncols, nrows=nrows)
@@ -218,29 +282,44 @@ def loss_curves(panels: Sequence[Panel], ncols: int = 3) -> str:
             ax.set_visible(False)
             continue
         panel = panels[i]
-        positive = True
+        values, starts = [], []
         for series in panel.series:
             y = _finite(series.curve)
             ok = np.isfinite(y)
             if not ok.any():
                 continue
-            positive &= bool((y[ok] > 0).all())
-            x = np.linspace(1, panel.steps, len(y)) if len(y) > 1 else np.array([panel.steps])
+            if series.x and len(series.x) == len(y):
+                x = np.asarray(series.x, dtype=np.float64)
+            else:
+                x = np.linspace(1, panel.steps, len(y)) if len(y) > 1 else np.array([panel.steps])
             (line,) = ax.plot(x[ok], y[ok], **{"linewidth": 1.3, **series.style})
             legend.setdefault(series.label, line)
-        if positive and ax.lines:
-            ax.set_yscale("log")
-            low, high = ax.get_ylim()
-            if high / low < 30:  # within ~1.5 decades: 1-2-5 labels instead of crowded minor ticks
-                _readable_log_axis(ax.yaxis)
-            else:
-                from matplotlib.ticker import NullFormatter
+            values.extend(y[ok].tolist())
+            starts.append(float(y[ok][0]))
+        if panel.target is not None and ax.lines:
+            line = ax.axhline(panel.target, color="#222222", linestyle=(0, (1, 2)), linewidth=0.9)
+            legend.setdefault("AdamW's validation target", line)
+            values.append(panel.target)
+        if values:
+            log = use_log(values)
+            lo, hi = robust_limits(values, log, keep=starts + ([panel.target] if panel.target else []))
+            if log:
+                ax.set_yscale("log")
+                if hi / lo < 30:  # within ~1.5 decades: 1-2-5 labels instead of crowded minor ticks
+                    _readable_log_axis(ax.yaxis)
+                else:
+                    from matplotlib.ticker import NullFormatter
 
-                ax.yaxis.set_minor_formatter(NullFormatter())
+                    ax.yaxis.set_minor_formatter(NullFormatter())
+                ax.set_ylim(lo / 1.15, hi * 1.15)
+            else:
+                pad = 0.04 * (hi - lo)
+                ax.set_ylim(lo - pad, hi + pad)
+        note = clip_note(np.asarray(values), lo, hi) if values else ""
         ax.set_title(panel.title)
-        ax.set_xlabel("step")
-        if i % ncols == 0:
-            ax.set_ylabel("loss")
+        ax.set_xlabel("step" + (f"  ({note})" if note else ""))
+        if i % ncols == 0 or panel.ylabel != panels[i - 1].ylabel:
+            ax.set_ylabel(panel.ylabel)
         if not ax.lines:
             ax.text(0.5, 0.5, "no finite loss recorded", ha="center", va="center", transform=ax.transAxes,
                     color="#888888")
