@@ -22,10 +22,12 @@ from typing import Any, Callable, Protocol
 
 
 class BudgetExhausted(Exception):
-    """A budget cap was reached; ``reason`` says which, in words."""
+    """A budget cap was reached; ``reason`` says which, in words. ``abandoned``: requests of
+    the call given up on the way (timeouts; charged, see ``discover.llm``)."""
 
     def __init__(self, reason: str):
         self.reason = reason
+        self.abandoned: list[dict[str, Any]] = []
         super().__init__(reason)
 
 

@@ -9,7 +9,7 @@
   callers see plain text as from any other server
 * ``off``     nothing is added
 * ``auto``    asks the endpoint's ``/models`` who serves it (``owned_by``: llamacpp, vllm,
-  ollama) and uses that dialect; a local endpoint (localhost, 127.0.0.1, ::1) that does not
+  ollama) and uses that dialect; a local endpoint (localhost, a loopback or private address) that does not
   say gets ``gbnf``; a remote one that does not say gets nothing (OpenAI would reject it).
 
 When a server rejects the grammar (HTTP 400/422 naming grammar, guided decoding or the
@@ -24,30 +24,26 @@ import json
 import re
 import sys
 import threading
-import urllib.parse
 import urllib.request
 from typing import Any, Callable
 
 import openai
 
 from discover import grammar
-from discover.llm import Completion, LLMClient, LLMError
+from discover.llm import Completion, LLMClient, LLMError, is_local_endpoint
 
 __all__ = ["MODES", "ConstrainedDecoding", "is_local", "request_fields"]
 
 MODES = ("auto", "gbnf", "vllm", "ollama", "off")
-LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "0.0.0.0"})
 OLLAMA_FIELD = "answer"
 _OWNERS = {"llamacpp": "gbnf", "llama.cpp": "gbnf", "vllm": "vllm", "ollama": "ollama", "library": "ollama"}
 _REJECTED = re.compile(r"grammar|guided|response_format|json_schema|structured output", re.IGNORECASE)
 
 
 def is_local(base_url: str | None) -> bool:
-    """Whether ``base_url`` is a server on this machine."""
-    if not base_url:
-        return False
-    host = urllib.parse.urlsplit(base_url).hostname or ""
-    return host.lower() in LOCAL_HOSTS or host.startswith("127.")
+    """Whether ``base_url`` is a server on this machine or its private network (see
+    :func:`discover.llm.is_local_endpoint`)."""
+    return is_local_endpoint(base_url)
 
 
 @functools.lru_cache(maxsize=32)

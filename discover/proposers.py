@@ -8,7 +8,13 @@
 
 Every proposal is parsed and validated before it costs an evaluation. When an LLM answer does
 not parse or validate, the proposer asks again in the same conversation with the exact error
-(up to ``parse_retries`` times); every answer, good or bad, is returned for the archive.
+(up to ``parse_retries`` times); every answer, good or bad, is returned for the archive, and so
+is every request given up: a timed-out attempt (outcome ``timeout``) and a request cut by the
+budget (outcome ``cancelled``: not sent, or in flight at the time budget's deadline).
+
+With ``compact`` prompts (``llm.compact_prompt``, for models with a small context) the system
+prompt is ``system_compact`` (the contract in a few lines, the vocabulary as bare signatures)
+and programs are shown with scalar feedback, the archive summary with its top 3.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 from discover import feedback, mutation, parsing
-from discover.llm import BudgetExhausted, Completion, LLMClient, LLMError
+from discover.llm import BudgetExhausted, Completion, ContextLengthError, LLMClient, LLMError, RequestCancelled
 from prompts import render, template
 from sandbox import contract, vocabulary
 
@@ -43,7 +49,8 @@ class LLMCall:
     tokens_out: int
     cost_usd: float
     cached: bool
-    outcome: str  # ok | invalid_code | forbidden_construct | critique | error (no answer: response says why)
+    outcome: str  # ok | invalid_code | forbidden_construct | critique | error | timeout | cancelled
+    # (error, timeout, cancelled: no usable answer; response says why, or holds what streamed)
 
 
 @dataclass
@@ -59,6 +66,7 @@ class Proposal:
     llm_calls: list[LLMCall] = field(default_factory=list)
     budget_exhausted: str | None = None
     llm_failure: str | None = None  # an LLM request failed (transport, rejection): not the program's fault
+    context_error: str | None = None  # the prompt does not fit the server's context: the campaign stops
     seed: int = 0
 
     @property
@@ -94,11 +102,13 @@ class Proposer(ABC):
     parents_needed: ClassVar[int] = 1
     needs_llm: ClassVar[bool] = True
 
-    def __init__(self, llm: LLMClient | None = None, constrained: "ConstrainedDecoding | None" = None):
+    def __init__(self, llm: LLMClient | None = None, constrained: "ConstrainedDecoding | None" = None,
+                 compact: bool = False):
         if self.needs_llm and llm is None:
             raise ValueError(f"the {self.kind!r} proposer needs an LLM endpoint (set llm.base_url)")
         self.llm = llm
         self.constrained = constrained  # sends each answer's grammar where the server takes one
+        self.compact = compact  # short prompts for a small context (see the module docstring)
 
     def propose(self, ctx: ProposalContext) -> Proposal:
         """Produce one proposal from ``ctx.parents``. Never raises: whatever goes wrong (a bad
@@ -125,6 +135,8 @@ class Proposer(ABC):
     # --- shared LLM conversation with parse-and-retry -------------------------------------
 
     def _system(self) -> str:
+        if self.compact:
+            return compact_system_prompt()
         return render("system", vocabulary=vocabulary.describe(), contract=template("contract"))
 
     def _ask(self, proposal: Proposal, messages: list[dict[str, str]], role: str,
@@ -158,30 +170,59 @@ class Proposer(ABC):
                   grammar: tuple[str, str | None] = ("full", None)) -> Completion | None:
         """One LLM request (carrying the answer's grammar when constrained decoding is on); on
         failure the proposal records why and None comes back."""
+        seed = self._seed(proposal)
         try:
             if self.constrained is not None:
                 kind, parent = grammar
-                return self.constrained.complete(self.llm, messages, kind, role=role, parent=parent,
-                                                 seed=self._seed(proposal))
-            return self.llm.complete(messages, role=role, seed=self._seed(proposal))
+                completion = self.constrained.complete(self.llm, messages, kind, role=role, parent=parent, seed=seed)
+            else:
+                completion = self.llm.complete(messages, role=role, seed=seed)
         except BudgetExhausted as exc:
+            # Cut by the budget: no program is made and no evaluation charged; the request is
+            # archived as cancelled (tokens estimated if it was in flight, 0 if never sent).
+            self._record_abandoned(proposal, role, messages, exc.abandoned)
+            if not isinstance(exc, RequestCancelled):
+                proposal.llm_calls.append(LLMCall(
+                    role=role, model=self.llm.model_for(role), messages=list(messages),
+                    response=f"not sent: {exc}", tokens_in=0, tokens_out=0, cost_usd=0.0, cached=False,
+                    outcome="cancelled"))
             proposal.budget_exhausted = str(exc)
-            proposal.error = ("crashed", f"budget exhausted before the request: {exc}")
+            proposal.error = ("cancelled", f"cut by the budget: {exc}")
         except LLMError as exc:
             # Archived as a failed LLM call (the campaign makes no program of it).
+            self._record_abandoned(proposal, role, messages, exc.abandoned)
             proposal.llm_failure = f"{role} request failed: {exc}"
+            if isinstance(exc, ContextLengthError):
+                proposal.context_error = str(exc)
             proposal.error = ("crashed", proposal.llm_failure)
             proposal.llm_calls.append(LLMCall(
                 role=role, model=self.llm.model_for(role),
                 messages=list(messages), response=str(exc), tokens_in=0, tokens_out=0, cost_usd=0.0, cached=False,
                 outcome="error"))
+        else:
+            self._record_abandoned(proposal, role, messages, completion.abandoned)
+            return completion
         return None
+
+    def _record_abandoned(self, proposal: Proposal, role: str, messages, abandoned: list[dict]) -> None:
+        """Archive the attempts the client gave up (timed out, or cancelled at the deadline):
+        the server worked on them, so their (estimated) tokens count."""
+        for attempt in abandoned:
+            partial = attempt.get("text") or ""
+            note = (f"[{attempt['reason']} after {attempt['seconds']:.1f} s; tokens estimated: prompt from its "
+                    f"length, answer from what streamed ({len(partial)} characters)]")
+            proposal.llm_calls.append(LLMCall(
+                role=role, model=self.llm.model_for(role), messages=list(messages),
+                response=f"{note}\n{partial}" if partial else note, tokens_in=int(attempt["prompt_tokens"]),
+                tokens_out=int(attempt["completion_tokens"]), cost_usd=float(attempt.get("cost_usd", 0.0)),
+                cached=False, outcome=attempt["reason"]))
 
     @staticmethod
     def _seed(proposal: Proposal) -> int:
         # A sampling seed per request: a repeated prompt in a later proposal is a new sample
         # (not a response-cache hit), yet a replayed campaign sends identical requests.
-        return proposal.seed + len(proposal.llm_calls)
+        # Abandoned attempts are not counted: they are the same request, retried.
+        return proposal.seed + sum(1 for c in proposal.llm_calls if c.outcome not in ("timeout", "cancelled"))
 
     @staticmethod
     def _record(proposal: Proposal, role: str, messages, completion: Completion, outcome: str) -> None:
@@ -190,18 +231,20 @@ class Proposer(ABC):
             tokens_in=completion.prompt_tokens, tokens_out=completion.completion_tokens,
             cost_usd=completion.cost_usd, cached=completion.cached, outcome=outcome))
 
-    @staticmethod
-    def _feedback(ctx: ProposalContext, program: Program) -> str:
-        return feedback.program_feedback(program, ctx.parent_of(program), ctx.feedback_mode) or "(no feedback)"
+    def _mode(self, ctx: ProposalContext) -> str:
+        """The feedback mode prompts use: compact prompts shorten directional to scalar."""
+        return "scalar" if self.compact and ctx.feedback_mode == "directional" else ctx.feedback_mode
 
-    @classmethod
-    def _shown(cls, ctx: ProposalContext, program: Program) -> str:
+    def _feedback(self, ctx: ProposalContext, program: Program) -> str:
+        return feedback.program_feedback(program, ctx.parent_of(program), self._mode(ctx)) or "(no feedback)"
+
+    def _shown(self, ctx: ProposalContext, program: Program) -> str:
         """A program as a prompt shows it: its code in a python block, then how it did."""
-        return f"```python\n{program['code'].rstrip()}\n```\n\n{cls._feedback(ctx, program)}"
+        return f"```python\n{program['code'].rstrip()}\n```\n\n{self._feedback(ctx, program)}"
 
-    @staticmethod
-    def _summary(ctx: ProposalContext) -> str:
-        return feedback.archive_summary(ctx.top, ctx.failure_counts, ctx.feedback_mode) or "(no archive summary)"
+    def _summary(self, ctx: ProposalContext) -> str:
+        top_k = 3 if self.compact else 5
+        return feedback.archive_summary(ctx.top, ctx.failure_counts, self._mode(ctx), top_k=top_k) or "(no archive summary)"
 
 
 class MutationProposer(Proposer):
@@ -244,7 +287,7 @@ class FullProgramProposer(Proposer):
     kind = "full"
 
     def _parents(self, ctx: ProposalContext) -> list[Program]:
-        return list(ctx.parents)
+        return list(ctx.parents[:1]) if self.compact else list(ctx.parents)
 
     def _fill(self, ctx: ProposalContext, parents: list[Program], proposal: Proposal) -> None:
         examples = "\n\n".join(f"## Program #{p['id']}\n\n{self._shown(ctx, p)}" for p in parents)
@@ -333,15 +376,23 @@ PROPOSERS: dict[str, type[Proposer]] = {
 """kind -> class; the config's ``search.proposers`` weights pick among these."""
 
 
+def compact_system_prompt() -> str:
+    """The short system prompt (``prompts/system_compact.txt``): the vocabulary as signatures."""
+    import inspect
+
+    ops = ", ".join(f"{name}({', '.join(inspect.signature(fn).parameters)})" for name, fn in vocabulary.OPS.items())
+    return render("system_compact", vocabulary=ops)
+
+
 def make_proposers(weights: Mapping[str, float], llm: LLMClient | None,
-                   constrained: "ConstrainedDecoding | None" = None) -> dict[str, Proposer]:
+                   constrained: "ConstrainedDecoding | None" = None, compact: bool = False) -> dict[str, Proposer]:
     """Instantiate the weighted kinds; unknown kinds or LLM kinds without an endpoint are errors."""
     out = {}
     for kind, weight in weights.items():
         if kind not in PROPOSERS:
             raise ValueError(f"unknown proposer kind {kind!r}; known: {', '.join(PROPOSERS)}")
         if weight > 0:
-            out[kind] = PROPOSERS[kind](llm, constrained)
+            out[kind] = PROPOSERS[kind](llm, constrained, compact)
     if not out:
         raise ValueError("at least one proposer needs a positive weight")
     return out

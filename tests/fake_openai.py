@@ -12,16 +12,21 @@ Each request takes the next item of the script, or, when the script is empty, as
 - :class:`Delay` waits, then answers with its ``then`` item (long delays trigger client timeouts).
 - :class:`TruncatedStream` sends part of an answer and drops the connection.
 - :class:`Malformed` answers 200 with a body that is not JSON.
+- :class:`SlowStream` streams an answer a piece at a time, like a slow local model; a client
+  that goes away mid-stream is noticed (``server.disconnects``) and the answer is not finished,
+  as llama.cpp's servers stop computing a request whose connection closed.
 
 A responder may also return a plain string, short for ``Reply(content=that_string)``.
-Every request body is recorded in ``server.requests``; ``server.max_in_flight`` is the most
-requests the server was handling at once.
+Every request body is recorded in ``server.requests`` (and its arrival, ``time.monotonic()``,
+in ``server.arrivals``); ``server.max_in_flight`` is the most requests the server was handling
+at once.
 
 ``server.reject_fields`` (a set of body field names, e.g. ``{"grammar"}``) makes the server
 answer HTTP 400 "Unrecognized request argument supplied: <field>" to any request carrying one,
 as OpenAI does, without using a script item. ``GET /v1/models`` lists one model owned by
 ``server.owned_by`` (default "fake"), as llama.cpp ("llamacpp"), vLLM ("vllm") and Ollama
-("library") answer it.
+("library") answer it; ``server.max_model_len`` adds vLLM's context size to it, and
+``server.props`` (a dict) is served at ``GET /props`` as llama-server reports ``n_ctx``.
 
 Use the fixture explicitly::
 
@@ -64,6 +69,7 @@ class Status:
     code: int
     retry_after: float | None = None
     message: str = "scripted error"
+    extra: dict = field(default_factory=dict)  # more fields of the error object (llama-server's n_ctx, ...)
 
 
 @dataclass
@@ -95,7 +101,17 @@ class Malformed:
     body: str = "<html><body>502 Bad Gateway</body></html>"
 
 
-Item = Union[Reply, Status, Delay, TruncatedStream, Malformed]
+@dataclass
+class SlowStream:
+    """Stream ``content`` in ``pieces`` pieces, ``seconds`` apart (a non-streaming request gets
+    the whole answer after ``pieces * seconds``). Streams report no usage, as llama-cpp-python."""
+
+    content: str
+    pieces: int = 10
+    seconds: float = 0.5
+
+
+Item = Union[Reply, Status, Delay, TruncatedStream, Malformed, SlowStream]
 Responder = Callable[[dict], Union[Item, str]]
 
 
@@ -114,11 +130,15 @@ class FakeOpenAIServer:
 
     def __init__(self) -> None:
         self.requests: list[dict] = []
+        self.arrivals: list[float] = []
+        self.disconnects = 0  # streams the client closed before the answer was complete
         self.answered: list[Reply] = []  # replies sent promptly with status 200, in order
         self.responder: Responder | None = None
         self.max_in_flight = 0
         self.reject_fields: set[str] = set()
         self.owned_by = "fake"
+        self.max_model_len: int | None = None  # reported in /v1/models, as vLLM does
+        self.props: dict | None = None  # served at GET /props, as llama.cpp's llama-server does
         self._in_flight = 0
         self._queue: deque[Item] = deque()
         self._lock = threading.Lock()
@@ -158,6 +178,7 @@ class FakeOpenAIServer:
     def _next_item(self, request: dict) -> Item:
         with self._lock:
             self.requests.append(request)
+            self.arrivals.append(time.monotonic())
             if self._queue:
                 return self._queue.popleft()
             responder = self.responder
@@ -224,11 +245,16 @@ def _make_handler(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
             return
 
         def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            if self.path.rstrip("/") == "/props" and server.props is not None:
+                self._send_json(200, server.props)
+                return
             if self.path.rstrip("/") != "/v1/models":
                 self._send_json(404, {"error": {"message": f"fake OpenAI server: no route {self.path}"}})
                 return
-            self._send_json(200, {"object": "list", "data": [
-                {"id": "fake-model", "object": "model", "created": 0, "owned_by": server.owned_by}]})
+            model = {"id": "fake-model", "object": "model", "created": 0, "owned_by": server.owned_by}
+            if server.max_model_len is not None:
+                model["max_model_len"] = server.max_model_len
+            self._send_json(200, {"object": "list", "data": [model]})
 
         def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
             server._enter()
@@ -285,11 +311,14 @@ def _make_handler(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
                     self._send_json(200, _completion_body(request, item))
             elif isinstance(item, Status):
                 headers = {} if item.retry_after is None else {"Retry-After": f"{item.retry_after:g}"}
-                self._send_json(item.code, {"error": {"message": item.message, "type": "scripted", "code": str(item.code)}}, headers)
+                self._send_json(item.code, {"error": {"message": item.message, "type": "scripted", "code": str(item.code),
+                                                      **item.extra}}, headers)
             elif isinstance(item, TruncatedStream):
                 self._send_truncated(request, item, streaming)
             elif isinstance(item, Malformed):
                 self._send_raw(200, item.body.encode(), "application/json")
+            elif isinstance(item, SlowStream):
+                self._send_slow(request, item, streaming)
             else:
                 raise TypeError(f"unknown script item {item!r}")
 
@@ -327,6 +356,28 @@ def _make_handler(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
             self._event("[DONE]")
             self.wfile.write(b"0\r\n\r\n")
             self.wfile.flush()
+
+        def _send_slow(self, request: dict, item: SlowStream, streaming: bool) -> None:
+            reply = Reply(item.content, include_usage=False)
+            if not streaming:
+                if server._stopping.wait(item.pieces * item.seconds):
+                    return
+                self._send_json(200, _completion_body(request, reply))
+                return
+            self._start_stream()
+            try:
+                for event in _stream_events(request, reply, pieces=item.pieces):
+                    self._event(event)
+                    if event["choices"] and event["choices"][0]["delta"].get("content"):
+                        if server._stopping.wait(item.seconds):
+                            return
+                self._event("[DONE]")
+                self.wfile.write(b"0\r\n\r\n")
+                self.wfile.flush()
+            except (BrokenPipeError, ConnectionResetError):
+                with server._lock:
+                    server.disconnects += 1
+                self.close_connection = True
 
         def _send_truncated(self, request: dict, item: TruncatedStream, streaming: bool) -> None:
             self.close_connection = True

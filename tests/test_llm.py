@@ -34,6 +34,8 @@ def make_client(server, spend: Spend | None = None, **overrides) -> LLMClient:
         max_attempts=4,
         prices={"fake-model": (2.0, 8.0), "critic-model": (1.0, 1.0)},
         cache_mode="off",
+        stream=False,  # the fake server is local: say what each test exercises, not the local defaults
+        max_concurrency=4,
     )
     settings.update(overrides)
     return LLMClient(LLMSettings(**settings), spend=spend)
@@ -285,3 +287,150 @@ def test_spend_round_trips_and_resumes_the_clock():
     assert restored.seconds == pytest.approx(70)
     assert restored.remaining()["seconds"] == pytest.approx(30)
     assert Budget.from_dict(Budget(max_tokens=5).to_dict()) == Budget(max_tokens=5)
+
+
+# --- local-speed robustness (issue 19 item 5) ------------------------------------------------
+
+
+@pytest.mark.parametrize("url, local", [
+    ("http://127.0.0.1:8080/v1", True), ("http://localhost:11434/v1", True), ("http://[::1]:8000/v1", True),
+    ("http://192.168.1.20:8000/v1", True), ("http://10.0.0.5/v1", True), ("http://gpu-box.local:8000/v1", True),
+    ("https://api.openai.com/v1", False), ("https://8.8.8.8/v1", False), (None, False)])
+def test_local_endpoints_get_one_slot_short_answers_and_streaming(url, local):
+    from discover.llm import is_local_endpoint
+
+    settings = LLMSettings(base_url=url)
+    assert is_local_endpoint(url) is local
+    assert (settings.max_tokens, settings.max_concurrency, settings.stream) == ((1024, 1, True) if local else (2048, 4, False))
+    chosen = LLMSettings(base_url=url, max_tokens=300, max_concurrency=3, stream=False)
+    assert (chosen.max_tokens, chosen.max_concurrency, chosen.stream) == (300, 3, False)
+
+
+def test_a_retry_after_a_timeout_is_not_the_same_request_and_the_timeout_is_counted(fake_llm_server):
+    fake_llm_server.script([Delay(3.0, Reply("runaway")), Reply("ok", 40, 2)])
+    spend = Spend()
+    answer = make_client(fake_llm_server, spend, timeout=0.3).complete(MESSAGES, seed=7)
+    first, second = fake_llm_server.requests
+    assert first["seed"] == 7 and second["seed"] != 7  # a new sample, not the runaway one again
+    assert {k: v for k, v in first.items() if k != "seed"} == {k: v for k, v in second.items() if k != "seed"}
+    [lost] = answer.abandoned
+    prompt_estimate = -(-len("You write optimizers.\nPropose one.") // 4)
+    assert lost["reason"] == "timeout" and lost["estimated"]
+    assert (lost["prompt_tokens"], lost["completion_tokens"]) == (prompt_estimate, 0)  # nothing streamed: unknown, 0
+    assert answer.text == "ok" and answer.attempts == 2
+    assert (spend.tokens_in, spend.tokens_out) == (40 + prompt_estimate, 2)
+
+
+def test_a_stalled_stream_is_closed_and_what_streamed_is_counted(fake_llm_server):
+    from tests.fake_openai import SlowStream
+
+    fake_llm_server.script([SlowStream("abcd" * 4, pieces=4, seconds=0.0)])
+    answer = make_client(fake_llm_server, stream=True, timeout=0.5).complete(MESSAGES, seed=1)
+    assert answer.text == "abcd" * 4 and not answer.abandoned and answer.completion_tokens == 4
+    # One piece, then a second of silence: past the 0.5 s allowed between chunks.
+    fake_llm_server.script([SlowStream("x" * 40, pieces=20, seconds=1.0), Reply("done", 10, 1)])
+    spend = Spend()
+    answer = make_client(fake_llm_server, spend, stream=True, timeout=0.5).complete(MESSAGES, seed=1)
+    [lost] = answer.abandoned
+    assert lost["reason"] == "timeout" and lost["text"] == "xx" and lost["completion_tokens"] == 1
+    assert answer.text == "done" and spend.tokens_out == 1 + 1
+
+
+def test_a_request_in_flight_at_the_time_budget_is_cancelled_and_its_stream_closed(fake_llm_server):
+    from discover.llm import DEADLINE_GRACE, RequestCancelled
+    from tests.fake_openai import SlowStream
+
+    events: list[dict] = []
+    fake_llm_server.script([SlowStream("y" * 120, pieces=60, seconds=0.25)])  # a 15 s answer
+    spend = Spend(Budget(max_seconds=1.0))
+    client = make_client(fake_llm_server, spend, stream=True, timeout=30)
+    client.on_request = events.append
+    with pytest.raises(RequestCancelled, match="time budget reached while a proposer request was in flight") as info:
+        client.complete(MESSAGES, seed=3)
+    [lost] = info.value.abandoned
+    assert lost["reason"] == "cancelled" and lost["completion_tokens"] >= 1 and lost["text"].startswith("yy")
+    assert lost["seconds"] < 1.0 + DEADLINE_GRACE + 2  # given up at the deadline, not after the 15 s answer
+    assert spend.tokens_out == lost["completion_tokens"] and spend.tokens_in == lost["prompt_tokens"]
+    assert [e["phase"] for e in events] == ["start", "cancelled"] and events[0]["id"] == events[1]["id"]
+    assert events[0]["in_flight"] == 1 and events[1]["in_flight"] == 0 and client.in_flight == 0
+    assert events[0]["timeout"] <= 1.0 + DEADLINE_GRACE
+    for _ in range(40):  # the server notices the closed connection at its next write
+        if fake_llm_server.disconnects:
+            break
+        time.sleep(0.1)
+    assert fake_llm_server.disconnects == 1
+    assert len(fake_llm_server.requests) == 1  # not retried past the deadline
+    with pytest.raises(BudgetExhausted, match="time budget"):
+        client.complete(MESSAGES, seed=4)
+
+
+def test_a_plain_request_at_the_time_budget_is_cancelled_with_its_completion_unknown(fake_llm_server):
+    from discover.llm import RequestCancelled
+
+    fake_llm_server.script([Delay(20.0, Reply("late"))])
+    spend = Spend(Budget(max_seconds=0.5))
+    with pytest.raises(RequestCancelled) as info:
+        make_client(fake_llm_server, spend, timeout=30).complete(MESSAGES)
+    [lost] = info.value.abandoned
+    assert lost["reason"] == "cancelled" and lost["completion_tokens"] == 0 and lost["prompt_tokens"] > 0
+
+
+@pytest.mark.parametrize("message, extra, prompt, context", [
+    ("This model's maximum context length is 2048 tokens. However, you requested 3100 tokens (2076 in the "
+     "messages, 1024 in the completion). Please reduce the length of the messages or completion.", {}, 2076, 2048),
+    ("This model's maximum context length is 4096 tokens. However, your request has 5000 input tokens.", {}, 5000, 4096),
+    ("Requested tokens (3071) exceed context window of 2048", {}, 3071, 2048),
+    ("the request exceeds the available context size, try increasing it", {"n_prompt_tokens": 2900, "n_ctx": 2048},
+     2900, 2048),
+    ("context_length_exceeded", {}, None, None),
+], ids=["openai-vllm", "vllm-new", "llama-cpp-python", "llama-server", "no-figures"])
+def test_a_context_length_rejection_says_prompt_size_against_context(message, extra, prompt, context, fake_llm_server):
+    from discover.llm import ContextLengthError
+
+    fake_llm_server.script([Status(400, message=message, extra=extra), Reply("never")])
+    with pytest.raises(ContextLengthError) as info:
+        make_client(fake_llm_server).complete(MESSAGES, max_tokens=1024)
+    error = info.value
+    assert len(fake_llm_server.requests) == 1  # not retried: no retry can make it fit
+    assert (error.prompt_tokens, error.context) == (prompt or -(-len("You write optimizers.\nPropose one.") // 4), context)
+    text = str(error)
+    assert "does not fit the model's context" in text and "1,024 for the answer" in text
+    assert "compact_prompt" in text and "\n" not in text
+    if context:
+        assert f"{prompt:,} tokens" in text and f"context of {context:,} tokens" in text
+    else:
+        assert "(estimated)" in text
+
+
+def test_other_400s_are_not_context_errors(fake_llm_server):
+    from discover.llm import ContextLengthError
+
+    fake_llm_server.script([Status(400, message="Unrecognized request argument supplied: seed")])
+    with pytest.raises(LLMError, match="HTTP 400") as info:
+        make_client(fake_llm_server).complete(MESSAGES)
+    assert not isinstance(info.value, ContextLengthError)
+
+
+def test_one_slot_means_one_request_at_a_time(fake_llm_server):
+    fake_llm_server.responder = lambda request: Delay(0.05, Reply("slow"))
+    client = LLMClient(LLMSettings(base_url=fake_llm_server.base_url, models={"proposer": "m"}, cache_mode="off",
+                                   prices={"m": (0.0, 0.0)}))
+    assert client.settings.max_concurrency == 1
+    threads = [threading.Thread(target=client.complete, args=(MESSAGES,)) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(fake_llm_server.requests) == 4 and fake_llm_server.max_in_flight == 1
+    assert all(r["stream"] and r["max_tokens"] == 1024 for r in fake_llm_server.requests)
+
+
+def test_server_context_is_read_where_servers_report_it(fake_llm_server):
+    from discover.llm import server_context
+
+    assert server_context(fake_llm_server.base_url) is None  # the fake server, like llama-cpp-python, does not say
+    assert server_context(None) is None
+    fake_llm_server.props = {"default_generation_settings": {"n_ctx": 2048}, "total_slots": 1}  # llama-server
+    assert server_context(fake_llm_server.base_url) == 2048
+    fake_llm_server.max_model_len = 32768  # vLLM
+    assert server_context(fake_llm_server.base_url) == 32768
