@@ -9,9 +9,11 @@ from archive.store import (
     Campaign,
     Evaluation,
     Failure,
+    Job,
     LineageNode,
     LLMCall,
     ProgramRecord,
+    Stage,
     open,
 )
 
@@ -21,8 +23,10 @@ __all__ = [
     "Campaign",
     "Evaluation",
     "Failure",
+    "Job",
     "LineageNode",
     "LLMCall",
     "ProgramRecord",
+    "Stage",
     "open",
 ]

@@ -23,6 +23,8 @@ JSON_COLUMNS = {
     "evaluations": ("metrics", "curve"),
     "failures": (),
     "llm_calls": ("prompt",),
+    "jobs": (),
+    "stages": (),
 }
 """Columns that hold JSON text; the store encodes and decodes them."""
 
@@ -128,7 +130,57 @@ def _v3_campaign_runner(conn: sqlite3.Connection) -> None:
         conn.execute(f"ALTER TABLE campaigns ADD COLUMN {column}")
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1_core_tables, _v2_llm_calls, _v3_campaign_runner]
+def _v4_timings(conn: sqlite3.Connection) -> None:
+    """Where a campaign's time goes. ``jobs``: one row per sandbox job (a probe, or one task's
+    runs of one stage: screen, select or measure), with its seconds on a worker, its wait in the
+    queue, the device and the worker (process id) that ran it; runs answered from the run cache
+    are counted, at zero seconds. ``stages``: one row per evaluation of a program on a tier (the
+    wall time of screen or full scoring on search, validation, long_horizon or test). Campaigns
+    gain their executor's slot count and the seconds they ran (summed over resumed sessions), so
+    idle worker time is slots x run time - busy seconds."""
+    for statement in (
+        """CREATE TABLE jobs (
+            id INTEGER PRIMARY KEY,
+            campaign_id INTEGER REFERENCES campaigns(id),
+            program_id INTEGER REFERENCES programs(id),
+            tier TEXT NOT NULL,
+            stage TEXT NOT NULL,
+            task TEXT NOT NULL DEFAULT '',
+            job TEXT NOT NULL DEFAULT 'evaluate',
+            baseline INTEGER NOT NULL DEFAULT 0,
+            runs INTEGER NOT NULL DEFAULT 0,
+            cached_runs INTEGER NOT NULL DEFAULT 0,
+            seconds REAL NOT NULL DEFAULT 0,
+            waited REAL,
+            device TEXT NOT NULL DEFAULT '',
+            worker TEXT NOT NULL DEFAULT '',
+            ok INTEGER NOT NULL DEFAULT 1,
+            started_at TEXT NOT NULL
+        )""",
+        "CREATE INDEX jobs_program ON jobs(program_id)",
+        "CREATE INDEX jobs_campaign ON jobs(campaign_id)",
+        """CREATE TABLE stages (
+            id INTEGER PRIMARY KEY,
+            campaign_id INTEGER REFERENCES campaigns(id),
+            program_id INTEGER REFERENCES programs(id),
+            tier TEXT NOT NULL,
+            stage TEXT NOT NULL,
+            seconds REAL NOT NULL DEFAULT 0,
+            runs INTEGER NOT NULL DEFAULT 0,
+            cached_runs INTEGER NOT NULL DEFAULT 0,
+            started_at TEXT NOT NULL
+        )""",
+        "CREATE INDEX stages_program ON stages(program_id)",
+        "CREATE INDEX stages_campaign ON stages(campaign_id)",
+        "ALTER TABLE campaigns ADD COLUMN slots INTEGER",
+        "ALTER TABLE campaigns ADD COLUMN run_seconds REAL NOT NULL DEFAULT 0",
+        "ALTER TABLE campaigns ADD COLUMN run_started_at TEXT",
+    ):
+        conn.execute(statement)
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1_core_tables, _v2_llm_calls, _v3_campaign_runner,
+                                                          _v4_timings]
 """``MIGRATIONS[i]`` upgrades a database from version ``i`` to ``i + 1``."""
 
 SCHEMA_VERSION = len(MIGRATIONS)

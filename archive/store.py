@@ -79,6 +79,22 @@ class Campaign:
     pid: int | None = None
     host: str | None = None
     heartbeat_at: str | None = None
+    slots: int | None = None  # the executor's concurrent jobs, as the last session recorded it
+    run_seconds: float = 0.0  # seconds run by sessions before the current (or last) one
+    run_started_at: str | None = None  # when the current (or last) session began
+
+    @property
+    def seconds_run(self) -> float:
+        """Wall seconds the campaign has run, over all its sessions (a resumed campaign's
+        downtime not counted): earlier sessions, plus the last one up to its last heartbeat."""
+        total = self.run_seconds or 0.0
+        if self.run_started_at and self.heartbeat_at:
+            try:
+                total += max(0.0, (datetime.fromisoformat(self.heartbeat_at)
+                                   - datetime.fromisoformat(self.run_started_at)).total_seconds())
+            except ValueError:
+                pass
+        return total
 
 
 HEARTBEAT_SECONDS = 10.0
@@ -201,6 +217,46 @@ class LLMCall:
 
 
 @dataclass(frozen=True)
+class Job:
+    """One sandbox job: a probe, or one task's runs of one stage of a program's evaluation.
+    ``seconds`` is its time on a worker (0 when every run came from the run cache), ``waited``
+    its time queued for a free worker; ``baseline``: runs of a tuned baseline that this
+    evaluation needed first (the tuned baselines are computed inside the first evaluations)."""
+
+    id: int
+    campaign_id: int | None
+    program_id: int | None
+    tier: str  # search | validation | long_horizon | test
+    stage: str  # probe | screen | select | measure
+    task: str
+    job: str  # the sandbox job's name: evaluate | probe
+    baseline: bool
+    runs: int
+    cached_runs: int
+    seconds: float
+    waited: float | None
+    device: str
+    worker: str
+    ok: bool
+    started_at: str
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One evaluation of a program on a tier: its wall time (jobs queued and running, scoring)."""
+
+    id: int
+    campaign_id: int | None
+    program_id: int | None
+    tier: str  # search | validation | long_horizon | test
+    stage: str  # screen | full (as the evaluator reports it)
+    seconds: float
+    runs: int
+    cached_runs: int
+    started_at: str
+
+
+@dataclass(frozen=True)
 class LineageNode:
     """A program and the trees of its parents. ``repeated`` marks an ancestor already shown
     elsewhere in the tree (crossover makes lineage a DAG); its parents are not expanded again."""
@@ -217,9 +273,11 @@ _RECORDS = {
     "evaluations": Evaluation,
     "failures": Failure,
     "llm_calls": LLMCall,
+    "jobs": Job,
+    "stages": Stage,
 }
 _COLUMNS = {table: tuple(f.name for f in fields(record)) for table, record in _RECORDS.items()}
-_BOOL_COLUMNS = {"llm_calls": ("cached",)}
+_BOOL_COLUMNS = {"llm_calls": ("cached",), "jobs": ("baseline", "ok")}
 
 
 def _now() -> str:
@@ -489,14 +547,28 @@ class Archive:
             conn.execute(f"UPDATE campaigns SET {sets} WHERE id = ?", [*values.values(), campaign_id])
 
     def set_campaign_status(self, campaign_id: int, status: str) -> None:
-        """Mark a campaign running, finished, stopped or failed."""
+        """Mark a campaign running, finished, stopped or failed (a final status is also the
+        session's last heartbeat: its run time ends there)."""
         _check_choice("campaign status", status, CAMPAIGN_STATUSES)
-        self._update_campaign(campaign_id, status=status)
+        if status == "running":
+            self._update_campaign(campaign_id, status=status)
+        else:
+            self._update_campaign(campaign_id, status=status, heartbeat_at=_now())
 
-    def set_campaign_runner(self, campaign_id: int, pid: int | None = None, host: str | None = None) -> None:
-        """Record the process running the campaign (default: this one) and beat its heart."""
-        self._update_campaign(campaign_id, pid=os.getpid() if pid is None else int(pid),
-                              host=socket.gethostname() if host is None else host, heartbeat_at=_now())
+    def set_campaign_runner(self, campaign_id: int, pid: int | None = None, host: str | None = None,
+                            slots: int | None = None) -> None:
+        """Record the process running the campaign (default: this one) and beat its heart; a new
+        session begins (the previous one's run time, up to its last heartbeat, is banked).
+        ``slots``: how many jobs its executor runs at once (for idle worker time)."""
+        previous = self.campaign(campaign_id)
+        banked = previous.seconds_run
+        now = _now()
+        values: dict[str, Any] = dict(pid=os.getpid() if pid is None else int(pid),
+                                      host=socket.gethostname() if host is None else host, heartbeat_at=now,
+                                      run_seconds=banked, run_started_at=now)
+        if slots is not None:
+            values["slots"] = int(slots)
+        self._update_campaign(campaign_id, **values)
 
     def heartbeat(self, campaign_id: int) -> None:
         """Record that the campaign's process is still alive (see :func:`effective_status`)."""
@@ -775,6 +847,45 @@ class Archive:
         if program_id is None:
             return self._records("llm_calls")
         return self._records("llm_calls", "program_id = ?", (program_id,))
+
+    # timings
+    def add_jobs(self, rows: Iterable[dict[str, Any]]) -> list[int]:
+        """Store sandbox jobs (keyword fields of :class:`Job` but ``id``) in one transaction."""
+        allowed = set(_COLUMNS["jobs"]) - {"id"}
+        prepared = []
+        for row in rows:
+            unknown = sorted(set(row) - allowed)
+            if unknown:
+                raise ValueError(f"jobs have no field {', '.join(unknown)}")
+            prepared.append({"started_at": _now(), **row})
+        if not prepared:
+            return []
+        with self._write() as conn:
+            return [self._insert(conn, "jobs", values) for values in prepared]
+
+    def add_stage(self, *, program_id: int | None, tier: str, stage: str, seconds: float, runs: int = 0,
+                  cached_runs: int = 0, campaign_id: int | None = None, started_at: str | None = None) -> int:
+        """Store the wall time of one evaluation of a program on a tier."""
+        with self._write() as conn:
+            return self._insert(conn, "stages", dict(
+                campaign_id=campaign_id, program_id=program_id, tier=tier, stage=stage, seconds=float(seconds),
+                runs=int(runs), cached_runs=int(cached_runs), started_at=started_at or _now()))
+
+    def jobs(self, program_id: int | None = None, campaign_id: int | None = None) -> list[Job]:
+        """Sandbox jobs, of one program or one campaign (or all), oldest first."""
+        if program_id is not None:
+            return self._records("jobs", "program_id = ?", (int(program_id),))
+        if campaign_id is not None:
+            return self._records("jobs", "campaign_id = ?", (int(campaign_id),))
+        return self._records("jobs")
+
+    def stages(self, program_id: int | None = None, campaign_id: int | None = None) -> list[Stage]:
+        """Evaluation wall times, of one program or one campaign (or all), oldest first."""
+        if program_id is not None:
+            return self._records("stages", "program_id = ?", (int(program_id),))
+        if campaign_id is not None:
+            return self._records("stages", "campaign_id = ?", (int(campaign_id),))
+        return self._records("stages")
 
     # integrity
     def integrity_check(self) -> str:

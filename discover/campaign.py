@@ -30,6 +30,7 @@ from typing import Any, Callable
 
 import archive as archive_store
 from archive.store import HEARTBEAT_SECONDS, Archive, ArchiveError, ProgramRecord
+from archive.timings import probe_rows, record_timings
 from discover.budget import Budget, Spend
 from discover.config import CampaignConfig, seed_source, to_toml
 from discover.devices import resolve_device
@@ -279,7 +280,7 @@ class Campaign:
             self.on_event(Event("note", text=note))
         stop_reason = "finished"
         status = "finished"
-        self.archive.set_campaign_runner(self.campaign_id)
+        self.archive.set_campaign_runner(self.campaign_id, slots=self.executor.capacity)
         beating = threading.Event()
         heart = threading.Thread(target=self._heartbeat, args=(beating,), name="campaign-heartbeat", daemon=True)
         heart.start()
@@ -639,6 +640,7 @@ class Campaign:
         survivors = []
         for (pid, source), future in zip(items, probes):
             probe = future.result()
+            self.archive.add_jobs(probe_rows([pid], [probe], campaign_id=self.campaign_id))
             if not probe.ok:
                 self._record_failure(pid, "probe", probe.reason or "crashed", probe.message)
                 continue
@@ -680,6 +682,7 @@ class Campaign:
         self.on_event(Event("failure", pid, f"{reason}: {message}", reason=reason))
 
     def _record_result(self, pid: int, result: EvaluationResult) -> None:
+        record_timings(self.archive, self.campaign_id, pid, "search", result)
         rows = _evaluation_rows(pid, result.suite, result.run_records)
         if rows:
             self.archive.add_evaluations(rows)
@@ -716,6 +719,7 @@ class Campaign:
         self.on_event(Event("confirming", pid, f"search fitness {result.fitness:.3f}: checking it on the validation tier"))
         confirm = self.evaluator.evaluate(source, suite="validation", stage="full",
                                           measure_seeds=self.settings.confirm_seeds)
+        record_timings(self.archive, self.campaign_id, pid, "validation", confirm)
         if confirm.failure is not None:
             rec = self.archive.program(pid)
             self.archive.update_program(pid, meta={**rec.meta, "validation_failure": list(confirm.failure)})
@@ -748,6 +752,7 @@ class Campaign:
             long_settings = replace(self.settings, steps_scale=self.settings.steps_scale * scale)
             long = Evaluator(self.executor, self.cache, long_settings).evaluate(
                 source, suite="validation", stage="full", measure_seeds=self.settings.confirm_seeds)
+            record_timings(self.archive, self.campaign_id, pid, "long_horizon", long)
             if long.failure is None:
                 self.archive.add_evaluations(_evaluation_rows(pid, "long_horizon", long.run_records))
             fitness = scoring.FAILED_SCORE if long.failure else long.fitness
@@ -773,6 +778,7 @@ class Campaign:
             if rec.heldout_fitness is not None:
                 continue
             result = self.evaluator.evaluate(rec.code, suite="test", stage="full", measure_seeds=self.settings.test_seeds)
+            record_timings(self.archive, self.campaign_id, pid, "test", result)
             if result.failure is not None:
                 self.archive.update_program(pid, meta={**rec.meta, "heldout_failure": list(result.failure)})
                 continue

@@ -37,6 +37,7 @@ from archive.resolve import (
     last_write_time,
     parse_program_ref,
 )
+from archive.timings import program_times, time_breakdown, time_lines
 from archive.store import (
     PROGRAM_STATUSES,
     SORT_KEYS,
@@ -344,10 +345,11 @@ def show_program(
         failures = archive.failures(record.id)
         evaluations = archive.evaluations(record.id)
         calls = archive.llm_calls(record.id)
+        times = program_times(archive, record.id)
     if as_json:
         _print_json({**_record_json(record, with_code=True),
                      "failures": [asdict(f) for f in failures],
-                     "evaluations": len(evaluations),
+                     "evaluations": len(evaluations), "seconds": times,
                      "llm_calls": [{k: v for k, v in asdict(c).items() if k not in ("prompt", "response")}
                                    for c in calls]})
         return
@@ -380,6 +382,8 @@ def show_program(
     facts.append(f"{len(evaluations)} runs")
     facts.append(f"hash {record.hash}")
     console.print(escape(_pack(facts, console.width)))
+    if times["by_stage"] or times["wall"]:
+        console.print(escape(_pack(_time_facts(times), console.width)))
     for failure in failures:
         console.print(f"[bold red]failed[/] at {escape(failure.stage)}: [red]{escape(failure.reason)}[/]"
                       + (f" — {escape(failure.message)}" if failure.message else ""))
@@ -404,6 +408,15 @@ def show_program(
         tokens = sum(c.tokens_in + c.tokens_out for c in calls)
         console.print(f"[dim]{len(calls)} LLM call(s), {tokens} tokens: "
                       + escape(", ".join(f"{c.role}/{c.model}→{c.outcome or '?'}" for c in calls)) + "[/]")
+
+
+def _time_facts(times: dict[str, Any]) -> list[str]:
+    """Worker seconds per stage and per task, and evaluation wall time per tier."""
+    facts = ["worker s: " + ", ".join(f"{stage} {s:.2f}" for stage, s in times["by_stage"].items())]
+    facts += [f"{task} {s:.2f} s" for task, s in times["by_task"].items()]
+    facts.append("wall: " + ", ".join(f"{tier} {s:.2f} s" for tier, s in times["wall"].items()))
+    facts.append(f"{times['runs']} runs executed, {times['cached_runs']} cached")
+    return facts
 
 
 # --- archive diff -------------------------------------------------------------------------
@@ -610,6 +623,25 @@ def campaigns(
         console.print(f"[dim]{note}[/]")
 
 
+def time_report(
+    campaign: CampaignArgument = None,
+    db: DbOption = None,
+    tasks: Annotated[int, typer.Option("--tasks", min=1, help="Tasks to list (the most expensive first).")] = 12,
+    as_json: JsonOption = False,
+) -> None:
+    """Where a campaign's time went: worker seconds per stage (probe, screen, select, measure,
+    validation, long_horizon, test) and per task, busy seconds per worker, idle worker time."""
+    with _opened(_campaign(campaign, db)) as archive:
+        found = archive.campaigns()
+        breakdown = time_breakdown(archive, found[-1].id if found else None)
+    if as_json:
+        _print_json(breakdown.to_dict())
+        return
+    console = _console()
+    for line in time_lines(breakdown, tasks=tasks):
+        console.print(escape(line))
+
+
 # --- registration -------------------------------------------------------------------------
 
 
@@ -621,5 +653,6 @@ def register(app: typer.Typer) -> None:
     group.command("show")(show_program)
     group.command("diff")(diff_programs)
     group.command("lineage")(lineage)
+    group.command("time")(time_report)
     app.add_typer(group, name="archive")
     app.command("campaigns")(campaigns)

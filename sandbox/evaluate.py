@@ -28,6 +28,7 @@ Every run is cached by (normalised program hash, task, version, seed, lr, steps,
 from __future__ import annotations
 
 import math
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
@@ -126,6 +127,7 @@ class EvaluationResult:
     runs_cached: int = 0
     seconds: float = 0.0
     run_records: list[dict[str, Any]] = field(default_factory=list)
+    jobs: list[dict[str, Any]] = field(default_factory=list)  # per sandbox job: where the time went
 
     @property
     def passed_screen(self) -> bool:
@@ -134,6 +136,7 @@ class EvaluationResult:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data.pop("run_records")
+        data.pop("jobs")
         return data
 
 
@@ -145,6 +148,7 @@ class Evaluator:
         self.cache = cache
         self.settings = settings
         self._baseline_memo: dict[tuple, list[float]] = {}
+        self._local = threading.local()  # .jobs: the job log of the evaluate() call on this thread
 
     # --- runs -------------------------------------------------------------------------------
 
@@ -156,7 +160,7 @@ class Evaluator:
         """
         return self._collect(self._submit_runs(source, phash, task, configs, steps, stats))
 
-    def _submit_runs(self, source, phash, task, configs, steps, stats):
+    def _submit_runs(self, source, phash, task, configs, steps, stats, role=""):
         keys = [run_key(phash, task.key, task.version, seed, lr, steps, self.settings.device) for lr, seed in configs]
         cached = {k: self.cache.get(k) for k in keys}
         missing = [(cfg, k) for cfg, k in zip(configs, keys) if cached[k] is None]
@@ -175,12 +179,21 @@ class Evaluator:
                 payload["task_modules"] = [module]
             future = self.executor.submit("evaluate", payload, self.settings.job_timeout)
             stats["executed"] += len(missing)
-        return keys, cached, missing, future
+        job = {"task": task.key, "stage": role, "program": phash, "runs": len(missing),
+               "cached_runs": len(configs) - len(missing), "device": self.settings.device, "submitted": time.time()}
+        if future is not None:
+            future.add_done_callback(lambda _, job=job: job.setdefault("done", time.time()))
+        return keys, cached, missing, future, job
 
     def _collect(self, pending) -> list[dict]:
-        keys, cached, missing, future = pending
+        keys, cached, missing, future, job = pending
+        log = getattr(self._local, "jobs", None)
         if future is not None:
             result = future.result()
+            job.update(seconds=result.seconds, worker=result.worker_pid, ok=result.ok)
+        if log is not None:
+            log.append(job)
+        if future is not None:
             if not result.ok:
                 raise CandidateError(result.reason or "crashed", result.message or "the worker failed")
             for (_, key), record in zip(missing, result.value["runs"]):
@@ -193,7 +206,8 @@ class Evaluator:
     def _select(self, source, phash, task, seeds, coarse, steps, stats):
         grid = self.settings.grid(coarse=coarse)
         configs = [(lr, seed) for lr in grid for seed in seeds]
-        return grid, configs, self._submit_runs(source, phash, task, configs, steps, stats)
+        return grid, configs, self._submit_runs(source, phash, task, configs, steps, stats,
+                                                "screen" if coarse else "select")
 
     def _final_value(self, rec: dict, steps: int) -> float:
         """What LR selection minimises for one run: its final validation value (the mean of the
@@ -218,7 +232,7 @@ class Evaluator:
         return best, best in (grid[0], grid[-1]), [r for (lr, _), r in zip(configs, records) if lr == best]
 
     def _measure(self, source, phash, task, lr, seeds, steps, stats):
-        return self._submit_runs(source, phash, task, [(lr, s) for s in seeds], steps, stats)
+        return self._submit_runs(source, phash, task, [(lr, s) for s in seeds], steps, stats, "measure")
 
     # --- public API -------------------------------------------------------------------------
 
@@ -226,7 +240,17 @@ class Evaluator:
                  on_task: Callable[[str, TaskResult], None] | None = None,
                  measure_seeds: tuple[int, ...] | None = None) -> EvaluationResult:
         """Score ``source`` on a suite. ``stage``: "auto" (screen, then full if it passes),
-        "screen" or "full". Candidate failures never raise: they become a failed result."""
+        "screen" or "full". Candidate failures never raise: they become a failed result.
+        ``result.jobs`` lists the sandbox jobs it waited for (tuned baselines' included)."""
+        outer, self._local.jobs = getattr(self._local, "jobs", None), []
+        try:
+            result = self._evaluate(source, suite, stage, on_task, measure_seeds)
+            result.jobs = self._local.jobs
+        finally:
+            self._local.jobs = outer
+        return result
+
+    def _evaluate(self, source, suite, stage, on_task, measure_seeds) -> EvaluationResult:
         started = time.perf_counter()
         suite = suite or self.settings.suite
         stats = {"executed": 0, "cached": 0}
