@@ -5,6 +5,7 @@ from __future__ import annotations
 from rich.table import Table
 
 from archive.store import Archive
+from archive.timings import TimeBreakdown, time_breakdown, time_line
 
 
 def leaderboard(archive: Archive, limit: int = 8) -> Table:
@@ -53,3 +54,14 @@ def _verdict_cell(rec) -> str:
     word = verdict(rec)
     style = _VERDICT_STYLE.get(word)
     return f"[{style}]{word}[/]" if style else (word or rec.stage or "-")
+
+
+def time_summary(archive: Archive, campaign_id: int | None = None) -> tuple[TimeBreakdown, str]:
+    """Where a campaign's time went (worker seconds per stage, task and worker, idle worker
+    time: :func:`archive.timings.time_breakdown`) and the one line the end-of-campaign summary
+    prints for it. ``campaign_id`` None: the archive's latest campaign."""
+    if campaign_id is None:
+        found = archive.campaigns()
+        campaign_id = found[-1].id if found else None
+    breakdown = time_breakdown(archive, campaign_id)
+    return breakdown, time_line(breakdown)
