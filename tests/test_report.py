@@ -1,5 +1,8 @@
 """`discover report`: a self-contained HTML page from a real small campaign, and plain pages
-(never a crash) for empty, failed-only and running campaigns; exit code 2 on a bad directory."""
+(never a crash) for empty, failed-only and running campaigns; exit code 2 on a bad directory.
+The new panels: a sortable leaderboard on three tiers, LR sensitivity read back from the runs,
+baseline curves on every tier, robust y scales, the population's family tree, progress placed
+at the search-tier result."""
 
 from __future__ import annotations
 
@@ -21,7 +24,8 @@ SMALL = {
 }
 SECTIONS = ("overview", "progress", "leaderboard", "curves", "profile", "lineage", "failures", "proposers", "winner")
 ASSET_REFERENCE = re.compile(r"""(?:\b(?:src|href|action|poster)\s*=\s*["']?\s*(?:https?:)?//)|url\(\s*["']?\s*(?:https?:)?//"""
-                             r"""|@import|<script|<link\b|<iframe|<img\b""", re.I)
+                             r"""|@import|<script\b[^>]*\bsrc\b|<link\b|<iframe|<img\b""", re.I)
+"""Anything a browser would fetch: the page allows inline scripts, never a script with a src."""
 
 
 @pytest.fixture(scope="module")
@@ -152,7 +156,7 @@ def test_only_failures_and_still_running(tmp_path):
     assert "No program was evaluated successfully" in html
     assert "timeout" in html and "invalid_code" in html
     assert "&lt;at&gt; step 3" in html and "<at>" not in html  # messages are escaped
-    assert len(svgs(html)) == 1  # the failures chart; nothing else has data
+    assert len(svgs(html)) == 2  # the failures chart and the family tree (of failed programs); nothing else has data
     assert "could not be drawn" not in html
 
 
@@ -204,7 +208,7 @@ def test_lineage_heldout_and_critique(tmp_path):
     assert "textgrad of #" in html
     assert f"#{ids['sgd_momentum']}</span> <b>sgd_momentum</b>" in html  # second parent in the tree
     assert "cnn_digits (test)" in html  # a loss-curve panel for the test-tier task
-    assert len(svgs(html)) == 3  # progress, curves, profile (no failures)
+    assert len(svgs(html)) == 4  # progress, curves, profile, family tree (no failures, no LR-grid runs archived)
     assert f":{winner} -o my_optimizer.py" in html
     assert "dollars spent on LLM calls" in html  # LLM spend: progress over dollars, not wall time
 
@@ -226,3 +230,226 @@ def test_highlight_escapes_code():
     assert "&lt;b&gt;&amp;" in html and '<span class="k">def</span>' in html and '<span class="c"># a &lt; b</span>' in html
     broken = str(highlight_python('x = """never closed <\n'))
     assert "&lt;" in broken and "<span" not in broken
+
+
+# --- the panels of issue 16: leaderboard, LR sensitivity, curves, scales, family tree, progress
+
+
+def run_cache_of(campaign_dir: Path) -> Path:
+    """The run cache the module's campaign wrote (its fixture points DISCOVER_CACHE_DIR there)."""
+    return campaign_dir.parent.parent / "run-cache" / "runs.sqlite"
+
+
+def test_page_is_self_contained(campaign_dir):
+    html = build_report(campaign_dir, run_cache_of(campaign_dir))
+    assert not ASSET_REFERENCE.search(html), ASSET_REFERENCE.search(html)
+    links = re.findall(r"""\b(?:src|href|xlink:href)\s*=\s*["']([^"']*)["']""", html, flags=re.I)
+    assert links and all(link.startswith("#") for link in links), [x for x in links if not x.startswith("#")]
+    scripts = re.findall(r"<script\b([^>]*)>(.*?)</script>", html, flags=re.S | re.I)
+    assert len(scripts) == 1 and scripts[0][0].strip() == ""  # one inline script, no attributes
+    assert not re.search(r"\b(?:fetch|XMLHttpRequest|import)\s*\(|https?:", scripts[0][1])
+
+
+def leaderboard_rows(html: str) -> tuple[list[str], list[list[tuple[str | None, str]]]]:
+    """Header texts and, per row, (data-v, text) of each cell of the sortable leaderboard."""
+    table = re.search(r'<table class="sortable" id="leaderboard-table">(.*?)</table>', html, flags=re.S).group(1)
+    heads = [re.sub(r"<[^>]+>", "", h).strip() for h in re.findall(r"<th\b[^>]*>(.*?)</th>", table, flags=re.S)]
+    rows = []
+    for body in re.findall(r"<tr\b[^>]*>(.*?)</tr>", table.split("<tbody>")[1], flags=re.S):
+        cells = re.findall(r'<td\b([^>]*)>(.*?)</td>', body, flags=re.S)
+        rows.append([(m.group(1) if (m := re.search(r'data-v="([^"]*)"', attrs)) else None,
+                      re.sub(r"<[^>]+>", "", text).strip()) for attrs, text in cells])
+    return heads, rows
+
+
+def test_sortable_leaderboard_shows_three_tiers_and_the_verdict(campaign_dir):
+    from discover.summary import verdict
+
+    html = build_report(campaign_dir)
+    heads, rows = leaderboard_rows(html)
+    assert heads == ["program", "origin", "stage", "search", "validation", "test", "verdict"]
+    assert 'data-type="num"' in html and "table.sortable" in html  # the headers the script sorts by
+    with archive.open(campaign_dir, readonly=True) as store:
+        evaluated = {p.id: p for p in store.programs() if p.status == "evaluated" and p.fitness is not None}
+    assert len(rows) == len(evaluated)  # every evaluated program, not only the top ten
+    seen = set()
+    for row in rows:
+        rec = evaluated[int(row[0][0])]
+        seen.add(rec.id)
+        assert float(row[3][0]) == pytest.approx(rec.fitness, rel=1e-5)
+        if rec.confirmed_fitness is None:
+            assert row[4][0] == ""  # blank sorts last
+        else:
+            assert float(row[4][0]) == pytest.approx(rec.confirmed_fitness, rel=1e-5)
+        assert row[5][0] == ""  # the test tier was off in this campaign
+        assert row[6][1] == (verdict(rec) or "-")
+    assert seen == set(evaluated)
+    assert any(row[6][1] == "baseline" for row in rows)  # the first reference is confirmed
+    searches = [float(row[3][0]) for row in rows]
+    assert searches == sorted(searches, reverse=True)  # served best first
+
+
+def _final_validation_value(record: dict) -> float:
+    """What LR selection minimises, computed here from the raw record: mean of the last three
+    validation measurements (infinite for a failed or truncated run)."""
+    values = record.get("val_losses") or []
+    if record["status"] != "ok" or not values:
+        return float("inf")
+    return sum(values[-3:]) / len(values[-3:])
+
+
+def test_lr_sensitivity_matches_the_run_records(campaign_dir):
+    from discover.report_runs import RunReader, open_run_cache
+    from sandbox.contract import program_hash
+    from sandbox.runcache import RunCache, run_key
+
+    cache_file = run_cache_of(campaign_dir)
+    raw = RunCache(cache_file)
+    with archive.open(campaign_dir, readonly=True) as store:
+        config = store.campaign().config
+        reader = RunReader(store, config, open_run_cache(cache_file))
+        full = [p for p in store.programs() if p.status == "evaluated" and p.stage in ("full", "confirmed")]
+        checked = 0
+        for rec in full:
+            curves = reader.program_curves(rec)
+            assert set(curves) == set(rec.scores)
+            for task, curve in curves.items():
+                assert curve.measure == "validation"
+                assert curve.lrs == sorted(config["evaluation"]["lr_grid"])
+                entry = rec.scores[task]
+                for lr, value in zip(curve.lrs, curve.values):
+                    finals = [_final_validation_value(raw.get(run_key(program_hash(rec.code), task, entry["task_version"],
+                                                                      seed, lr, entry["steps"], "cpu")))
+                              for seed in config["evaluation"]["selection_seeds"]]
+                    if all(f != float("inf") for f in finals):
+                        assert value == pytest.approx(sum(finals) / len(finals), rel=1e-12)
+                    else:
+                        assert value is None and lr in curve.diverged
+                # ... and the campaign's own selection chose the minimum of these values
+                best = min((v, lr) for lr, v in zip(curve.lrs, curve.values) if v is not None)[1]
+                assert best == entry["best_lr"] == curve.best_lr
+                checked += 1
+        assert checked >= 2
+        # tuned AdamW's grid, read from the cache without an archived program, picks its own best LR
+        adamw = next(p for p in full if p.name == "adamw")
+        base = reader.baseline_curve("adamw", "noisy_quadratic")
+        assert base is not None and base.values == reader.program_curves(adamw)["noisy_quadratic"].values
+        assert base.best_lr == adamw.scores["noisy_quadratic"]["best_lr"]
+        # without the run cache: the archive's final training losses, and the page says which
+        offline = RunReader(store, config, None).program_curves(adamw)["noisy_quadratic"]
+        rows = [e for e in store.evaluations(adamw.id, "search") if e.role == "select" and e.task == "noisy_quadratic"]
+        assert offline.measure == "train"
+        for lr, value in zip(offline.lrs, offline.values):
+            losses = [e.metrics["final_loss"] for e in rows if e.lr == lr]
+            assert value == pytest.approx(sum(losses) / len(losses))
+    raw.close()
+    with_cache = build_report(campaign_dir, cache_file).split('<section id="sensitivity">')[1].split("</section>")[0]
+    without = build_report(campaign_dir, cache_file.parent / "absent.sqlite").split('<section id="sensitivity">')[1]
+    assert "final validation value" in with_cache and "AdamW (tuned baseline)" in with_cache
+    assert "final training loss" in without.split("</section>")[0]
+
+
+def test_loss_curves_draw_the_baselines_on_the_validation_tier(campaign_dir):
+    from discover.report import ReportData
+    from discover.report_curves import curve_panels
+    from discover.report_runs import RunReader, open_run_cache
+
+    with archive.open(campaign_dir, readonly=True) as store:
+        data = ReportData(store, campaign_dir)
+        reader = RunReader(store, data.campaign.config, open_run_cache(run_cache_of(campaign_dir)))
+        confirmed = [p for p in data.top if p.meta.get("validation_scores")]
+        assert confirmed  # the first evaluated program is always confirmed
+        panels = curve_panels(data.top[:3], data.baselines, reader, data._tier_seeds())
+    validation = [p for p in panels if p.title.endswith("(validation)")]
+    assert [p.title for p in validation] == ["noisy_quadratic@1 (validation)"]
+    labels = {s.label for s in validation[0].series}
+    # adam and lion were never seeded in this campaign: their curves come from the run cache
+    assert {"adam (tuned)", "lion (tuned)"} <= labels
+    assert validation[0].ylabel == "validation loss" and validation[0].target is not None
+    assert all(len(s.x) == len(s.curve) > 1 for s in validation[0].series)
+
+
+def test_robust_scales_clip_a_spike_and_say_so():
+    import numpy as np
+
+    from discover.report_plots import clip_note, robust_limits, use_log
+
+    curve = list(np.geomspace(1.0, 1e-3, 60))
+    spiked = curve + [1e-23]
+    assert use_log(spiked)
+    lo, hi = robust_limits(spiked, log=True)
+    assert 1e-5 < lo <= 1e-3 and hi == pytest.approx(1.0)
+    assert clip_note(np.asarray(spiked), lo, hi) == "off-scale: 1 below (min 1e-23)"
+    lo, hi = robust_limits(curve, log=True)  # nothing clipped without an outlier
+    assert lo == pytest.approx(1e-3) and clip_note(np.asarray(curve), lo, hi) == ""
+    flat = list(np.linspace(0.7, 0.1, 50))
+    assert not use_log(flat)  # less than ~1.5 decades: linear
+    lo, hi = robust_limits(flat + [1e6], log=False)
+    assert hi < 2.0 and lo == pytest.approx(0.1)
+    # a curve's starting value stays on the axis even when it is far above the rest
+    lo, hi = robust_limits(flat[10:] + [50.0], log=False, keep=[50.0])
+    assert hi == 50.0
+
+
+def test_family_tree_has_a_node_per_program_and_an_edge_per_parent_link(tmp_path):
+    import random
+
+    from discover.report_tree import ROW_CAPACITY, generations
+
+    rng = random.Random(0)
+    store, cid = make_archive(tmp_path / "big")
+    code = reference_source("adamw")
+    ids = [store.add_program(code, campaign_id=cid, proposer="reference", name=name, status="evaluated",
+                             fitness=f, stage="full", scores={})
+           for name, f in (("adamw", 1.0), ("adam", 0.9), ("lion", 0.6))]
+    links = 0
+    for i in range(297):  # 300 programs: children of recent and early programs, a few crossovers
+        parents = sorted(set(rng.sample(ids[-40:], 2 if rng.random() < 0.2 else 1)))
+        status = rng.choice(["evaluated"] * 6 + ["failed", "duplicate"])
+        ids.append(store.add_program(f"{code}\n# variant {i}", campaign_id=cid, parent_ids=parents,
+                                     proposer="mutation", status=status,
+                                     fitness=rng.uniform(0.05, 1.3) if status == "evaluated" else None,
+                                     stage="full" if status == "evaluated" else None))
+        links += len(parents)
+    store.set_best_program(cid, ids[-1] if store.program(ids[-1]).status == "evaluated" else ids[0])
+    store.close()
+    html = build_report(tmp_path / "big")
+    tree = html.split('<section id="family">')[1].split("</section>")[0]
+    nodes = re.findall(r'<g class="node" data-id="(\d+)">', tree)
+    edges = re.findall(r'<path class="edge" data-parent="(\d+)" data-child="(\d+)"', tree)
+    assert sorted(map(int, nodes)) == sorted(ids)
+    assert len(edges) == links
+    with archive.open(tmp_path / "big", readonly=True) as store:
+        programs = store.programs()
+        expected = {(q, p.id) for p in programs for q in p.parent_ids}
+        gen = generations(programs)
+    assert {(int(a), int(b)) for a, b in edges} == expected
+    assert all(gen[child] > gen[parent] for parent, child in expected)  # layered: parents above children
+    width = float(re.search(r'<svg class="family-tree" viewBox="0 0 ([\d.]+)', tree).group(1))
+    assert width <= 64 + 24 + ROW_CAPACITY * 13 + 1  # wide generations wrap instead of running off
+    assert "<title>#" in tree  # hovering a node names it
+
+
+def test_progress_places_a_program_at_its_search_tier_result(tmp_path):
+    import sqlite3
+    from datetime import datetime, timedelta, timezone
+
+    from discover.report import ReportData
+
+    store, cid = make_archive(tmp_path / "timed")
+    pid = store.add_program(reference_source("adamw"), campaign_id=cid, proposer="mutation", status="evaluated",
+                            fitness=1.2, stage="confirmed", heldout_fitness=1.1, scores={},
+                            meta={"confirmed_fitness": 1.1})
+    for suite in ("search", "search", "validation", "long_horizon", "test"):
+        store.add_evaluation(pid, suite=suite, task="noisy_quadratic", seed=0, role="measure", metrics={})
+    store.close()
+    start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    minutes = {"search": 3, "validation": 20, "long_horizon": 40, "test": 128}  # the test tier runs at the end
+    with sqlite3.connect(tmp_path / "timed" / "archive.db") as conn:
+        conn.execute("UPDATE campaigns SET created_at = ?", (start.isoformat(),))
+        for suite, m in minutes.items():
+            conn.execute("UPDATE evaluations SET created_at = ? WHERE suite = ?",
+                         ((start + timedelta(minutes=m)).isoformat(), suite))
+    with archive.open(tmp_path / "timed", readonly=True) as store:
+        data = ReportData(store, tmp_path / "timed")
+        assert data._result_time(store.program(pid), start) == pytest.approx(3.0)
