@@ -14,6 +14,7 @@ from typing import Callable
 
 from archive.resolve import parse_program_ref, resolve_program
 from archive.store import ArchiveError, open_archive
+from archive.verdict import verdict
 from archive.export_naming import descriptive_name
 from sandbox.contract import CandidateError, first_doc_line, parse_ast
 from sandbox.references import reference_names, reference_source
@@ -105,27 +106,34 @@ def _name_from_rule(source: str, program_id: int) -> str:
 
 def campaign_evidence(campaign_dir: Path, program_id: int) -> str:
     """What the campaign measured for a program, for the exported module's docstring: its
-    fitness on the search suite, on fresh seeds and on the held-out suite, and each task's tuned
-    learning rate beside tuned AdamW's (so a user knows where to start ``lr``). Empty for a
-    program that was never scored."""
+    fitness on the search, validation and test tiers, the campaign's verdict, and each task's
+    tuned learning rate beside tuned AdamW's (so a user knows where to start ``lr``). Empty for
+    a program that was never scored."""
     with open_archive(campaign_dir, readonly=True) as store:
         record = store.program(program_id)
         adamw = next((r for r in store.programs(status="evaluated")
                       if r.proposer == "reference" and r.name == "adamw"), None)
     if record.status != "evaluated" or record.fitness is None:
         return ""
+    meta = record.meta or {}
     lines = [f"Measured in campaign {Path(campaign_dir).resolve().name}, program #{program_id}",
-             "(fitness: geometric-mean speed-up over tuned AdamW; 1.0 = as fast in the same steps):",
-             f"    search suite    {record.fitness:.3f} ± {record.fitness_spread or 0:.3f}"
-             + (f"; on fresh seeds {record.confirmed_fitness:.3f} ± {record.meta.get('confirmed_spread') or 0:.3f}"
-                if record.confirmed_fitness is not None else "")]
+             "(fitness: geometric-mean speed-up to tuned AdamW's validation targets; 1.0 = as fast):",
+             f"    search tier      {record.fitness:.3f} ± {record.fitness_spread or 0:.3f}"
+             " (the workloads the search selected parents on)"]
+    if record.confirmed_fitness is not None:
+        lines.append(f"    validation tier  {record.confirmed_fitness:.3f} ± {meta.get('confirmed_spread') or 0:.3f}"
+                     " (unseen variants, fresh seeds: decides what is announced)")
     if record.heldout_fitness is not None:
-        lines.append(f"    held-out suite  {record.heldout_fitness:.3f} ± {record.meta.get('heldout_spread') or 0:.3f}"
-                     " (tasks the search never saw)")
+        lines.append(f"    test tier        {record.heldout_fitness:.3f} ± {meta.get('heldout_spread') or 0:.3f}"
+                     " (tasks and variants no decision read)")
+    word = verdict(record)
+    if word:
+        lines.append(f"    verdict          {word}" + (" (beats tuned AdamW on the validation tier beyond seed"
+                                                        " noise, and at 3x the steps)" if word == "announced" else ""))
     rows = []
     for suite, own, base in (
             ("search", record.scores, adamw.scores if adamw else None),
-            ("held-out", record.meta.get("heldout_scores"), adamw.meta.get("heldout_scores") if adamw else None)):
+            ("test", meta.get("heldout_scores"), adamw.meta.get("heldout_scores") if adamw else None)):
         for task, entry in sorted((own or {}).items()):
             lr, base_lr = entry.get("best_lr"), ((base or {}).get(task) or {}).get("best_lr")
             if isinstance(lr, (int, float)) and isinstance(base_lr, (int, float)) and lr > 0 and base_lr > 0:

@@ -6,6 +6,7 @@ from rich.table import Table
 
 from archive.store import Archive
 from archive.timings import TimeBreakdown, time_breakdown, time_line
+from archive.verdict import verdict  # noqa: F401 - re-exported: callers read the verdict here too
 
 
 def leaderboard(archive: Archive, limit: int = 8) -> Table:
@@ -29,20 +30,6 @@ def leaderboard(archive: Archive, limit: int = 8) -> Table:
             _verdict_cell(rec),
         )
     return table
-
-
-def verdict(rec) -> str:
-    """The campaign's decision about a program in a word or two: ``announced``, ``short-horizon``,
-    ``not beyond noise`` (confirmed, not announced), ``baseline`` (a confirmed reference), or ``""``
-    when none was taken. The leaderboard, ``archive`` views and the report all read it here."""
-    meta = rec.meta or {}
-    if rec.proposer == "reference":
-        return "baseline" if rec.confirmed_fitness is not None else ""
-    if meta.get("announced"):
-        return "announced"
-    if meta.get("short_horizon"):
-        return "short-horizon"
-    return "not beyond noise" if rec.confirmed_fitness is not None else ""
 
 
 _VERDICT_STYLE = {"announced": "bold green", "short-horizon": "yellow"}

@@ -610,10 +610,13 @@ def test_an_archived_winner_exports_with_what_its_campaign_measured(tmp_path: Pa
     found = resolve_source(f"{tmp_path / 'run'}:best")
     doc = export_source(found.source, "Winner", found.evidence)
     assert f"Measured in campaign run, program #{winner}" in doc
-    assert "search suite    1.400 ± 0.050; on fresh seeds 1.300 ± 0.020" in doc
-    assert "held-out suite  1.200" in doc
+    # all three tiers, in the tiers' words, and the campaign's verdict (not announced: no flag)
+    assert "search tier      1.400 ± 0.050" in doc
+    assert "validation tier  1.300 ± 0.020" in doc
+    assert "test tier        1.200" in doc
+    assert "verdict          not beyond noise" in doc
     assert "search    a_task                  1.50x   lr 0.01     AdamW 0.1" in doc
-    assert "held-out  h_task                  1.20x   lr 0.003    AdamW 0.03" in doc
+    assert "test      h_task                  1.20x   lr 0.003    AdamW 0.03" in doc
     assert "Median learning-rate ratio to AdamW: 0.1. Start from about 0.1x" in doc  # ratios 0.1, 0.1, 0.3, 0.1
     # a campaign's program also discloses its measured step cost next to torch's AdamW
     cost = re.search(r"Step cost: one step\(\) took ([0-9.]+)x as long as torch.optim.AdamW's", doc)
