@@ -108,6 +108,13 @@ def library(mutants: int = MUTANTS, seed: int = 0) -> dict[str, str]:
     return {label: programs[label] for label in order}
 
 
+def task_row(result) -> dict:
+    """What the analysis needs of one task result (JSON-safe)."""
+    return {"score": result.score, "seed_scores": list(result.seed_scores), "train_score": result.train_score,
+            "val_final": result.val_final, "target": result.target, "best_lr": result.best_lr,
+            "lr_at_edge": result.lr_at_edge, "status": result.status}
+
+
 def rank_figures(search: list[float], test: list[float]) -> dict[str, float | str]:
     """Spearman, Kendall, Spearman in the decision region, announce precision."""
     from scipy.stats import kendalltau, spearmanr
@@ -177,6 +184,8 @@ def main() -> None:
                 result = evaluator.evaluate(programs[label], suite=tiers[key], stage="full")
                 row[key] = None if result.failure else result.fitness
                 row[key + "_spread"] = result.fitness_spread
+                # Per task, so a different tier composition or aggregate can be judged offline.
+                row[key + "_tasks"] = {name: task_row(tr) for name, tr in result.tasks.items()}
                 row[key + "_seconds"] = round(time.perf_counter() - t0, 1)
             rows[label] = row
             out_path.write_text(json.dumps(rows, indent=1))

@@ -1,0 +1,161 @@
+"""Which workloads, and which aggregate, make the search score predict the test tier?
+
+Reads the per-task scores ``benchmarks/transfer.py`` writes (``--out``; nothing runs) and prints
+
+* per search/validation task: Spearman's rho of that task's score alone against the test-tier
+  fitness over the library (a task that ranks optimizers unlike unseen workloads pulls the
+  search score away from them),
+* leave-one-out: the search tier's rho without each of its tasks,
+* aggregates: the geometric mean as the protocol computes it, with per-task scores clipped at a
+  lower ceiling (one task's 10x cannot outvote the rest), the median, and the fraction of tasks
+  beaten, each scored against the same test-tier ground truth,
+* a cross-validated task choice: the test tier's tasks are split into two halves by family; a
+  greedy forward selection of search-pool tasks (search tier at its default workloads, the
+  validation tier's extra tasks at their @1 variants) maximises rho against one half and is
+  judged on the other. Choosing on the whole test tier would fit the ground truth itself.
+
+    python benchmarks/transfer_tasks.py transfer.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+from scipy.stats import spearmanr
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+from sandbox.scoring import SCORE_MAX, SCORE_MIN  # noqa: E402
+from sandbox.tasks import get_task  # noqa: E402
+
+
+def load(path: Path) -> dict[str, dict]:
+    """Rows that carry per-task scores for search, validation and test."""
+    rows = json.loads(path.read_text())
+    return {label: row for label, row in rows.items()
+            if all(isinstance(row.get(k + "_tasks"), dict) and row[k + "_tasks"] for k in ("search", "test"))}
+
+
+def task_scores(rows: dict[str, dict], tier: str) -> tuple[list[str], list[str], np.ndarray]:
+    """(labels, tasks, matrix labels x tasks of per-task scores; nan where missing)."""
+    labels = list(rows)
+    tasks = sorted({t for row in rows.values() for t in row.get(tier + "_tasks", {})})
+    matrix = np.full((len(labels), len(tasks)), math.nan)
+    for i, label in enumerate(labels):
+        for j, task in enumerate(tasks):
+            entry = rows[label].get(tier + "_tasks", {}).get(task)
+            if entry is not None and entry.get("score") is not None:
+                matrix[i, j] = entry["score"]
+    return labels, tasks, matrix
+
+
+def geomean(matrix: np.ndarray, cap: float = SCORE_MAX, floor: float = SCORE_MIN) -> np.ndarray:
+    clipped = np.clip(matrix, floor, cap)
+    return np.exp(np.nanmean(np.log(clipped), axis=1))
+
+
+AGGREGATES = {
+    "geomean (protocol)": lambda m: geomean(m),
+    "geomean, cap 5": lambda m: geomean(m, 5.0),
+    "geomean, cap 2": lambda m: geomean(m, 2.0),
+    "geomean, cap 1.5": lambda m: geomean(m, 1.5),
+    "geomean, [0.2, 5]": lambda m: geomean(m, 5.0, 0.2),
+    "geomean, [1/3, 3]": lambda m: geomean(m, 3.0, 1 / 3),
+    "geomean, [0.5, 2]": lambda m: geomean(m, 2.0, 0.5),
+    "median": lambda m: np.nanmedian(m, axis=1),
+    "fraction of tasks > 1": lambda m: np.nanmean(m > 1.0, axis=1),
+}
+
+
+def rho(a: np.ndarray, b: np.ndarray) -> float:
+    ok = np.isfinite(a) & np.isfinite(b)
+    return float(spearmanr(a[ok], b[ok]).statistic) if ok.sum() >= 3 else math.nan
+
+
+def precision(search: np.ndarray, truth: np.ndarray, bar: float = 1.0) -> str:
+    winners = search > bar
+    return f"{int((truth[winners] > 1.0).sum())}/{int(winners.sum())}"
+
+
+def family(task_key: str) -> str:
+    return get_task(task_key).family
+
+
+def split_by_family(tasks: list[str]) -> tuple[list[str], list[str]]:
+    """Two halves of ``tasks`` with no family in both (families alternate by size)."""
+    families: dict[str, list[str]] = {}
+    for task in tasks:
+        families.setdefault(family(task), []).append(task)
+    a: list[str] = []
+    b: list[str] = []
+    for _, members in sorted(families.items(), key=lambda kv: (-len(kv[1]), kv[0])):
+        (a if len(a) <= len(b) else b).extend(members)
+    return a, b
+
+
+def greedy(pool: np.ndarray, names: list[str], truth: np.ndarray, size: int) -> list[int]:
+    """Forward selection of ``size`` pool columns maximising rho(geomean(chosen), truth)."""
+    chosen: list[int] = []
+    for _ in range(size):
+        best = max((j for j in range(len(names)) if j not in chosen),
+                   key=lambda j: rho(geomean(pool[:, chosen + [j]]), truth))
+        chosen.append(best)
+    return chosen
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("path", help="the JSON benchmarks/transfer.py wrote (--out)")
+    parser.add_argument("--size", type=int, default=6, help="tasks the cross-validated choice picks (default 6)")
+    args = parser.parse_args()
+    rows = load(Path(args.path))
+    if len(rows) < 5:
+        print(f"only {len(rows)} programs carry per-task scores; rerun benchmarks/transfer.py first", file=sys.stderr)
+        raise SystemExit(2)
+    labels, test_names, test = task_scores(rows, "test")
+    _, search_names, search = task_scores(rows, "search")
+    truth = geomean(test)
+    print(f"{len(labels)} programs; ground truth: test-tier geomean over {len(test_names)} tasks")
+
+    print("\nper task alone: Spearman rho against the test tier")
+    for tier in ("search", "validation", "legacy"):
+        _, names, matrix = task_scores(rows, tier)
+        for j, name in enumerate(names):
+            print(f"  {tier:10} {name:26} rho {rho(matrix[:, j], truth):+.3f}   AdamW-beaters {precision(matrix[:, j], truth)}")
+
+    full = geomean(search)
+    print(f"\nsearch tier, leave one task out (all {len(search_names)}: rho {rho(full, truth):+.3f})")
+    for j, name in enumerate(search_names):
+        keep = [k for k in range(len(search_names)) if k != j]
+        print(f"  without {name:26} rho {rho(geomean(search[:, keep]), truth):+.3f}")
+
+    print("\naggregates of the search tier (ground truth unchanged)")
+    for name, fn in AGGREGATES.items():
+        score = fn(search)
+        bar = 0.5 if name.startswith("fraction") else 1.0
+        print(f"  {name:24} rho {rho(score, truth):+.3f}   announce precision {precision(score, truth, bar)}")
+
+    _, val_names, val = task_scores(rows, "validation")
+    extra = [j for j, n in enumerate(val_names) if n.split("@")[0] not in search_names]
+    pool = np.concatenate([search, val[:, extra]], axis=1)
+    pool_names = search_names + [val_names[j] for j in extra]
+    half_a, half_b = split_by_family(test_names)
+    print(f"\ncross-validated task choice ({args.size} of {len(pool_names)} pool tasks; test halves by family)")
+    for fit_on, judge_on in ((half_a, half_b), (half_b, half_a)):
+        fit_cols = [test_names.index(t) for t in fit_on]
+        judge_cols = [test_names.index(t) for t in judge_on]
+        chosen = greedy(pool, pool_names, geomean(test[:, fit_cols]), args.size)
+        held = geomean(test[:, judge_cols])
+        print(f"  fit on {', '.join(fit_on)}")
+        print(f"    chose {', '.join(pool_names[j] for j in chosen)}")
+        print(f"    judged on the other half: chosen rho {rho(geomean(pool[:, chosen]), held):+.3f}"
+              f"  vs search tier {rho(full, held):+.3f}")
+
+
+if __name__ == "__main__":
+    main()
