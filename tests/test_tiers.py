@@ -33,6 +33,9 @@ def test_the_judging_tiers_are_workloads_the_search_never_ran():
             task = get_task(spec)
             assert task.key not in search
             assert task.variant != 0, f"{spec}: a judging tier runs variants, never the default workload"
+            if task.name in {get_task(s).name for s in TIERS["search"]}:
+                # a variant whose draw equals the default would be the search workload under another name
+                assert task.settings != get_task(task.name).settings, f"{spec} draws the search workload itself"
 
 
 def test_beats_adamw_needs_the_seed_spread_to_exclude_one():
