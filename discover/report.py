@@ -200,7 +200,8 @@ class ReportData:
                     continue
                 lineage.add(pid)
                 stack.extend(self.by_id[pid].parent_ids)
-        return family_tree_svg(self.programs, self.winner.id if self.winner else None, lineage)
+        return family_tree_svg(self.programs, self.winner.id if self.winner else None, lineage,
+                               target.id if target is not None else None)
 
     def task_columns(self, rows: list[ProgramRow]) -> list[tuple[str, str]]:
         """(suite, task) columns of the per-task matrix, search tasks first."""

@@ -110,8 +110,8 @@ def _title(rec: ProgramRecord, generation: int) -> str:
     return " · ".join(parts)
 
 
-def layout(programs: Sequence[ProgramRecord], winner_id: int | None,
-           lineage: set[int]) -> tuple[list[TreeNode], list[TreeEdge], float, float, list[tuple[int, float]]]:
+def layout(programs: Sequence[ProgramRecord], winner_id: int | None, lineage: set[int],
+           target_id: int | None = None) -> tuple[list[TreeNode], list[TreeEdge], float, float, list[tuple[int, float]]]:
     """Node positions and edges; also the figure's width and height and each generation's y."""
     by_id = {p.id: p for p in programs}
     gen = generations(programs)
@@ -140,7 +140,7 @@ def layout(programs: Sequence[ProgramRecord], winner_id: int | None,
             for i, pid in enumerate(row):
                 rec = by_id[pid]
                 x_of[pid] = offset + i * dx
-                nodes.append(_node(rec, g, x_of[pid], y, winner_id, lineage, low, high))
+                nodes.append(_node(rec, g, x_of[pid], y, winner_id, lineage, low, high, target_id))
             y += ROW_DY
         y += GAP_DY
     edges = [TreeEdge(q, p.id, p.id in lineage and q in lineage)
@@ -149,7 +149,7 @@ def layout(programs: Sequence[ProgramRecord], winner_id: int | None,
 
 
 def _node(rec: ProgramRecord, g: int, x: float, y: float, winner_id: int | None, lineage: set[int],
-          low: float, high: float) -> TreeNode:
+          low: float, high: float, target_id: int | None) -> TreeNode:
     evaluated = rec.status == "evaluated" and rec.fitness is not None and rec.fitness > 0
     if evaluated:
         fill, stroke = fitness_color(rec.fitness, low, high), "none"
@@ -162,6 +162,8 @@ def _node(rec: ProgramRecord, g: int, x: float, y: float, winner_id: int | None,
     label = None
     if rec.proposer == "reference" and rec.name:
         label = rec.name
+    if rec.id == target_id:
+        label = f"#{rec.id}"  # the end of the highlighted lineage (the best candidate): name it
     if rec.id == winner_id:
         label = f"#{rec.id} ★" if rec.proposer != "reference" else f"{rec.name} ★"
     return TreeNode(rec.id, g, x, y, fill, stroke, "square" if rec.proposer == "reference" else "circle",
@@ -169,11 +171,11 @@ def _node(rec: ProgramRecord, g: int, x: float, y: float, winner_id: int | None,
 
 
 def family_tree_svg(programs: Sequence[ProgramRecord], winner_id: int | None = None,
-                    lineage: set[int] | None = None) -> Markup:
-    """The inline ``<svg>`` of the population's family tree (``lineage``: ids drawn in black, the
-    winner's ancestors)."""
+                    lineage: set[int] | None = None, target_id: int | None = None) -> Markup:
+    """The inline ``<svg>`` of the population's family tree (``lineage``: ids drawn in black,
+    ``target_id`` and its ancestors: the winner's, or the best candidate's when a reference won)."""
     lineage = lineage or set()
-    nodes, edges, width, height, gen_y = layout(programs, winner_id, lineage)
+    nodes, edges, width, height, gen_y = layout(programs, winner_id, lineage, target_id)
     pos = {n.id: n for n in nodes}
     low, high = _fitness_range(programs)
     out = [f'<svg class="family-tree" viewBox="0 0 {width:.0f} {height:.0f}" width="{width:.0f}" '
