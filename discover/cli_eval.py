@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from typing import Optional
 
 import typer
@@ -140,8 +141,8 @@ def eval_command(
         try:
             with _progress(as_json) as progress:
                 bar = progress.add_task(f"{label}: {name} tier", total=len(tasks))
-                results[name] = evaluator.evaluate(source, suite=name, stage="full",
-                                                   on_task=lambda key, _: progress.advance(bar))
+                done = _TaskLines(progress, bar, f"{label} on the {name} tier", len(tasks))
+                results[name] = evaluator.evaluate(source, suite=name, stage="full", on_task=done.scored)
         finally:
             evaluator.executor.close()
         if results[name].failure:
@@ -225,9 +226,10 @@ def baselines_command(
     evaluator = _evaluator(device, workers, steps_scale=steps_scale, suite=suite, tasks=tuple(t.key for t in tasks))
     try:
         with _progress(as_json) as progress:
-            bar = progress.add_task("baselines", total=len(tasks) * len(evaluator.baseline_names()))
-            table_data = evaluator.baseline_table(suite, progress=lambda label: progress.update(
-                bar, advance=1, description=f"baselines: {label}"))
+            bar = progress.add_task("tuning baselines", total=len(tasks))
+            lines = _TaskLines(progress, bar, f"baselines on the {suite} tier", len(tasks))
+            table_data = evaluator.baseline_table(suite, progress=lines.starting)
+            lines.starting(None)
     finally:
         evaluator.executor.close()
     if as_json:
@@ -289,6 +291,45 @@ def tasks_command(as_json: bool = JsonOpt) -> None:
                   "computed yet: `discover baselines`). `discover tasks --json` has descriptions and variant spaces.",
                   style="dim")
     console.print("families: " + "; ".join(f"{k} ({sum(r['family'] == k for r in rows)})" for k in FAMILIES), style="dim")
+
+
+class _TaskLines:
+    """One line on stderr per finished task (``[3/24] ...``) above a progress bar: minutes of
+    work are never silent, in a terminal or a log (stdout keeps only the results)."""
+
+    def __init__(self, progress: Progress, bar, what: str, total: int):
+        self.progress, self.bar, self.what, self.total = progress, bar, what, total
+        self.done = 0
+        self.current: str | None = None
+        self.started = self.since = time.perf_counter()
+
+    def _line(self, text: str) -> None:
+        self.done += 1
+        now = time.perf_counter()
+        if not self.progress.disable:  # --json: the caller asked for data only
+            self.progress.console.print(f"[{self.done}/{self.total}] {self.what}: {text} "
+                                        f"({now - self.since:.0f} s, {now - self.started:.0f} s in all)",
+                                        highlight=False, soft_wrap=True)
+        self.since = now
+        self.progress.update(self.bar, completed=self.done)
+
+    def scored(self, task: str, result) -> None:
+        """``Evaluator.evaluate``'s ``on_task``: a task's result is in."""
+        status = "" if result.status == "ok" else f" {result.status}"
+        self._line(f"{task} {result.score:.2f}x{status}")
+
+    def starting(self, label: str | None) -> None:
+        """``Evaluator.baseline_table``'s ``progress`` names the ``task: baseline`` it starts;
+        the first baseline of a task tunes them all there, so a line is printed per task, when
+        the next task starts (None: the last one is done)."""
+        task = None if label is None else label.split(":")[0]
+        if task == self.current:
+            return
+        if self.current is not None:
+            self._line(f"{self.current}: baselines tuned")
+        self.current = task
+        if task is not None:
+            self.progress.update(self.bar, description=f"tuning baselines on {task}")
 
 
 def _progress(quiet: bool) -> Progress:

@@ -4,6 +4,7 @@ budget that binds, the best program so far with its verdict, and a clock that ti
 
 from __future__ import annotations
 
+import json
 from io import StringIO
 from types import SimpleNamespace
 
@@ -186,3 +187,22 @@ def test_log_lines_name_programs_and_count_setup():
     assert _event_line(Event("evaluated", 9, "full: fitness 0.912", 0.912), "mutation") == \
         "[scored] #9 mutation: full: fitness 0.912"
     assert _clock(59.9) == "0:59" and _clock(3725) == "1:02:05"
+
+
+def test_baselines_and_eval_print_a_line_per_task_as_it_completes(tmp_path_factory, monkeypatch):
+    from typer.testing import CliRunner
+
+    from discover.cli import app
+
+    # tests/test_cli.py's run cache and settings: in a whole-suite run these baselines are cached.
+    monkeypatch.setenv("DISCOVER_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cli-run-cache"))
+    runner = CliRunner()
+    args = ["--task", "noisy_quadratic", "--steps-scale", "0.2", "--workers", "1"]
+    result = runner.invoke(app, ["baselines", *args])
+    assert result.exit_code == 0, result.output
+    assert "[1/1] baselines on the search tier: noisy_quadratic: baselines tuned (" in result.output
+    result = runner.invoke(app, ["eval", "adam", *args])
+    assert result.exit_code == 0, result.output
+    assert "[1/1] adam on the search tier: noisy_quadratic " in result.output
+    quiet = runner.invoke(app, ["eval", "adam", *args, "--json"])
+    assert "[1/1]" not in quiet.output and json.loads(quiet.output)["program"] == "adam"  # --json: data only
