@@ -453,3 +453,13 @@ def test_progress_places_a_program_at_its_search_tier_result(tmp_path):
     with archive.open(tmp_path / "timed", readonly=True) as store:
         data = ReportData(store, tmp_path / "timed")
         assert data._result_time(store.program(pid), start) == pytest.approx(3.0)
+
+
+def test_cli_run_cache_option(campaign_dir, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "r.html"
+    assert run_cli(monkeypatch, "report", str(campaign_dir), "-o", str(out), "--run-cache", str(tmp_path / "none.sqlite")) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: no run cache at") and "\n" not in err and not out.exists()
+    assert run_cli(monkeypatch, "report", str(campaign_dir), "-o", str(out), "--run-cache",
+                   str(run_cache_of(campaign_dir))) == 0
+    assert "final validation value" in out.read_text(encoding="utf-8")
