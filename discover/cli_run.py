@@ -201,9 +201,11 @@ class LiveView:
         head.add_row("time", clock)
         if not self.setup_over:
             done, total = self.setup or (0, 0)
-            bar = ProgressBar(total=max(total, 1), completed=done, width=20)
-            what = Text(f" {done}/{total}  scoring the seed programs, tuning the baselines" if total else " preparing")
-            head.add_row("setup", _row(bar, what))
+            if total:
+                bar = ProgressBar(total=total, completed=done, width=20)
+                head.add_row("setup", _row(bar, Text(f" {done}/{total}  scoring the seed programs, tuning the baselines")))
+            else:
+                head.add_row("setup", "loading the tasks and the seed programs")
         evals = f"{spend.evaluations}" + (f" / {budget.max_evaluations}" if budget.max_evaluations else "")
         rate = self.rate(now)
         evals += f"   {rate:.1f}/min" if rate else ""
@@ -371,11 +373,13 @@ def run_command(
                             "(budgets can still be raised with --max-evaluations etc.)")
         cfg = load_config(directory / "config.toml", overrides=extra)
         warn_missing_key(cfg)
-        campaign = Campaign(cfg, directory, resume=True, checked=preflight(cfg))
+        with _starting(cfg, as_json):
+            campaign = Campaign(cfg, directory, resume=True, checked=preflight(cfg))
     else:
         cfg: CampaignConfig = load_config(config, preset=preset or (None if config else "quick"), overrides=extra)
         warn_missing_key(cfg)
-        campaign = Campaign.create(cfg)
+        with _starting(cfg, as_json):
+            campaign = Campaign.create(cfg)
     view = LiveView(campaign, Console(stderr=True) if as_json else console)
     campaign.on_event = view.on_event
     try:
@@ -402,6 +406,17 @@ def run_command(
         campaign.close()
     if summary.interrupted:
         raise typer.Exit(130)  # what a shell expects of a program stopped by Ctrl-C
+
+
+def _starting(cfg, quiet: bool):
+    """A spinner while the sandbox workers start (and the LLM endpoint is checked): seconds
+    with nothing on the screen otherwise."""
+    from contextlib import nullcontext
+
+    if quiet or not console.is_terminal:
+        return nullcontext()
+    what = "starting the sandbox workers" + ("" if cfg.offline else ", checking the LLM endpoint")
+    return console.status(what)
 
 
 def warn_missing_key(cfg) -> None:

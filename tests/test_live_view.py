@@ -140,7 +140,7 @@ def test_the_clock_ticks_without_events(idle_campaign):
     time_line = lambda frame: next(line for line in frame.splitlines() if "time" in line)  # noqa: E731
     assert "0:00 / 10:00" in time_line(first)  # elapsed / the time budget
     assert "1:15 / 10:00" in time_line(later)
-    assert "preparing" in first  # no event yet: the setup row says so rather than nothing
+    assert "loading the tasks" in first  # no event yet: the setup row says so rather than nothing
 
 
 def test_rate_and_eta_take_the_budget_that_binds(idle_campaign):
