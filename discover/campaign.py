@@ -52,6 +52,8 @@ CONTEXTS_FILE = "contexts.json"
 """The contexts of the latest batch, saved before its proposals are made (see Campaign._contexts)."""
 LLM_KINDS = ("full", "diff", "textgrad", "crossover")
 LLM_DOWN_BATCHES = 3
+COMPACT_BELOW = 8192
+"""llm.compact_prompt = auto: compact prompts for a server whose context is under this (tokens)."""
 """A campaign stops (resumable) after this many batches in a row whose every LLM request failed."""
 
 
@@ -66,6 +68,7 @@ class Event:
     reason: str | None = None  # failure reason, for failure events
     done: int | None = None  # setup events: task results of the seed programs scored so far ...
     total: int | None = None  # ... out of this many (the tuned baselines are computed among them)
+    data: dict[str, Any] | None = None  # llm_request events: the request's details (LLMClient._report)
 
 
 @dataclass
@@ -156,6 +159,7 @@ class Campaign:
                     update={"search": config.search.model_copy(update={"in_flight": in_flight})})
                 self.notes.append(f"search.in_flight = {in_flight}: enough proposals per batch to keep the "
                                   f"executor's {self.executor.capacity} slots busy (set it to pin the batch size)")
+            config = self.config = self._resolve_compact_prompt(config)
             self.directory = Path(directory) if directory is not None else new_campaign_dir(config)
             self.archive = archive_store.open(self.directory, create=True)
         b = config.budget
@@ -174,7 +178,10 @@ class Campaign:
             self.campaign_id = self.archive.create_campaign(config.name, config.model_dump(mode="json"), config.seed)
             self.spend = Spend(budget)
         self.llm = self._make_llm()
+        if self.llm is not None:
+            self.llm.on_request = self._llm_request_event
         self._record_checks(checked or [])
+        self._context_error: str | None = None  # a prompt did not fit the server's context: stop
         self._carried: list[tuple[int, str]] = []  # on resume: a batch's programs archived before a kill
         self._llm_down = 0  # batches in a row whose every LLM request failed
         self._llm_failure: str | None = None
@@ -191,7 +198,8 @@ class Campaign:
             from discover.constrained import ConstrainedDecoding
 
             self.constrained = ConstrainedDecoding(config.llm.constrained, config.llm.base_url)
-        self.proposers: dict[str, Proposer] = make_proposers(weights, self.llm, self.constrained)
+        compact = self.llm is not None and config.llm.compact_prompt == "on"
+        self.proposers: dict[str, Proposer] = make_proposers(weights, self.llm, self.constrained, compact)
         self.weights = {k: weights[k] for k in self.proposers}
         pipeline = config.search.pipeline
         # Offline proposals take milliseconds: overlapping them with evaluation buys nothing and
@@ -207,6 +215,37 @@ class Campaign:
             lr_grid=tuple(ev.lr_grid), screen=ev.screen, screen_threshold=ev.screen_threshold, device=self.device,
             job_timeout=ev.job_timeout, steps_scale=ev.steps_scale)
         self.evaluator = Evaluator(self.executor, self.cache, self.settings)
+
+    def _resolve_compact_prompt(self, config: CampaignConfig) -> CampaignConfig:
+        """``llm.compact_prompt = "auto"`` becomes "on" or "off" by the context the server reports
+        (under COMPACT_BELOW tokens: on), recorded in config.toml so a resumed or replayed
+        campaign sends the same prompts."""
+        if config.offline or config.llm.compact_prompt != "auto" or config.llm.cache == "replay":
+            return config
+        from discover.llm import server_context
+
+        context = server_context(config.llm.base_url)
+        mode = "on" if context is not None and context < COMPACT_BELOW else "off"
+        if mode == "on":
+            self.notes.append(f"llm.compact_prompt = on: the server's context is {context:,} tokens "
+                              f"(under {COMPACT_BELOW:,}), so prompts are the short ones")
+        return config.model_copy(update={"llm": config.llm.model_copy(update={"compact_prompt": mode})})
+
+    def _llm_request_event(self, info: dict[str, Any]) -> None:
+        """An LLM request started or ended (see LLMClient._report): an ``llm_request`` event whose
+        ``reason`` is the phase (start, done, timeout, cancelled, error) and ``data`` the details."""
+        phase = info["phase"]
+        if phase == "start":
+            text = (f"{info['role']} request {info['id']} sent (attempt {info['attempt']}, timeout "
+                    f"{info['timeout']:.0f} s; {info['in_flight']} in flight)")
+        else:
+            tokens = (f", {info['prompt_tokens']:,}+{info['completion_tokens']:,} tokens"
+                      + (" (estimated)" if phase in ("timeout", "cancelled") else "")
+                      if "prompt_tokens" in info else "")
+            text = f"{info['role']} request {info['id']} {phase} after {info['seconds']:.1f} s{tokens}"
+            if info.get("error"):
+                text += f": {info['error']}"
+        self.on_event(Event("llm_request", None, text, reason=phase, data=dict(info)))
 
     @classmethod
     def create(cls, config: CampaignConfig, **kwargs: Any) -> Campaign:
@@ -258,11 +297,10 @@ class Campaign:
         }
 
     def _selection_pool(self) -> dict[int, dict[str, float]]:
-        pool = {}
-        for rec in self.archive.programs(status="evaluated"):
-            if rec.stage in ("full", "confirmed") and rec.scores:
-                pool[rec.id] = {task: entry["score"] for task, entry in rec.scores.items()}
-        return pool
+        # Summaries, not records: every proposal reads this, and at thousands of programs
+        # loading (and JSON-decoding) every record was most of the controller's time.
+        return {s.id: s.task_scores for s in self.archive.summaries().values()
+                if s.status == "evaluated" and s.stage in ("full", "confirmed") and s.task_scores}
 
     def best_confirmed(self) -> tuple[int | None, float]:
         """The id and confirmed fitness of the best program confirmed so far (None, -inf: none)."""
@@ -300,6 +338,9 @@ class Campaign:
                         stop_reason = reason
                         break
                     exhausted, proposed, evaluated, ahead = self._run_batch(ahead)
+                    if self._context_error:
+                        stop_reason, status = self._context_error, "stopped"
+                        break
                     if exhausted:
                         stop_reason = exhausted
                         break
@@ -320,7 +361,7 @@ class Campaign:
                     # Proposals already paid for are archived (pending), never dropped:
                     # `--resume` with a larger budget evaluates them.
                     self._archive_batch(*ahead[0], ahead[1].result())
-            if self.config.evaluation.test_tier:
+            if self.config.evaluation.test_tier and not self._context_error:
                 self._score_test_tier()
         except KeyboardInterrupt:
             stop_reason, status = "interrupted by the user (resume with --resume)", "stopped"
@@ -333,6 +374,9 @@ class Campaign:
             heart.join()
         self.archive.update_spend(self.campaign_id, self.spend.to_dict())
         self.archive.set_campaign_status(self.campaign_id, status)
+        if self._context_error:
+            # No other prompt would fit either: one line, exit 2 (resumable once fixed).
+            raise UserError(f"{self._context_error}; then continue with `discover run --resume {self.directory}`")
         best_id, best = self.best_confirmed()
         if best_id is not None:
             self.archive.set_best_program(self.campaign_id, best_id)
@@ -354,7 +398,7 @@ class Campaign:
                 pass  # a busy or closing archive: the next beat will do
 
     def _next_index(self) -> int:
-        indices = [rec.meta.get("proposal_index", -1) for rec in self.archive.programs(sort="date")]
+        indices = [s.proposal_index for s in self.archive.summaries().values() if s.proposal_index is not None]
         return max(indices, default=-1) + 1
 
     def _seed_references(self) -> None:
@@ -436,7 +480,7 @@ class Campaign:
         exhausted, to_evaluate = self._archive_batch(indices, contexts, proposals)
         to_evaluate, self._carried = self._carried + to_evaluate, []
         ahead = None
-        if self.pipeline and exhausted is None:
+        if self.pipeline and exhausted is None and self._context_error is None:
             # Batch k+1 is built from the archive as it is now (batch k archived, not yet
             # evaluated): a fixed point in the sequence, so reruns still agree; its LLM requests
             # are in flight while the sandbox evaluates batch k.
@@ -473,6 +517,8 @@ class Campaign:
                 exhausted = proposal.budget_exhausted
             if pid is not None:
                 to_evaluate.append((pid, proposal.source))
+            if proposal.context_error and self._context_error is None:
+                self._context_error = proposal.context_error
         failures = [p.llm_failure for _, p in proposals if p.source is None and p.llm_failure]
         if proposals and len(failures) == len(proposals):
             self._llm_down, self._llm_failure = self._llm_down + 1, failures[-1]
@@ -593,8 +639,10 @@ class Campaign:
             # for, failed ones say why) are archived; `--resume` asks again for this index.
             for call in proposal.llm_calls:
                 self._store_llm_call(None, call)
-            why = proposal.llm_failure or f"budget exhausted: {proposal.budget_exhausted}"
-            self.on_event(Event("note", None, f"{kind}: no proposal: {why}"))
+            if proposal.llm_failure:
+                self.on_event(Event("note", None, f"{kind}: no proposal: {proposal.llm_failure}"))
+            else:  # cut by a budget: archived as cancelled calls, no program, no evaluation charged
+                self.on_event(Event("cancelled", None, f"{kind}: cancelled by the budget: {proposal.budget_exhausted}"))
             return None
         if proposal.source is None:
             reason, message = proposal.error or ("crashed", "the proposer produced nothing")
@@ -704,8 +752,8 @@ class Campaign:
 
     def _best_confirmed_search(self) -> float:
         """The search fitness of the confirmed program with the best search fitness (-inf: none)."""
-        confirmed = [r.fitness for r in self.archive.programs(status="evaluated")
-                     if r.confirmed_fitness is not None and r.fitness is not None]
+        confirmed = [r.fitness for r in self.archive.summaries().values()
+                     if r.status == "evaluated" and r.confirmed_fitness is not None and r.fitness is not None]
         return max(confirmed, default=float("-inf"))
 
     def _maybe_confirm(self, pid: int, source: str, result: EvaluationResult) -> None:

@@ -30,22 +30,33 @@ class LLMConfig(_Strict):
     proposer_model: str = "gpt-4o-mini"
     critic_model: str | None = Field(None, description="model for TextGrad critiques (default: proposer_model)")
     temperature: float = Field(0.8, ge=0.0, le=2.0)
-    max_tokens: int = Field(2048, gt=0)
+    max_tokens: int | None = Field(None, gt=0, description="answer tokens per request (default 2048; 1024 for a "
+                                                            "local endpoint, so a runaway answer cannot hold it)")
     max_tokens_param: Literal["max_tokens", "max_completion_tokens"] = Field(
         "max_tokens", description="request field for max_tokens (OpenAI reasoning models want max_completion_tokens)")
     timeout: float = Field(120.0, gt=0, description="seconds per request")
     max_attempts: int = Field(5, ge=1, description="attempts per request (retries on 429/5xx/timeouts)")
-    max_concurrency: int = Field(4, ge=1, description="LLM requests in flight at once")
+    max_concurrency: int | None = Field(None, ge=1, description="LLM requests in flight at once (default 4; 1 for a "
+                                                                "local endpoint: a llama.cpp server has one slot)")
     backoff_base: float = Field(1.0, gt=0, description="first retry wait in seconds (doubles each retry, plus jitter)")
     prices: dict[str, tuple[float, float]] = Field(
         default_factory=dict, description="model -> (USD per 1M input tokens, USD per 1M output tokens)")
     cache: Literal["off", "read_write", "replay"] = "read_write"
-    stream: bool = False
+    stream: bool | None = Field(None, description="stream answers (default: on for a local endpoint, so a request "
+                                                  "given up closes its stream and the server stops computing it)")
+    compact_prompt: Literal["auto", "on", "off"] = Field(
+        "auto", description="short prompts for a small context (system prompt ~400 tokens, fewer programs shown); "
+                            "auto = on when the server reports a context under 8192 tokens")
     constrained: Literal["auto", "gbnf", "vllm", "ollama", "off"] = Field(
         "auto", description="send the answer's grammar (discover/constrained.py): auto = when the endpoint is local "
                             "or says it serves llama.cpp, vLLM or Ollama; gbnf, vllm, ollama = that dialect; off")
     preflight: bool = Field(True, description="one small request per model before the campaign: a dead "
                                               "endpoint, a rejected key or an unknown model stops it at once")
+
+    @field_validator("compact_prompt", mode="before")
+    @classmethod
+    def _compact_bool(cls, value: Any) -> Any:
+        return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
 
 
 class BudgetConfig(_Strict):

@@ -611,3 +611,121 @@ def test_a_pipelined_campaign_killed_mid_batch_resumes_to_the_same_archive(kill_
     assert directory is not None, proc.stderr.read().decode()[-2000:]
     got = resume(directory)
     assert got == expected
+
+
+# --- 10. slow local servers and budgets (issue 19 items 5 and 6) -------------------------------
+
+CONTEXT_400 = ("This model's maximum context length is 2048 tokens. However, you requested 4100 tokens "
+               "(3076 in the messages, 1024 in the completion). Please reduce the length of the messages or completion.")
+
+
+def test_a_prompt_too_long_for_the_context_stops_the_campaign_at_once_with_exit_2(tmp_path, fake_llm_server,
+                                                                                  monkeypatch, capsys):
+    from discover.config import to_toml
+    from tests.fake_openai import Status
+
+    fake_llm_server.script([Reply("ready", 3, 1)])  # the preflight's tiny prompt fits
+    fake_llm_server.responder = lambda request: Status(400, message=CONTEXT_400)
+    config = llm_config(tmp_path, fake_llm_server, search={"search": {"proposers": {"full": 1}}},
+                        budget={"budget": {"max_evaluations": 20}})
+    (tmp_path / "campaign.toml").write_text(to_toml(config))
+    code, out, err = run_main(["run", "--config", str(tmp_path / "campaign.toml")], monkeypatch, capsys)
+    assert code == 2, err
+    lines = [line for line in err.strip().splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "Traceback" not in err
+    assert "3,076 tokens" in lines[0] and "context of 2,048 tokens" in lines[0] and "--resume" in lines[0]
+    [directory] = [p for p in tmp_path.iterdir() if p.is_dir() and not p.is_symlink()]
+    with archive.open(directory) as store:
+        assert store.campaign().status == "stopped"
+        assert {p.proposer for p in store.programs()} == {"reference"}  # no `crashed` programs
+        errors = [c for c in store.llm_calls() if c.outcome == "error"]
+        assert errors and all("context" in c.response for c in errors)
+    assert len(fake_llm_server.requests) - 1 <= 2  # one batch, not 60 failures
+
+
+def test_max_seconds_cancels_requests_in_flight_and_archives_them_as_cancelled(tmp_path, fake_llm_server):
+    from tests.fake_openai import SlowStream
+
+    fake_llm_server.script([Reply("ready", 3, 1)])
+    # A slow local model: 2 s to the end of a 100 s answer whatever the client's timeout allows.
+    fake_llm_server.responder = lambda request: SlowStream("x" * 400, pieces=200, seconds=0.5)
+    # Seeding takes as long as the machine's load makes it: a first session seeds and stops at a
+    # token cap (the preflight used it up); the resumed one has 8 s of time budget left.
+    config = llm_config(tmp_path, fake_llm_server, search={"search": {"proposers": {"full": 1}}},
+                        llm={"llm": {"timeout": 30, "max_attempts": 3}}, budget={"budget": {"max_tokens": 1}})
+    campaign, first = run(config)
+    assert first.stop_reason.startswith("token budget") and len(fake_llm_server.requests) == 1
+    limit = round(first.spend["seconds"]) + 8.0
+    resumed = load_config(campaign.directory / "config.toml",
+                          overrides=[{"budget": {"max_tokens": None, "max_seconds": limit, "max_evaluations": 50}}])
+    events = []
+    campaign = Campaign(resumed, campaign.directory, resume=True)
+    campaign.on_event = events.append
+    try:
+        summary = campaign.run()
+    finally:
+        campaign.close()
+    assert summary.stop_reason.startswith(f"time budget of {limit:g} s reached")
+    # Honoured within a few seconds (the grace is 1 s), not after the 100 s answer or a timeout.
+    assert summary.spend["seconds"] < limit + 5
+    with archive.open(campaign.directory) as store:
+        assert store.campaign().status == "finished"
+        assert {p.proposer for p in store.programs()} == {"reference"}  # nothing failed, nothing charged
+        cancelled = [c for c in store.llm_calls() if c.outcome == "cancelled"]
+        in_flight = [c for c in cancelled if not c.response.startswith("not sent")]
+        assert in_flight, "no request was in flight at the deadline (did seeding outlast the budget?)"
+        assert all(c.tokens_in > 0 and c.tokens_out >= 1 and "xx" in c.response for c in in_flight)
+        assert all(c.program_id is None for c in cancelled)
+        assert summary.spend["tokens_out"] == 1 + sum(c.tokens_out for c in in_flight)  # preflight + streamed
+    assert summary.counts["failed"] == 0 and summary.spend["evaluations"] == 0
+    phases = [(e.data["id"], e.reason) for e in events if e.kind == "llm_request"]
+    assert ("start" in {p for _, p in phases}) and ("cancelled" in {p for _, p in phases})
+    assert {i for i, p in phases if p == "start"} == {i for i, p in phases if p != "start"}  # every start ends
+    assert any(e.kind == "cancelled" for e in events)
+    assert fake_llm_server.max_in_flight == 1  # a local server gets one request at a time
+    assert all(r["stream"] and r["max_tokens"] == 1024 for r in fake_llm_server.requests[1:])
+
+
+def test_a_token_budget_cuts_proposals_as_cancelled_not_crashed(tmp_path, fake_llm_server):
+    fake_llm_server.script([Reply("ready", 3, 1)])
+    from sandbox.references import reference_source
+
+    # Copies of a seed program: archived as duplicates, nothing to evaluate (seconds, not minutes).
+    fake_llm_server.responder = lambda request: Reply(f"```python\n{reference_source('adamw')}```", 400, 100)
+    config = llm_config(tmp_path, fake_llm_server, search={"search": {"proposers": {"full": 1}}},
+                        budget={"budget": {"max_tokens": 1000, "max_evaluations": 50}})
+    campaign, summary = run(config)
+    assert summary.stop_reason.startswith("token budget of 1,000 reached")
+    with archive.open(campaign.directory) as store:
+        assert not store.programs(status="failed")
+        cancelled = [c for c in store.llm_calls() if c.outcome == "cancelled"]
+        assert cancelled and all(c.response.startswith("not sent: token budget") and c.tokens_in == 0
+                                 and c.program_id is None for c in cancelled)
+
+
+@pytest.mark.parametrize("props, setting, compact", [
+    ({"default_generation_settings": {"n_ctx": 2048}}, "auto", True),
+    (None, "auto", False),  # the server does not say (llama-cpp-python): full prompts
+    ({"default_generation_settings": {"n_ctx": 32768}}, "auto", False),
+    (None, "on", True),
+])
+def test_compact_prompts_for_a_small_context(props, setting, compact, tmp_path, fake_llm_server):
+    from discover.proposers import compact_system_prompt
+
+    fake_llm_server.props = props
+    fake_llm_server.script([Reply("ready", 3, 1)])
+    from discover.errors import UserError
+    from tests.fake_openai import Status
+
+    # The first proposal's prompt is all this needs: a context error then stops the campaign.
+    fake_llm_server.responder = lambda request: Status(400, message=CONTEXT_400)
+    config = llm_config(tmp_path, fake_llm_server, search={"search": {"proposers": {"full": 1}}},
+                        llm={"llm": {"compact_prompt": setting}})
+    with pytest.raises(UserError, match="does not fit the model's context"):
+        run(config)
+    [directory] = [p for p in tmp_path.iterdir() if p.is_dir() and not p.is_symlink()]
+    recorded = load_config(directory / "config.toml").llm.compact_prompt
+    assert recorded == ("on" if compact else "off")  # a resumed or replayed campaign sends the same prompts
+    system = fake_llm_server.requests[1]["messages"][0]["content"]
+    assert (system == compact_system_prompt()) is compact
+    assert len(system) < 1600 if compact else len(system) > 4000
