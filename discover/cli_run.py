@@ -55,6 +55,8 @@ class LiveView:
         self.in_evaluation: dict[int, str] = {}  # programs proposed and not yet scored
         self.confirming: int | None = None
         self.llm_requests: set = set()  # ids of LLM requests in flight
+        self.jobs_running = 0  # sandbox jobs (see watch_jobs)
+        self.jobs_done = 0
         self.llm_timeouts = 0
         self.best: str | None = None
         self.started = clock()
@@ -119,6 +121,20 @@ class LiveView:
             if show or kind == "setup":
                 self.console.print(_event_line(event, label), highlight=False, soft_wrap=True)
         else:
+            self.live.refresh()
+
+    def watch_jobs(self) -> None:
+        """Count the campaign's sandbox jobs as they start and finish: the one sign of progress
+        while a program's first task result is still minutes away (on a fresh run cache the
+        seed programs' first results wait for the baselines to be tuned)."""
+        counting = _JobCounter(self.campaign.executor, self)
+        self.campaign.executor = self.campaign.evaluator.executor = counting
+
+    def _job(self, delta_running: int, delta_done: int) -> None:
+        with self.lock:
+            self.jobs_running += delta_running
+            self.jobs_done += delta_done
+        if self.live is not None:
             self.live.refresh()
 
     def _label(self, pid: int) -> str:
@@ -214,6 +230,10 @@ class LiveView:
             evals += f"   {self.duplicates} duplicates skipped"
         head.add_row("evaluations", evals)
         head.add_row("best so far", self.best or "-")
+        if self.jobs_running or self.jobs_done:
+            slots = getattr(self.campaign.executor, "capacity", None)
+            head.add_row("sandbox", f"{self.jobs_running} job{'s' * (self.jobs_running != 1)} running" + (f" on {slots} worker{'s' * (slots != 1)}" if slots else "")
+                         + f", {self.jobs_done} done")
         now_doing = []
         if self.confirming is not None:
             now_doing.append(f"checking #{self.confirming} {self.labels.get(self.confirming, '')} on the validation tier")
@@ -236,10 +256,28 @@ class LiveView:
         recent.add_column(no_wrap=True, min_width=10)
         recent.add_column(ratio=1, overflow="ellipsis", no_wrap=True)
         for at, event, label in list(self.recent):
-            who = f"#{event.program_id} {label + ': ' if label else ''}" if event.program_id else ""
-            recent.add_row(_clock(at), _kind_label(event.kind), Text(who + event.text))
+            recent.add_row(_clock(at), _kind_label(event.kind), Text(_who(event, label) + _text(event)))
         return Panel(Group(head, Text(""), recent), title=f"discover run: {self.campaign.directory}",
                      title_align="left")
+
+
+class _JobCounter:
+    """A campaign's executor, telling a :class:`LiveView` when each job starts and ends."""
+
+    def __init__(self, inner, view: LiveView):
+        self.inner = inner
+        self.view = view
+
+    def __getattr__(self, name: str):  # capacity, device, close, ...: the wrapped executor's
+        if name == "inner":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    def submit(self, job_name: str, payload: dict, timeout: float = 60.0):
+        future = self.inner.submit(job_name, payload, timeout)
+        self.view._job(1, 0)
+        future.add_done_callback(lambda _: self.view._job(-1, 1))
+        return future
 
 
 def _row(bar, text) -> Table:
@@ -273,8 +311,20 @@ def _event_line(event, label: str | None = None) -> str:
             "llm_request": "LLM"}.get(event.kind, event.kind)
     if event.kind == "setup" and event.total:
         name = f"setup {event.done}/{event.total}"
-    who = f"#{event.program_id} {label + ': ' if label else ''}" if event.program_id else ""
-    return f"[{name}] {who}{event.text}"
+    return f"[{name}] {_who(event, label)}{_text(event)}"
+
+
+def _who(event, label: str | None) -> str:
+    """``#7 mutation: `` before an event's text (nothing for campaign-wide events)."""
+    if event.program_id is None:
+        return ""
+    return f"#{event.program_id} {label}: " if label else f"#{event.program_id} "
+
+
+def _text(event) -> str:
+    """The event's text without the ``#7 `` some notes begin with (the id is already shown)."""
+    prefix = f"#{event.program_id} "
+    return event.text[len(prefix):] if event.program_id is not None and event.text.startswith(prefix) else event.text
 
 
 def print_summary(summary, campaign, console: Console) -> None:
@@ -381,6 +431,7 @@ def run_command(
         with _starting(cfg, as_json):
             campaign = Campaign.create(cfg)
     view = LiveView(campaign, Console(stderr=True) if as_json else console)
+    view.watch_jobs()
     campaign.on_event = view.on_event
     try:
         if not as_json and console.is_terminal:

@@ -67,6 +67,7 @@ def campaign_run(tmp_path_factory):
     log = StringIO()
     view = Recorder(campaign, Console(file=log, width=120, color_system=None))
     view.live = SimpleNamespace(refresh=lambda: None)  # frames come from the recorder, not a terminal
+    view.watch_jobs()
     campaign.on_event = view.on_event
     try:
         summary = campaign.run()
@@ -85,6 +86,8 @@ def test_setup_progress_is_shown_while_the_seeds_are_scored(campaign_run):
     assert "2/2  scoring" in setup[-1]
     assert "seeds 0/2 scored" in setup[0]
     assert "ETA after the first evaluations" in setup[0]
+    # before the first task result the sandbox's jobs show that work goes on
+    assert "jobs running on 1 worker," in setup[1] and view.jobs_running == 0 and view.jobs_done > 0
 
 
 def test_the_view_names_programs_counts_seeds_and_shows_rate_eta_and_best(campaign_run):
@@ -116,18 +119,21 @@ def test_event_labels_are_readable_in_a_narrow_terminal(campaign_run):
     assert all(len(line) <= 60 for line in narrow.splitlines())
 
 
-@pytest.fixture
-def idle_campaign(tmp_path):
-    """A campaign made and never run: the view is driven by hand and a fake clock."""
-    def make(**budget):
-        config = load_config(overrides=[TINY, {"output_dir": str(tmp_path)}, {"budget": budget} if budget else {}])
-        made.append(Campaign.create(config))
-        return made[-1]
+@pytest.fixture(scope="module")
+def idle(tmp_path_factory):
+    """A campaign made and never run (its workers start once for the module): the views built
+    on it are driven by hand and a fake clock."""
+    config = load_config(overrides=[TINY, {"output_dir": str(tmp_path_factory.mktemp("idle"))},
+                                    {"budget": {"max_evaluations": 100, "max_seconds": 600}}])
+    campaign = Campaign.create(config)
+    yield campaign
+    campaign.close()
 
-    made: list[Campaign] = []
-    yield make
-    for campaign in made:
-        campaign.close()
+
+@pytest.fixture
+def idle_campaign(idle):
+    idle.spend.evaluations = 0
+    return lambda: idle
 
 
 def test_the_clock_ticks_without_events(idle_campaign):
@@ -144,7 +150,7 @@ def test_the_clock_ticks_without_events(idle_campaign):
 
 
 def test_rate_and_eta_take_the_budget_that_binds(idle_campaign):
-    campaign = idle_campaign(max_evaluations=100, max_seconds=600)
+    campaign = idle_campaign()
     clock = FakeClock()
     view = LiveView(campaign, Console(file=StringIO()), clock=clock)
     view.seconds_before = 0.0
@@ -206,3 +212,5 @@ def test_baselines_and_eval_print_a_line_per_task_as_it_completes(tmp_path_facto
     assert "[1/1] adam on the search tier: noisy_quadratic " in result.output
     quiet = runner.invoke(app, ["eval", "adam", *args, "--json"])
     assert "[1/1]" not in quiet.output and json.loads(quiet.output)["program"] == "adam"  # --json: data only
+    note = Event("note", 2, "#2 measured 1.031 on search but 0.787 on the validation tier: not a new best")
+    assert _event_line(note, "adam (seed)").startswith("[note] #2 adam (seed): measured 1.031")
