@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from discover import parsing  # noqa: E402
 from discover.constrained import MODES, ConstrainedDecoding  # noqa: E402
 from discover.llm import LLMClient, LLMError, LLMSettings  # noqa: E402
+from discover.proposers import compact_system_prompt  # noqa: E402
 from prompts import render, template  # noqa: E402
 from sandbox import contract, vocabulary  # noqa: E402
 from sandbox.references import reference_source  # noqa: E402
@@ -55,9 +56,11 @@ class Arm:
     evaluated: int = 0
 
 
-def messages_for(kind: str, parent: str) -> list[dict[str, str]]:
-    """The messages the campaign's proposer of ``kind`` sends for ``parent`` (no archive yet)."""
-    system = render("system", vocabulary=vocabulary.describe(), contract=template("contract"))
+def messages_for(kind: str, parent: str, compact: bool = False) -> list[dict[str, str]]:
+    """The messages the campaign's proposer of ``kind`` sends for ``parent`` (no archive yet);
+    ``compact``: the short system prompt of ``llm.compact_prompt = "on"``."""
+    system = compact_system_prompt() if compact else render("system", vocabulary=vocabulary.describe(),
+                                                              contract=template("contract"))
     summary, feedback = "(no archive summary)", "(no feedback yet)"
     if kind == "full":
         shown = f"## Program #1\n\n```python\n{parent.rstrip()}\n```\n\n{feedback}"
@@ -73,13 +76,14 @@ def program_from(kind: str, text: str, parent: str) -> str:
     return parsing.apply_diff(parent, parsing.parse_diff(text))
 
 
-def run_arm(arm: Arm, llm: LLMClient, constrained: ConstrainedDecoding, plan: list[tuple[str, str]]) -> None:
+def run_arm(arm: Arm, llm: LLMClient, constrained: ConstrainedDecoding, plan: list[tuple[str, str]],
+            compact: bool = False) -> None:
     seen: set[str] = set()
     for index, (kind, parent) in enumerate(plan):
         arm.proposals += 1
         started = time.perf_counter()
         try:
-            answer = constrained.complete(llm, messages_for(kind, parent), kind, parent=parent if kind == "diff" else None,
+            answer = constrained.complete(llm, messages_for(kind, parent, compact), kind, parent=parent if kind == "diff" else None,
                                           seed=index)
         except LLMError as exc:
             arm.seconds.append(time.perf_counter() - started)
@@ -162,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="score the first K distinct valid programs per arm and their parents")
     parser.add_argument("--tasks", nargs="+", default=["noisy_quadratic", "logreg_separable"])
     parser.add_argument("--steps-scale", type=float, default=0.5)
+    parser.add_argument("--compact", action="store_true", help="the short system prompt (llm.compact_prompt = on)")
+    parser.add_argument("--arms", default="off,grammar", help="which arms: off (no grammar), grammar, or both")
     args = parser.parse_args(argv)
     kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
     unknown = [k for k in kinds if k not in KINDS]
@@ -173,17 +179,21 @@ def main(argv: list[str] | None = None) -> int:
                            max_tokens=args.max_tokens, timeout=args.timeout, max_attempts=2,
                            temperature=args.temperature, max_concurrency=1, prices={args.model: (0.0, 0.0)})
     arms = []
+    wanted = {a.strip() for a in args.arms.split(",")}
     for name, mode in (("no grammar", "off"), (f"grammar ({args.dialect})", args.dialect)):
+        if ("off" if mode == "off" else "grammar") not in wanted:
+            continue
         arm = Arm(name)
         constrained = ConstrainedDecoding(mode, args.base_url)
-        run_arm(arm, LLMClient(settings), constrained, plan)
+        run_arm(arm, LLMClient(settings), constrained, plan, args.compact)
         if constrained.fell_back:
             arm.name += " [server refused it]"
         arms.append(arm)
         print(f"{arm.name}: {arm.proposals} proposals done", file=sys.stderr)
     if args.evaluate > 0:
         evaluate_arms(arms, args.evaluate, args.tasks, args.steps_scale)
-    print(f"{args.model} at {args.base_url}: {args.proposals} proposals per arm ({', '.join(kinds)} in turn)")
+    print(f"{args.model} at {args.base_url}: {args.proposals} proposals per arm ({', '.join(kinds)} in turn"
+          f"{', compact prompt' if args.compact else ''}, max_tokens {args.max_tokens})")
     print(table(arms))
     return 0
 
