@@ -375,6 +375,8 @@ def _context(data: ReportData) -> dict[str, Any]:
         "details": [row for row in leaderboard if not row.is_baseline][:5],
         "curves": data.curves_figure(),
         "sensitivity": data.sensitivity_figure(),
+        # after the figures: whether the run cache answered any of their lookups
+        "run_cache": data.reader.cache is not None and data.reader.hits > 0,
         "population": data.population(),
         "family_tree": data.family_tree(),
         "profile": data.profile_figure(),

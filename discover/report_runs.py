@@ -129,6 +129,7 @@ class RunReader:
         self.config = config or {}
         self.cache = cache
         self.kind: str | None = None  # the device kind the campaign's runs are keyed under
+        self.hits = 0  # lookups the cache answered (0 after the report: the cache is not this campaign's)
         self._evaluators: dict[str, Evaluator] = {}
 
     def evaluator(self, kind: str) -> Evaluator:
@@ -147,6 +148,7 @@ class RunReader:
             record = self.cache.get(run_key(phash, task, version, seed, lr, steps, kind))
             if record is not None:
                 self.kind = kind
+                self.hits += 1
                 return record
         return None
 
@@ -217,7 +219,9 @@ class RunReader:
             return None
         for kind in self._kinds():
             try:
-                return self.evaluator(kind).baseline_reference(name, spec, seeds=tuple(seeds))
+                found = self.evaluator(kind).baseline_reference(name, spec, seeds=tuple(seeds))
+                self.hits += 1
+                return found
             except LookupError:
                 continue
         return None

@@ -347,6 +347,8 @@ def test_lr_sensitivity_matches_the_run_records(campaign_dir):
     without = build_report(campaign_dir, cache_file.parent / "absent.sqlite").split('<section id="sensitivity">')[1]
     assert "final validation value" in with_cache and "AdamW (tuned baseline)" in with_cache
     assert "final training loss" in without.split("</section>")[0]
+    assert "give it with" in build_report(campaign_dir, cache_file.parent / "absent.sqlite")  # the page says why
+    assert "give it with" not in build_report(campaign_dir, cache_file)
 
 
 def test_loss_curves_draw_the_baselines_on_the_validation_tier(campaign_dir):
