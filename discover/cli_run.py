@@ -119,7 +119,7 @@ class LiveView:
             self._refresh_best()
         if self.live is None:  # not a terminal: one plain line per event, for logs and CI
             if show or kind == "setup":
-                self.console.print(_event_line(event, label), highlight=False, soft_wrap=True)
+                self.console.print(_event_line(event, label), markup=False, highlight=False, soft_wrap=True)
         else:
             self.live.refresh()
 

@@ -87,7 +87,7 @@ def test_setup_progress_is_shown_while_the_seeds_are_scored(campaign_run):
     assert "seeds 0/2 scored" in setup[0]
     assert "ETA after the first evaluations" in setup[0]
     # before the first task result the sandbox's jobs show that work goes on
-    assert "jobs running on 1 worker," in setup[1] and view.jobs_running == 0 and view.jobs_done > 0
+    assert "running on 1 worker," in setup[1] and view.jobs_running == 0 and view.jobs_done > 0
 
 
 def test_the_view_names_programs_counts_seeds_and_shows_rate_eta_and_best(campaign_run):
@@ -214,3 +214,13 @@ def test_baselines_and_eval_print_a_line_per_task_as_it_completes(tmp_path_facto
     assert "[1/1]" not in quiet.output and json.loads(quiet.output)["program"] == "adam"  # --json: data only
     note = Event("note", 2, "#2 measured 1.031 on search but 0.787 on the validation tier: not a new best")
     assert _event_line(note, "adam (seed)").startswith("[note] #2 adam (seed): measured 1.031")
+
+
+def test_without_a_terminal_each_event_is_one_plain_line(idle_campaign):
+    log = StringIO()
+    view = LiveView(idle_campaign(), Console(file=log, width=200), clock=FakeClock())
+    view.on_event(Event("setup", None, "scoring 2 seed programs", done=0, total=2))
+    view.on_event(Event("failure", None, "mutation: invalid_code: no HPARAMS [sic]", reason="invalid_code"))
+    lines = log.getvalue().splitlines()
+    # the [labels] are text, not markup to be swallowed
+    assert lines == ["[setup 0/2] scoring 2 seed programs", "[failed] mutation: invalid_code: no HPARAMS [sic]"]
