@@ -217,6 +217,22 @@ class LLMCall:
 
 
 @dataclass(frozen=True)
+class ProgramSummary:
+    """What the campaign loop reads of every program, without its code, prompt or JSON blobs
+    (:meth:`Archive.summaries`): status, stage, fitness, confirmed fitness, per-task scores."""
+
+    id: int
+    status: str
+    stage: str | None
+    fitness: float | None
+    confirmed_fitness: float | None
+    proposer: str
+    name: str | None
+    proposal_index: int | None
+    task_scores: dict[str, float] | None  # {task: score} of an evaluated program's scores, else None
+
+
+@dataclass(frozen=True)
 class Job:
     """One sandbox job: a probe, or one task's runs of one stage of a program's evaluation.
     ``seconds`` is its time on a worker (0 when every run came from the run cache), ``waited``
@@ -461,6 +477,11 @@ class Archive:
         self.readonly = readonly
         self._conn = conn
         self._lock = threading.RLock()
+        # Archive.summaries' cache: refreshed for the programs this connection wrote since the
+        # last call (and new ids), rebuilt when another connection committed (data_version).
+        self._summaries: dict[int, ProgramSummary] = {}
+        self._summaries_dirty: set[int] = set()
+        self._summaries_version: int | None = None
 
     # plumbing
     def close(self) -> None:
@@ -621,7 +642,9 @@ class Archive:
                 self._require(conn, "programs", parent, "parent program")
             if campaign_id is not None:
                 self._require(conn, "campaigns", campaign_id, "campaign")
-            return self._insert(conn, "programs", values)
+            pid = self._insert(conn, "programs", values)
+            self._summaries_dirty.add(pid)
+            return pid
 
     @staticmethod
     def _program_fields(values: dict[str, Any]) -> dict[str, Any]:
@@ -653,6 +676,7 @@ class Archive:
             self._require(conn, "programs", program_id, "program")
             sets = ", ".join(f"{name} = ?" for name in values)
             conn.execute(f"UPDATE programs SET {sets} WHERE id = ?", [*values.values(), program_id])
+            self._summaries_dirty.add(int(program_id))
 
     def program(self, program_id: int) -> ProgramRecord:
         """The program with ``program_id``; :class:`ArchiveError` if there is none."""
@@ -686,19 +710,67 @@ class Archive:
 
     def best(self, n: int = 1) -> list[ProgramRecord]:
         """The ``n`` evaluated programs with the highest fitness."""
+        # SORT_KEYS' order without its "fitness IS NULL" term (constant here), so that SQLite
+        # walks the (status, fitness) index instead of reading and sorting every program row.
         return self._records("programs", "status = 'evaluated' AND fitness IS NOT NULL",
-                             order=SORT_KEYS["fitness"], limit=n)
+                             order="fitness DESC, id ASC", limit=n)
+
+    _SUMMARY_SQL = (
+        "SELECT id, status, stage, fitness, proposer, name, "
+        "CASE WHEN json_type(meta, '$.proposal_index') = 'integer' THEN json_extract(meta, '$.proposal_index') END, "
+        "CASE WHEN json_type(meta, '$.confirmed_fitness') IN ('integer', 'real') "
+        "THEN json_extract(meta, '$.confirmed_fitness') END FROM programs")
+    _SUMMARY_SCORES_SQL = ("SELECT p.id, j.key, json_extract(j.value, '$.score') FROM programs p, json_each(p.scores) j "
+                           "WHERE p.status = 'evaluated' AND p.scores IS NOT NULL")
+
+    def summaries(self) -> dict[int, ProgramSummary]:
+        """Every program's :class:`ProgramSummary`, by id. A campaign reads these for every
+        proposal (parents, the best so far, the next proposal index), so they are cached: each
+        call reads back only the programs this archive wrote since the last one, so its cost
+        does not grow with the archive (a change by another process rebuilds the cache)."""
+        with self._lock:
+            conn = self._live()
+            try:
+                version = conn.execute("PRAGMA data_version").fetchone()[0]
+                if version != self._summaries_version:
+                    self._summaries, where, params = {}, "", []
+                else:
+                    dirty = sorted(self._summaries_dirty)
+                    if not dirty:
+                        return dict(self._summaries)
+                    where = f" WHERE id IN ({', '.join('?' for _ in dirty)})"
+                    params = dirty
+                self._summaries_dirty = set()
+                self._summaries_version = version
+                rows = conn.execute(self._SUMMARY_SQL + where, params).fetchall()
+                scores: dict[int, dict[str, float]] = {}
+                score_where = where.replace(" WHERE id", " AND p.id")
+                for pid, task, score in conn.execute(self._SUMMARY_SCORES_SQL + score_where, params):
+                    scores.setdefault(pid, {})[task] = score
+            except sqlite3.DatabaseError as exc:
+                self._summaries_version = None
+                raise ArchiveError(f"reading archive {self.path} failed: {exc}") from None
+            for pid, status, stage, fitness, proposer, name, index, confirmed in rows:
+                self._summaries[pid] = ProgramSummary(
+                    id=pid, status=status, stage=stage, fitness=fitness,
+                    confirmed_fitness=None if confirmed is None else float(confirmed), proposer=proposer, name=name,
+                    proposal_index=index, task_scores=scores.get(pid))
+            return dict(self._summaries)
 
     def winner(self) -> ProgramRecord | None:
         """The archive's best program, as a campaign announces it: the highest fitness confirmed
         on fresh seeds; if nothing was confirmed, the highest fitness measured on the full suite
         (then at any stage). Ties go to the older program. None before anything is evaluated."""
-        evaluated = [r for r in self.programs(status="evaluated") if r.fitness is not None]
+        evaluated = [r for r in self.summaries().values() if r.status == "evaluated" and r.fitness is not None]
         confirmed = [r for r in evaluated if r.confirmed_fitness is not None]
         if confirmed:
-            return max(confirmed, key=lambda r: (r.confirmed_fitness, -r.id))
-        full = [r for r in evaluated if r.stage != "screen"] or evaluated
-        return max(full, key=lambda r: (r.fitness, -r.id)) if full else None
+            best = max(confirmed, key=lambda r: (r.confirmed_fitness, -r.id))
+        else:
+            full = [r for r in evaluated if r.stage != "screen"] or evaluated
+            if not full:
+                return None
+            best = max(full, key=lambda r: (r.fitness, -r.id))
+        return self.program(best.id)
 
     def _original(self, record: ProgramRecord) -> ProgramRecord:
         """Follow ``duplicate_of`` links to the program that was actually evaluated."""

@@ -15,9 +15,13 @@ Both executors get the same number of slots and the same work, and each is measu
 The table ends with the Ray / local ratios and whether both executors gave identical fitness
 for every program (they should: the same sandbox runs the same deterministic jobs).
 
+Last, the controller's own overhead per candidate with an instant LLM and instant evaluation,
+against archives of ``--controller-sizes`` programs (benchmarks/controller_overhead.py; issue 14
+asks for <= 0.03 s per candidate, flat up to 10,000 programs). ``--controller-sizes ''`` skips it.
+
     python benchmarks/throughput.py [--workers 2] [--programs 8] [--rounds 3] [--steps-scale 0.5]
                                     [--tasks noisy_quadratic,mlp_digits] [--echoes 200]
-                                    [--executors local,ray]
+                                    [--executors local,ray] [--controller-sizes 10,1000,10000]
 """
 
 from __future__ import annotations
@@ -117,6 +121,9 @@ def main() -> None:
     parser.add_argument("--echoes", type=int, default=200, help="trivial jobs for the overhead measurement")
     parser.add_argument("--executors", default="local,ray", help="which executors to run, in this order")
     parser.add_argument("--seed", type=int, default=0, help="seed of the mutants")
+    parser.add_argument("--controller-sizes", default="10,1000,10000",
+                        help="archive sizes for the controller-overhead table ('' skips it)")
+    parser.add_argument("--controller-candidates", type=int, default=40, help="timed candidates per archive size")
     args = parser.parse_args()
 
     tasks = tuple(t.strip() for t in args.tasks.split(",") if t.strip())
@@ -156,6 +163,12 @@ def main() -> None:
             for i, (a, b) in enumerate(zip(local["fitness"], ray["fitness"])):
                 if a != b:
                     print(f"  program {i}: local {a}, ray {b}")
+    sizes = [int(x) for x in args.controller_sizes.split(",") if x.strip()]
+    if sizes:
+        import controller_overhead  # benchmarks/, next to this file
+
+        print()
+        controller_overhead.print_table(controller_overhead.run(sizes, args.controller_candidates, in_flight=4))
 
 
 if __name__ == "__main__":
