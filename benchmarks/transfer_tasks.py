@@ -98,6 +98,17 @@ def split_by_family(tasks: list[str]) -> tuple[list[str], list[str]]:
     return a, b
 
 
+def split_half(matrix: np.ndarray, splits: int = 200, seed: int = 0) -> float:
+    """Mean Spearman rho between the geomeans of two random halves of the columns."""
+    rng = np.random.default_rng(seed)
+    n = matrix.shape[1]
+    values = []
+    for _ in range(splits):
+        order = rng.permutation(n)
+        values.append(rho(geomean(matrix[:, order[: n // 2]]), geomean(matrix[:, order[n // 2:]])))
+    return float(np.nanmean(values))
+
+
 def greedy(pool: np.ndarray, names: list[str], truth: np.ndarray, size: int) -> list[int]:
     """Forward selection of ``size`` pool columns maximising rho(geomean(chosen), truth)."""
     chosen: list[int] = []
@@ -129,6 +140,13 @@ def main() -> None:
             print(f"  {tier:10} {name:26} rho {rho(matrix[:, j], truth):+.3f}   AdamW-beaters {precision(matrix[:, j], truth)}")
 
     full = geomean(search)
+    reliability = split_half(test)
+    print(f"\ntest tier split-half agreement: rho {reliability:+.3f} between random halves of its tasks "
+          f"(Spearman-Brown for all {len(test_names)}: {2 * reliability / (1 + reliability):+.3f}); a search score "
+          "cannot rank like the test tier much better than the test tier ranks like itself")
+    _, _, val = task_scores(rows, "validation")
+    print(f"validation tier vs test tier: rho {rho(geomean(val), truth):+.3f}; search tier vs validation tier: "
+          f"rho {rho(full, geomean(val)):+.3f}")
     print(f"\nsearch tier, leave one task out (all {len(search_names)}: rho {rho(full, truth):+.3f})")
     for j, name in enumerate(search_names):
         keep = [k for k in range(len(search_names)) if k != j]

@@ -361,6 +361,8 @@ class Campaign:
                     # Proposals already paid for are archived (pending), never dropped:
                     # `--resume` with a larger budget evaluates them.
                     self._archive_batch(*ahead[0], ahead[1].result())
+            if not self._context_error:
+                self._final_checks()
             if self.config.evaluation.test_tier and not self._context_error:
                 self._score_test_tier()
         except KeyboardInterrupt:
@@ -444,15 +446,16 @@ class Campaign:
         evaluation and its confirmation. Confirmations run in program-id order and each compares
         with the ones before it, so walking the archive in that order finds exactly the programs
         an uninterrupted campaign would have confirmed (the others were checked and lost)."""
-        best = float("-inf")  # the best search fitness confirmed so far, as _maybe_confirm sees it
+        best = {True: float("-inf"), False: float("-inf")}  # per kind (reference or not), as _maybe_confirm sees it
         for rec in sorted(self.archive.programs(status="evaluated"), key=lambda r: r.id):
+            kind = rec.proposer == "reference"
             if rec.confirmed_fitness is not None and rec.fitness is not None:
-                best = max(best, rec.fitness)
-            elif (rec.stage == "full" and rec.fitness is not None and rec.fitness > best
+                best[kind] = max(best[kind], rec.fitness)
+            elif (rec.stage == "full" and rec.fitness is not None and rec.fitness > best[kind]
                   and "validation_failure" not in rec.meta):
                 self._maybe_confirm(rec.id, rec.code, _Measured(rec.fitness))
                 if self.archive.program(rec.id).confirmed_fitness is not None:
-                    best = max(best, rec.fitness)
+                    best[kind] = max(best[kind], rec.fitness)
 
     def _charged_evaluations(self) -> int:
         """Evaluations charged to the budget, counted from the archive: candidates whose
@@ -750,10 +753,13 @@ class Campaign:
         """Per-task results as the archive's ``scores`` JSON (with each task's step budget)."""
         return {name: {**asdict(t), "steps": self.settings.steps_for(get_task(name))} for name, t in result.tasks.items()}
 
-    def _best_confirmed_search(self) -> float:
-        """The search fitness of the confirmed program with the best search fitness (-inf: none)."""
+    def _best_confirmed_search(self, reference: bool) -> float:
+        """The best search fitness among confirmed programs of one kind, seed references or
+        candidates (-inf: none). Kept apart so a strong seed (Adam, say) never stops the
+        campaign from checking what it discovered."""
         confirmed = [r.fitness for r in self.archive.summaries().values()
-                     if r.status == "evaluated" and r.confirmed_fitness is not None and r.fitness is not None]
+                     if r.status == "evaluated" and r.confirmed_fitness is not None and r.fitness is not None
+                     and (r.proposer == "reference") == reference]
         return max(confirmed, default=float("-inf"))
 
     def _maybe_confirm(self, pid: int, source: str, result: EvaluationResult) -> None:
@@ -761,8 +767,12 @@ class Campaign:
         and workload variants the search never saw, before anything is said about it. It is
         *announced* only if it beats tuned AdamW there with its seed spread excluding 1.0 and
         still leads at ``long_horizon_scale`` times the steps (else it is "short-horizon")."""
-        if result.fitness <= self._best_confirmed_search():
+        if result.fitness <= self._best_confirmed_search(self.archive.program(pid).proposer == "reference"):
             return
+        self._confirm(pid, source, result)
+
+    def _confirm(self, pid: int, source: str, result: EvaluationResult) -> None:
+        """Score a program on the validation tier and apply the announce rule (see _maybe_confirm)."""
         best_id, best = self.best_confirmed()
         self.on_event(Event("confirming", pid, f"search fitness {result.fitness:.3f}: checking it on the validation tier"))
         confirm = self.evaluator.evaluate(source, suite="validation", stage="full",
@@ -812,6 +822,21 @@ class Campaign:
                         "not announced")
         meta["announced"] = True
         return "beats tuned AdamW beyond seed noise" + (" and holds at " f"{scale:g}x the steps" if scale > 1 else "")
+
+    def _final_checks(self) -> None:
+        """Before the campaign ends, the best few candidates that beat tuned AdamW on the search
+        tier but were never checked (only a would-be best is checked as it comes, so one that
+        collapses there hides the runners-up) are checked on the validation tier, best first.
+        ``search.final_checks`` of them at most; none once the time budget is spent."""
+        remaining = self.spend.remaining().get("seconds")
+        if remaining is not None and remaining <= 0:
+            return
+        unchecked = sorted(((r.fitness, r.id) for r in self.archive.programs(status="evaluated")
+                            if r.proposer != "reference" and r.stage == "full" and r.fitness is not None
+                            and r.fitness > 1.0 and r.confirmed_fitness is None
+                            and "validation_failure" not in (r.meta or {})), reverse=True)
+        for fitness, pid in unchecked[: self.config.search.final_checks]:
+            self._confirm(pid, self.archive.program(pid).code, _Measured(fitness))
 
     def _score_test_tier(self) -> None:
         """Score the best programs, and the tuned baselines beside them, on the test tier

@@ -357,6 +357,13 @@ def print_summary(summary, campaign, console: Console) -> None:
                       f"{spread:.3f} (beats tuned AdamW beyond seed noise on workloads the search never saw"
                       + (f"; {best.meta['long_horizon_fitness']:.3f} at {best.meta.get('long_horizon_scale', 3):g}x the steps"
                          if best.meta.get("long_horizon_fitness") is not None else "") + ")")
+        seeds = [r for r in campaign.archive.programs(status="evaluated")
+                 if r.proposer == "reference" and r.name != "adamw" and r.confirmed_fitness is not None]
+        top_seed = max(seeds, key=lambda r: r.confirmed_fitness, default=None)
+        if top_seed is not None and top_seed.confirmed_fitness >= best.confirmed_fitness:
+            console.print(f"          below the seed {top_seed.name or '#' + str(top_seed.id)}'s "
+                          f"{top_seed.confirmed_fitness:.3f} on the validation tier: it beats tuned AdamW, "
+                          "not the best seed program", soft_wrap=True)
         console.print(f"export:   discover export {where}:{best.id} -o my_optimizer.py", soft_wrap=True)
     elif summary.best_id is not None:
         best = campaign.archive.program(summary.best_id)

@@ -181,6 +181,9 @@ class SearchConfig(_Strict):
         description="programs the archive starts from: reference names (adamw), candidate files (path.py) or "
                     "archived programs (campaign_dir:ID); checked before the campaign starts")
     in_flight: int = Field(2, ge=1, description="proposals being evaluated at once")
+    final_checks: int = Field(3, ge=0, description=(
+        "at the end, this many of the best candidates that beat tuned AdamW on the search tier but were never "
+        "checked are checked on the validation tier (only a would-be best is checked as it comes)"))
     selection: Literal["pareto", "random"] = Field(
         "pareto", description="pareto: parents from the Pareto front over per-task scores; random: "
                               "parents drawn uniformly from the seed programs (the no-selection control)")
@@ -266,11 +269,13 @@ PRESETS: dict[str, dict[str, Any]] = {
     # The README demo: a few minutes on 2 cores, finds something and shows it.
     "quick": {
         "name": "quick",
-        "budget": {"max_evaluations": 150, "max_seconds": 240},
+        # An evaluation count, not a clock, so a rerun with the same --seed is the same campaign
+        # whatever the machine's load (about 4 minutes on 2 cores); the clock is only a backstop.
+        "budget": {"max_evaluations": 60, "max_seconds": 900},
         # Four cheap search tasks and their validation variants: the full tiers take a few minutes a program.
         "evaluation": {"steps_scale": 0.5, "lr_grid": [1e-4, 1e-3, 1e-2, 0.1, 1.0], "test_tier": False,
-                       "tasks": ["noisy_quadratic", "logreg_separable", "mlp_digits", "deep_linear"],
-                       "validation_tasks": ["noisy_quadratic@1", "logreg_separable@1", "mlp_digits@1", "deep_linear@1"],
+                       "tasks": ["noisy_quadratic", "rosenbrock", "logreg_separable", "mlp_digits"],
+                       "validation_tasks": ["noisy_quadratic@1", "rosenbrock@1", "logreg_separable@1", "mlp_digits@1"],
                        "long_horizon_scale": 2.0,
                        "confirm_seeds": [200, 201]},
         "search": {"in_flight": 2},

@@ -114,3 +114,37 @@ def test_a_would_be_best_that_loses_to_adamw_skips_the_long_horizon_run(tmp_path
     record, _ = confirm(tmp_path / "f", "lion", validation_tasks=["rosenbrock"], confirm_seeds=[100, 101],
                         **ROSENBROCK)
     assert record.meta["announced"] is False and "long_horizon_fitness" not in record.meta
+
+
+def test_candidates_are_checked_apart_from_the_seeds_and_runners_up_before_the_end(tmp_path):
+    # A strong seed must not stop the campaign from checking what it discovered, and a would-be
+    # best that collapses on validation must not hide the runners-up: the end of the campaign
+    # checks the best unchecked candidates that beat tuned AdamW on search.
+    overrides = [SMALL, {"output_dir": str(tmp_path), "evaluation": {
+        "long_horizon_scale": 1.0, "validation_tasks": ["rosenbrock"], "confirm_seeds": [100, 101], **ROSENBROCK}}]
+    campaign = Campaign.create(load_config(overrides=overrides))
+    try:
+        def scored(name: str, proposer: str, check: bool) -> int:
+            source = reference_source(name)
+            pid = campaign.archive.add_program(source, campaign_id=campaign.campaign_id, proposer=proposer,
+                                               name=name if proposer == "reference" else None)
+            result = campaign.evaluator.evaluate(source, stage="full")
+            campaign._record_result(pid, result)
+            if check:
+                campaign._maybe_confirm(pid, source, result)
+            return pid
+
+        seed = scored("adam", "reference", check=True)
+        first = scored("adamw", "mutation", check=True)
+        program = campaign.archive.program
+        assert program(seed).fitness > program(first).fitness  # Adam is far ahead on Rosenbrock
+        assert program(seed).confirmed_fitness is not None
+        assert program(first).confirmed_fitness is not None, "a candidate behind a seed is still checked"
+        runner_up = scored("adam", "mutation", check=False)  # as if it came behind a would-be best
+        behind = scored("sgd", "mutation", check=False)
+        assert program(runner_up).fitness > 1.0 > program(behind).fitness
+        campaign._final_checks()
+        assert program(runner_up).confirmed_fitness is not None and program(runner_up).meta["announced"]
+        assert program(behind).confirmed_fitness is None  # it did not beat AdamW on search: not worth a check
+    finally:
+        campaign.close()

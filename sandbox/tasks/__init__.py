@@ -79,8 +79,8 @@ TASK_CLASSES: dict[str, type[Task]] = {
 VALIDATION_VARIANT = 1
 TEST_VARIANT = 2
 
-SEARCH_TASKS = ("noisy_quadratic", "rosenbrock", "logreg_separable", "mlp_digits", "deep_linear", "linreg_illcond",
-                "cnn_digits", "autoencoder_digits", "mf_zipf")
+SEARCH_TASKS = ("noisy_quadratic", "rosenbrock", "logreg_separable", "mlp_digits", "linreg_illcond", "cnn_digits",
+                "mf_zipf")
 """Cheap default workloads, one or two per family: what parents are selected on."""
 
 TIERS: dict[str, list[str]] = {
@@ -98,8 +98,16 @@ UNTIERED: dict[str, str] = {
     "transformer_modadd": "redesigned in v2 (two-digit (a + b) mod 100, minibatched); 6.9 s a pass on 2 quiet cores: "
                           "to be tiered once a transfer run has included it",
     "mingru_sentiment": "a batched LR x seed pass costs 20.5 s on 2 quiet cores (budget ~10 s)",
+    "deep_linear": "its validation value is transient: tuned AdamW dips to 3e-4 on the unobserved entries and ends "
+                   "at 3.5 (it overfits the observed ones), so Adam-family rules score 0.05 or 1.0 by weight decay "
+                   "alone (Adam 0.05, AdamW 1.0)",
+    "autoencoder_digits": "one trick takes it (the issue's 'one optimizer >10x' rule, nearly): the 2-hour winner "
+                          "scores 9.0x here and 8.8x on its variant, 0.66x on the test tier",
 }
-"""Registered tasks no tier runs yet, and why (``discover eval --task`` still runs them)."""
+"""Registered tasks no tier runs, and why (``discover eval --task`` still runs them). Without
+deep_linear and autoencoder_digits the search tier ranks the 43 optimizers of
+benchmarks/transfer.py like the 13-task test tier with Spearman rho 0.884 instead of 0.816
+(results/transfer_4c1c5d1_full.json; chosen on that same data, so the gain is in-sample)."""
 
 LEGACY_SUITES: dict[str, list[str]] = {
     "legacy_search": ["noisy_quadratic", "rosenbrock", "logreg_separable", "mlp_digits", "transformer_modadd",
