@@ -12,11 +12,11 @@ from __future__ import annotations
 import torch
 
 from sandbox.tasks import data
-from sandbox.tasks.base import Batch, Params, Task, minibatch_indices
+from sandbox.tasks.base import Batch, FixedSplitsTask, Params, minibatch_indices
 from sandbox.tasks.mlp import init_mlp
 
 
-class DigitsAutoencoder(Task):
+class DigitsAutoencoder(FixedSplitsTask):
     name = "autoencoder_digits"
     version = 2
     steps = 1000
@@ -58,12 +58,6 @@ class DigitsAutoencoder(Task):
 
     def batch(self, step: int, seed: int) -> Batch:
         return {"x": self._x[minibatch_indices(len(self._x), self.batch_size, step, seed)]}
-
-    def eval_batch(self) -> Batch:
-        return self._eval
-
-    def val_batch(self) -> Batch:
-        return self._val
 
     def test_metric(self, params: Params, seed: int) -> float:
         return float(self.loss(params, {"x": self._x_test}))

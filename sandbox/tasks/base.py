@@ -240,3 +240,22 @@ def minibatch_indices(n: int, size: int, step: int, seed: int) -> torch.Tensor:
     """``size`` distinct indices into ``range(n)`` for this (step, seed): sampling without
     replacement within a step, independently across steps."""
     return torch.randperm(n, generator=step_generator(seed, step))[:size]
+
+
+class FixedSplitsTask(Task):
+    """A task whose fixed data is built once in ``__init__``: ``self._eval`` (what the scoring
+    loss is measured on), ``self._val`` (the validation split) and ``self._test`` (the test split;
+    the test metric is the loss there unless the task overrides :meth:`test_metric`)."""
+
+    _eval: Batch
+    _val: Batch
+    _test: Batch
+
+    def eval_batch(self) -> Batch:
+        return self._eval
+
+    def val_batch(self) -> Batch:
+        return self._val
+
+    def test_metric(self, params: Params, seed: int) -> float:
+        return float(self.loss(params, self._test))

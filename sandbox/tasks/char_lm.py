@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from sandbox.tasks import data, text
-from sandbox.tasks.base import Batch, Params, Task, step_generator
+from sandbox.tasks.base import Batch, FixedSplitsTask, Params, step_generator
 
 HEADS = 2
 EVAL_WINDOWS = 4  # the scoring loss is measured every step: keep it cheap
@@ -32,7 +32,7 @@ def _rms(x: torch.Tensor) -> torch.Tensor:
     return x * torch.rsqrt((x * x).mean(-1, keepdim=True) + 1e-6)
 
 
-class CharTransformerLM(Task):
+class CharTransformerLM(FixedSplitsTask):
     name = "charlm_transformer"
     version = 1
     steps = 1000
@@ -109,11 +109,3 @@ class CharTransformerLM(Task):
         starts = text.random_starts(text.corpus().train_blocks, length, self.batch_size, step_generator(seed, step))
         return self._encode(text.windows(starts, length))
 
-    def eval_batch(self) -> Batch:
-        return self._eval
-
-    def val_batch(self) -> Batch:
-        return self._val
-
-    def test_metric(self, params: Params, seed: int) -> float:
-        return float(self.loss(params, self._test))

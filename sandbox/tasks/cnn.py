@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from sandbox.tasks import data
-from sandbox.tasks.base import Batch, Params, Task, minibatch_indices
+from sandbox.tasks.base import Batch, FixedSplitsTask, Params, minibatch_indices
 
 POSITIONS = 16  # 4x4 outputs of the stride-2 convolution
 
@@ -28,7 +28,7 @@ def _patches(images: torch.Tensor) -> torch.Tensor:
     return cols.transpose(1, 2).contiguous()
 
 
-class DigitsCNN(Task):
+class DigitsCNN(FixedSplitsTask):
     name = "cnn_digits"
     version = 2
     steps = 300
@@ -77,12 +77,6 @@ class DigitsCNN(Task):
     def batch(self, step: int, seed: int) -> Batch:
         index = minibatch_indices(len(self._x), self.batch_size, step, seed)
         return {"x": self._x[index], "y": self._y[index]}
-
-    def eval_batch(self) -> Batch:
-        return self._eval
-
-    def val_batch(self) -> Batch:
-        return self._val
 
     def test_metric(self, params: Params, seed: int) -> float:
         return data.accuracy(self._logits(params, self._x_test), self._y_test)

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from sandbox.tasks import data
-from sandbox.tasks.base import Batch, Params, Task, minibatch_indices, step_generator
+from sandbox.tasks.base import Batch, FixedSplitsTask, Params, minibatch_indices, step_generator
 
 EVAL_SIZE = 64  # the scoring loss is measured every step: keep it cheap
 
@@ -52,7 +52,7 @@ def group_norm(h: torch.Tensor, gain: torch.Tensor, bias: torch.Tensor, groups: 
     return ((g - mean) * torch.rsqrt(var + 1e-5)).reshape(n, positions, channels) * gain + bias
 
 
-class DigitsGroupNormCNN(Task):
+class DigitsGroupNormCNN(FixedSplitsTask):
     name = "cnn_groupnorm_digits"
     version = 2
     steps = 400
@@ -107,12 +107,6 @@ class DigitsGroupNormCNN(Task):
         if self.noise:
             images = images + self.noise * torch.randn(images.shape, generator=step_generator(seed, step, stream=1))
         return {"x": _image_patches(images), "y": self._y[index]}
-
-    def eval_batch(self) -> Batch:
-        return self._eval
-
-    def val_batch(self) -> Batch:
-        return self._val
 
     def test_metric(self, params: Params, seed: int) -> float:
         return data.accuracy(self._logits(params, self._x_test), self._y_test)

@@ -22,7 +22,7 @@ import math
 
 import torch
 
-from sandbox.tasks.base import Batch, Params, Task, minibatch_indices
+from sandbox.tasks.base import Batch, FixedSplitsTask, Params, minibatch_indices
 
 
 def _split_rows(count: int, fractions: tuple[float, float], gen: torch.Generator) -> tuple[torch.Tensor, ...]:
@@ -32,7 +32,7 @@ def _split_rows(count: int, fractions: tuple[float, float], gen: torch.Generator
     return order[:n_train], order[n_train:n_train + n_val], order[n_train + n_val:]
 
 
-class _CoordinateTask(Task):
+class _CoordinateTask(FixedSplitsTask):
     """Shared data handling: coordinates ``x`` (n, d) and values ``y`` (n,) split three ways."""
 
     stochastic = True
@@ -63,15 +63,6 @@ class _CoordinateTask(Task):
     def batch(self, step: int, seed: int) -> Batch:
         index = minibatch_indices(len(self._train["y"]), self.batch_size, step, seed)
         return {"x": self._train["x"][index], "y": self._train["y"][index]}
-
-    def eval_batch(self) -> Batch:
-        return self._eval
-
-    def val_batch(self) -> Batch:
-        return self._val
-
-    def test_metric(self, params: Params, seed: int) -> float:
-        return float(self.loss(params, self._test))
 
 
 def generated_image(size: int, seed: int) -> torch.Tensor:

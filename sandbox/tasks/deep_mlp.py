@@ -25,13 +25,13 @@ import math
 import torch
 
 from sandbox.tasks import data
-from sandbox.tasks.base import Batch, Params, Task, minibatch_indices
+from sandbox.tasks.base import Batch, FixedSplitsTask, Params, minibatch_indices
 
 DATA_SEED = 4242
 EVAL_SIZE = 256
 
 
-class DeepIllConditionedMLP(Task):
+class DeepIllConditionedMLP(FixedSplitsTask):
     name = "mlp_deep_illcond"
     version = 1
     steps = 600
@@ -86,12 +86,6 @@ class DeepIllConditionedMLP(Task):
     def batch(self, step: int, seed: int) -> Batch:
         index = minibatch_indices(len(self._x), self.batch_size, step, seed)
         return {"x": self._x[index], "y": self._y[index]}
-
-    def eval_batch(self) -> Batch:
-        return self._eval
-
-    def val_batch(self) -> Batch:
-        return self._val
 
     def test_metric(self, params: Params, seed: int) -> float:
         return data.accuracy(self._logits(params, self._x_test), self._y_test)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-from sandbox.tasks.base import Batch, Params, Task, minibatch_indices
+from sandbox.tasks.base import Batch, FixedSplitsTask, Params, minibatch_indices
 
 DATA_SEED = 31
 TRUE_RANK = 8
@@ -32,7 +32,7 @@ def zipf_ids(count: int, size: int, exponent: float, gen: torch.Generator) -> to
     return torch.randperm(size, generator=gen)[ranks]
 
 
-class ZipfMatrixFactorisation(Task):
+class ZipfMatrixFactorisation(FixedSplitsTask):
     name = "mf_zipf"
     version = 1
     steps = 600
@@ -106,11 +106,3 @@ class ZipfMatrixFactorisation(Task):
         index = minibatch_indices(len(self._train["r"]), self.batch_size, step, seed)
         return {k: v[index] for k, v in self._train.items()}
 
-    def eval_batch(self) -> Batch:
-        return self._eval
-
-    def val_batch(self) -> Batch:
-        return self._val
-
-    def test_metric(self, params: Params, seed: int) -> float:
-        return float(self.loss(params, self._test))

@@ -26,7 +26,7 @@ from functools import lru_cache
 
 import torch
 
-from sandbox.tasks.base import Batch, Params, Task, minibatch_indices
+from sandbox.tasks.base import Batch, FixedSplitsTask, Params, minibatch_indices
 
 DATA_SEED = 5150
 TRAIN_SIZE = 4096
@@ -71,7 +71,7 @@ def _data_sets(noise: float) -> tuple[Batch, Batch, Batch]:
     return tuple({"x": x.float(), "log_p": moons_log_density(x, noise).float()} for x in sets)
 
 
-class MoonsRealNVP(Task):
+class MoonsRealNVP(FixedSplitsTask):
     name = "flow_moons"
     version = 1
     steps = 1000
@@ -129,11 +129,3 @@ class MoonsRealNVP(Task):
         index = minibatch_indices(TRAIN_SIZE, self.batch_size, step, seed)
         return {key: value[index] for key, value in self._train.items()}
 
-    def eval_batch(self) -> Batch:
-        return self._eval
-
-    def val_batch(self) -> Batch:
-        return self._val
-
-    def test_metric(self, params: Params, seed: int) -> float:
-        return float(self.loss(params, self._test))

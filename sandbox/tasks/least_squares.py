@@ -24,7 +24,7 @@ import math
 
 import torch
 
-from sandbox.tasks.base import Batch, Params, Task, minibatch_indices
+from sandbox.tasks.base import Batch, FixedSplitsTask, Params, minibatch_indices
 
 DATA_SEED = 8128
 TRAIN_SIZE = 4096
@@ -33,7 +33,7 @@ TEST_SIZE = 1024
 EVAL_SIZE = 512
 
 
-class IllConditionedLeastSquares(Task):
+class IllConditionedLeastSquares(FixedSplitsTask):
     name = "linreg_illcond"
     version = 2
     steps = 1000
@@ -84,11 +84,3 @@ class IllConditionedLeastSquares(Task):
         index = minibatch_indices(TRAIN_SIZE, self.batch_size, step, seed)
         return {key: value[index] for key, value in self._train.items()}
 
-    def eval_batch(self) -> Batch:
-        return self._eval
-
-    def val_batch(self) -> Batch:
-        return self._val
-
-    def test_metric(self, params: Params, seed: int) -> float:
-        return float(self.loss(params, self._test))

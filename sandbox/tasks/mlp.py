@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from sandbox.tasks import data
-from sandbox.tasks.base import Batch, Params, Task, minibatch_indices
+from sandbox.tasks.base import Batch, FixedSplitsTask, Params, Task, minibatch_indices
 
 
 def lecun_normal(fan_in: int, fan_out: int, gen: torch.Generator) -> torch.Tensor:
@@ -38,7 +38,7 @@ def mlp_forward(params: Params, x: torch.Tensor, activation=torch.relu) -> torch
     return x
 
 
-class DigitsMLP(Task):
+class DigitsMLP(FixedSplitsTask):
     name = "mlp_digits"
     version = 2
     steps = 300
@@ -76,12 +76,6 @@ class DigitsMLP(Task):
     def batch(self, step: int, seed: int) -> Batch:
         index = minibatch_indices(len(self._x), self.batch_size, step, seed)
         return {"x": self._x[index], "y": self._y[index]}
-
-    def eval_batch(self) -> Batch:
-        return self._eval
-
-    def val_batch(self) -> Batch:
-        return self._val
 
     def test_metric(self, params: Params, seed: int) -> float:
         return data.accuracy(mlp_forward(params, self._x_test), self._y_test)

@@ -28,7 +28,7 @@ from abc import abstractmethod
 import torch
 
 from sandbox.tasks import data
-from sandbox.tasks.base import Batch, Params, Task, minibatch_indices
+from sandbox.tasks.base import Batch, FixedSplitsTask, Params, minibatch_indices
 
 
 def _orthogonal(size: int, gain: float, gen: torch.Generator) -> torch.Tensor:
@@ -39,7 +39,7 @@ def _dense(fan_in: int, fan_out: int, gen: torch.Generator) -> torch.Tensor:
     return torch.randn(fan_in, fan_out, generator=gen) / fan_in**0.5
 
 
-class _SequenceTask(Task):
+class _SequenceTask(FixedSplitsTask):
     """Shared data handling: fixed train/val/test sets of time-major inputs ``x`` (length, n, features)
     and targets ``y`` (n, ...); minibatches of the training set."""
 
@@ -64,12 +64,6 @@ class _SequenceTask(Task):
     def batch(self, step: int, seed: int) -> Batch:
         index = minibatch_indices(self.num_train, self.batch_size, step, seed)
         return {"x": self._train["x"][:, index], "y": self._train["y"][index]}
-
-    def eval_batch(self) -> Batch:
-        return self._eval
-
-    def val_batch(self) -> Batch:
-        return self._val
 
 
 class AddingRNN(_SequenceTask):

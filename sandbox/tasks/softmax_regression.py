@@ -14,12 +14,12 @@ from __future__ import annotations
 import torch
 
 from sandbox.tasks import data
-from sandbox.tasks.base import Batch, Params, Task, minibatch_indices
+from sandbox.tasks.base import Batch, FixedSplitsTask, Params, minibatch_indices
 
 EVAL_SIZE = 256  # the scoring loss is measured every step: keep it cheap
 
 
-class DigitsSoftmaxRegression(Task):
+class DigitsSoftmaxRegression(FixedSplitsTask):
     name = "softmax_l2_digits"
     version = 2
     steps = 1000
@@ -58,12 +58,6 @@ class DigitsSoftmaxRegression(Task):
     def batch(self, step: int, seed: int) -> Batch:
         index = minibatch_indices(len(self._x), self.batch_size, step, seed)
         return {"x": self._x[index], "y": self._y[index]}
-
-    def eval_batch(self) -> Batch:
-        return self._eval
-
-    def val_batch(self) -> Batch:
-        return self._val
 
     def test_metric(self, params: Params, seed: int) -> float:
         return data.accuracy(self._x_test @ params["w"] + params["b"], self._y_test)

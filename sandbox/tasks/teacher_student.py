@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from sandbox.tasks.base import Batch, Params, Task, minibatch_indices
+from sandbox.tasks.base import Batch, FixedSplitsTask, Params, minibatch_indices
 from sandbox.tasks.mlp import init_mlp, mlp_forward
 
 INPUTS = 16
@@ -21,7 +21,7 @@ TEACHER = (INPUTS, 8, 1)
 DATA_SEED = 3
 
 
-class TeacherStudent(Task):
+class TeacherStudent(FixedSplitsTask):
     name = "teacher_student"
     version = 2
     steps = 1000
@@ -67,11 +67,3 @@ class TeacherStudent(Task):
         index = minibatch_indices(self.num_train, self.batch_size, step, seed)
         return {"x": self._train["x"][index], "y": self._train["y"][index]}
 
-    def eval_batch(self) -> Batch:
-        return self._eval
-
-    def val_batch(self) -> Batch:
-        return self._val
-
-    def test_metric(self, params: Params, seed: int) -> float:
-        return float(self.loss(params, self._test))

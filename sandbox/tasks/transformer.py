@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from sandbox.tasks import data
-from sandbox.tasks.base import Batch, Params, Task, minibatch_indices
+from sandbox.tasks.base import Batch, FixedSplitsTask, Params, minibatch_indices
 
 BASE = 10
 HEADS = 2
@@ -40,7 +40,7 @@ def _rms(x: torch.Tensor) -> torch.Tensor:
     return x * torch.rsqrt((x * x).mean(-1, keepdim=True) + 1e-6)
 
 
-class ModularAdditionTransformer(Task):
+class ModularAdditionTransformer(FixedSplitsTask):
     name = "transformer_modadd"
     version = 2
     steps = 400
@@ -119,12 +119,6 @@ class ModularAdditionTransformer(Task):
     def batch(self, step: int, seed: int) -> Batch:
         index = minibatch_indices(len(self._train["x"]), self.batch_size, step, seed)
         return {"x": self._train["x"][index], "y": self._train["y"][index]}
-
-    def eval_batch(self) -> Batch:
-        return self._eval
-
-    def val_batch(self) -> Batch:
-        return self._val
 
     def test_metric(self, params: Params, seed: int) -> float:
         """Fraction of test pairs with both digits of the sum right."""

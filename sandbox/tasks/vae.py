@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 
 from sandbox.tasks import data
-from sandbox.tasks.base import Batch, Params, Task, minibatch_indices, step_generator
+from sandbox.tasks.base import Batch, FixedSplitsTask, Params, minibatch_indices, step_generator
 from sandbox.tasks.mlp import init_mlp
 
 EVAL_SIZE = 256
@@ -30,7 +30,7 @@ def _entropy(x: torch.Tensor) -> torch.Tensor:
     return -(torch.xlogy(x, x) + torch.xlogy(1 - x, 1 - x))
 
 
-class DigitsVAE(Task):
+class DigitsVAE(FixedSplitsTask):
     name = "vae_digits"
     version = 1
     steps = 600
@@ -83,11 +83,3 @@ class DigitsVAE(Task):
         eps = torch.randn(self.batch_size, self.latent, generator=step_generator(seed, step, stream=1))
         return self._with_entropy(x, eps)
 
-    def eval_batch(self) -> Batch:
-        return self._eval
-
-    def val_batch(self) -> Batch:
-        return self._val
-
-    def test_metric(self, params: Params, seed: int) -> float:
-        return float(self.loss(params, self._test))
