@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import threading
+import warnings
 import time
 from collections import Counter, deque
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -430,16 +432,50 @@ def run_command(
                             "(budgets can still be raised with --max-evaluations etc.)")
         cfg = load_config(directory / "config.toml", overrides=extra)
         warn_missing_key(cfg)
-        with _starting(cfg, as_json):
+        with _starting(cfg, as_json), _warnings_as_notes(_note_line):
             campaign = Campaign(cfg, directory, resume=True, checked=preflight(cfg))
     else:
         cfg: CampaignConfig = load_config(config, preset=preset or (None if config else "quick"), overrides=extra)
         warn_missing_key(cfg)
-        with _starting(cfg, as_json):
+        with _starting(cfg, as_json), _warnings_as_notes(_note_line):
             campaign = Campaign.create(cfg)
     view = LiveView(campaign, Console(stderr=True) if as_json else console)
     view.watch_jobs()
     campaign.on_event = view.on_event
+    from discover.campaign import Event
+
+    with _warnings_as_notes(lambda text: view.on_event(Event("note", text=text))):
+        summary = _run_in_view(campaign, view, as_json)
+    if summary.interrupted:
+        raise typer.Exit(130)  # what a shell expects of a program stopped by Ctrl-C
+
+
+def _note_line(text: str) -> None:
+    Console(stderr=True).print(f"note: {text}", soft_wrap=True, markup=False)
+
+
+@contextmanager
+def _warnings_as_notes(note: Callable[[str], None]):
+    """Python warnings raised while a campaign starts and runs (an unpriced model, an unreadable
+    cache entry) become one note line (``note(text)``) instead of a raw ``UserWarning`` with a
+    file and line number."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        warnings.showwarning = lambda message, *_args, **_kw: _once(note, str(message))
+        yield
+
+
+_NOTED: set[str] = set()
+
+
+def _once(note: Callable[[str], None], text: str) -> None:
+    # the endpoint check and the campaign each have an LLM client: say a thing once per process
+    if text not in _NOTED:
+        _NOTED.add(text)
+        note(text)
+
+
+def _run_in_view(campaign, view, as_json: bool):
     try:
         if not as_json and console.is_terminal:
             # The view renders itself at every refresh: the clock ticks with or without events.
@@ -462,8 +498,7 @@ def run_command(
             print_summary(summary, campaign, console)
     finally:
         campaign.close()
-    if summary.interrupted:
-        raise typer.Exit(130)  # what a shell expects of a program stopped by Ctrl-C
+    return summary
 
 
 def _starting(cfg, quiet: bool):
