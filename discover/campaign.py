@@ -565,7 +565,7 @@ class Campaign:
         path = self.directory / CONTEXTS_FILE
         tmp = path.with_suffix(".tmp")
         with open(tmp, "w", encoding="utf-8") as handle:
-            json.dump(saved, handle)
+            handle.write(json.dumps(saved))  # the C encoder: json.dump's chunked one is ~5x slower
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
