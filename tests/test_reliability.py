@@ -417,7 +417,10 @@ def test_ctrl_c_exits_130_and_says_interrupted(tmp_path):
     import time
 
     out_dir = tmp_path / "c"
-    argv = [str(Path(sys.executable).parent / "discover"), "run", "--max-evaluations", "200", "--workers", "1",
+    # A campaign that cannot end by itself before the signal, however slow the machine: a large
+    # budget and no "stuck" stop (on this tiny workload many mutants behave alike: duplicates).
+    argv = [str(Path(sys.executable).parent / "discover"), "run", "--max-evaluations", "5000", "--workers", "1",
+            "--set", "search.max_stalled_proposals=100000",
             "--output-dir", str(out_dir), "--set", 'evaluation.tasks=["noisy_quadratic"]',
             "--set", "evaluation.steps_scale=0.2", "--set", "evaluation.lr_grid=[0.001, 0.01, 0.1]",
             "--set", 'search.seed_programs=["adamw"]', "--set", "evaluation.test_tier=false"]
