@@ -270,8 +270,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     "quick": {
         "name": "quick",
         # An evaluation count, not a clock, so a rerun with the same --seed is the same campaign
-        # whatever the machine's load (about 4 minutes on 2 cores); the clock is only a backstop.
-        "budget": {"max_evaluations": 60, "max_seconds": 900},
+        # whatever the machine's load (about 4-5 minutes on 2 cores); the clock is only a backstop.
+        "budget": {"max_evaluations": 90, "max_seconds": 900},
         # Four cheap search tasks and their validation variants: the full tiers take a few minutes a program.
         "evaluation": {"steps_scale": 0.5, "lr_grid": [1e-4, 1e-3, 1e-2, 0.1, 1.0], "test_tier": False,
                        "tasks": ["noisy_quadratic", "rosenbrock", "logreg_separable", "mlp_digits"],
