@@ -502,9 +502,9 @@ class LLMClient:
                     self._report(rid, record["reason"], role, sent, attempts, seconds=record["seconds"],
                                  prompt_tokens=record["prompt_tokens"], completion_tokens=record["completion_tokens"])
                     if cancelled:
-                        raise RequestCancelled(
-                            f"time budget reached while a {role} request was in flight (given up after "
-                            f"{record['seconds']:.1f} s)", abandoned) from exc
+                        reason = self.spend.exhausted() or "time budget reached"
+                        raise RequestCancelled(f"{reason}; a {role} request in flight was given up after "
+                                               f"{record['seconds']:.1f} s", abandoned) from exc
                     timeouts += 1
                     raise
                 except BaseException as exc:
@@ -574,7 +574,7 @@ class LLMClient:
         partial = getattr(exc, "partial", "")
         chunks = getattr(exc, "chunks", 0)
         record = {"reason": reason, "prompt_tokens": _estimate_tokens(_prompt_text(request)),
-                  "completion_tokens": max(chunks, _estimate_tokens(partial)) if partial else chunks,
+                  "completion_tokens": min(request["max_tokens"], max(chunks, _estimate_tokens(partial)) if partial else chunks),
                   "text": partial, "seconds": round(seconds, 3), "estimated": True}
         record["cost_usd"] = self._cost(request["model"], request["model"], record["prompt_tokens"],
                                         record["completion_tokens"])
@@ -713,8 +713,10 @@ class LLMClient:
         return {
             "text": text,
             "prompt_tokens": usage.prompt_tokens if usage else _estimate_tokens(_prompt_text(request)),
-            # one streamed chunk is one token on llama.cpp and vLLM; never fewer than chars / 4
-            "completion_tokens": usage.completion_tokens if usage else max(chunks, _estimate_tokens(text)),
+            # one streamed chunk is one token on llama.cpp and vLLM; never fewer than chars / 4,
+            # never more than the request allowed (chars / 4 overestimates code)
+            "completion_tokens": usage.completion_tokens if usage else min(
+                request["max_tokens"], max(chunks, _estimate_tokens(text))),
             "model": model or request["model"],
             "finish_reason": finish_reason,
         }
