@@ -345,7 +345,8 @@ def test_a_request_in_flight_at_the_time_budget_is_cancelled_and_its_stream_clos
     spend = Spend(Budget(max_seconds=1.0))
     client = make_client(fake_llm_server, spend, stream=True, timeout=30)
     client.on_request = events.append
-    with pytest.raises(RequestCancelled, match="time budget reached while a proposer request was in flight") as info:
+    given_up = r"time budget of 1 s reached \(\d s elapsed\); a proposer request in flight was given up"
+    with pytest.raises(RequestCancelled, match=given_up) as info:
         client.complete(MESSAGES, seed=3)
     [lost] = info.value.abandoned
     assert lost["reason"] == "cancelled" and lost["completion_tokens"] >= 1 and lost["text"].startswith("yy")
