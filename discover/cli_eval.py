@@ -257,7 +257,7 @@ def tasks_command(as_json: bool = JsonOpt) -> None:
     validation and test metrics, and tuned AdamW's validation target where it is already known."""
     from sandbox.evaluate import cached_target
     from sandbox.runcache import RunCache
-    from sandbox.tasks import FAMILIES, TIERS, get_task, parse_task_spec, task_names
+    from sandbox.tasks import FAMILIES, TIERS, UNTIERED, get_task, parse_task_spec, task_names
 
     cache = RunCache()
     rows = []
@@ -273,7 +273,7 @@ def tasks_command(as_json: bool = JsonOpt) -> None:
                      "schedule": task.schedule, "version": task.version, "val_metric": task.val_metric_name,
                      "test_metric": task.test_metric_name, "target": cached_target(cache, task),
                      "variant_space": {k: list(v) for k, v in task.variant_space.items()},
-                     "description": task.description})
+                     "description": task.description, "untiered": UNTIERED.get(name)})
     if as_json:
         print(json.dumps(rows, indent=2, default=_json_default))
         return
@@ -291,6 +291,9 @@ def tasks_command(as_json: bool = JsonOpt) -> None:
                   "computed yet: `discover baselines`). `discover tasks --json` has descriptions and variant spaces.",
                   style="dim")
     console.print("families: " + "; ".join(f"{k} ({sum(r['family'] == k for r in rows)})" for k in FAMILIES), style="dim")
+    for r in rows:
+        if r["untiered"]:  # in no tier: say why (`discover eval --task` still runs it)
+            console.print(f"not in a tier: {r['name']}: {r['untiered']}", style="dim", soft_wrap=True, markup=False)
 
 
 class _TaskLines:

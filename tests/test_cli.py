@@ -34,6 +34,9 @@ def test_tasks_lists_tiers_families_and_targets():
     tiers = {t.split("@")[0] for r in rows for t in r["tiers"]}
     assert tiers == {"search", "validation", "test"} and all(r["steps"] > 0 for r in rows)
     assert all(r["family"] and r["val_metric"] for r in rows)
+    # a task in no tier says why (deep_linear's transient validation value, for one)
+    assert all(bool(r["untiered"]) == (not r["tiers"]) for r in rows)
+    assert "transient" in next(r["untiered"] for r in rows if r["name"] == "deep_linear")
     assert all(r["target"] is None for r in rows)  # nothing computed in this private cache yet
     runner.invoke(app, ["baselines", "--task", "rosenbrock", "--steps-scale", "0.05", "--workers", "1", "--json"])
     rows = json.loads(runner.invoke(app, ["tasks", "--json"]).output)

@@ -101,8 +101,8 @@ UNTIERED: dict[str, str] = {
     "deep_linear": "its validation value is transient: tuned AdamW dips to 3e-4 on the unobserved entries and ends "
                    "at 3.5 (it overfits the observed ones), so Adam-family rules score 0.05 or 1.0 by weight decay "
                    "alone (Adam 0.05, AdamW 1.0)",
-    "autoencoder_digits": "one trick takes it (the issue's 'one optimizer >10x' rule, nearly): the 2-hour winner "
-                          "scores 9.0x here and 8.8x on its variant, 0.66x on the test tier",
+    "autoencoder_digits": "one trick takes it (one rule far ahead of every other): the 2-hour winner scores "
+                          "9.0x here and 8.8x on its variant, 0.66x on the test tier",
 }
 """Registered tasks no tier runs, and why (``discover eval --task`` still runs them). Without
 deep_linear and autoencoder_digits the search tier ranks the 43 optimizers of
