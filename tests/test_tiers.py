@@ -146,5 +146,19 @@ def test_candidates_are_checked_apart_from_the_seeds_and_runners_up_before_the_e
         campaign._final_checks()
         assert program(runner_up).confirmed_fitness is not None and program(runner_up).meta["announced"]
         assert program(behind).confirmed_fitness is None  # it did not beat AdamW on search: not worth a check
+        # The summary announces it, says it is no better than the seed it copies, and gives the
+        # command that checks it on the test tier (no decision has read that tier).
+        from rich.console import Console
+
+        from discover.campaign import CampaignSummary
+        from discover.cli_run import print_summary
+
+        console = Console(record=True, width=200)
+        summary = CampaignSummary(campaign.directory, campaign.campaign_id, "done", seed, 1.0, {}, {}, {}, 0, 0.0, True)
+        print_summary(summary, campaign, console)
+        text = console.export_text()
+        assert f"discovered: #{runner_up}" in text
+        assert "below the seed adam's" in text  # the same rule as the Adam seed: not better than it
+        assert f"discover eval {campaign.directory}:{runner_up} --tier test" in text
     finally:
         campaign.close()
