@@ -425,7 +425,10 @@ def test_ctrl_c_exits_130_and_says_interrupted(tmp_path):
             "--set", "evaluation.steps_scale=0.2", "--set", "evaluation.lr_grid=[0.001, 0.01, 0.1]",
             "--set", 'search.seed_programs=["adamw"]', "--set", "evaluation.test_tier=false"]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # Ctrl-C as a terminal delivers it: a pytest started in the background (`pytest &`) ignores
+    # SIGINT, and a child would inherit that (Python keeps an inherited SIG_IGN).
+    proc = subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline:
