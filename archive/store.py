@@ -945,19 +945,18 @@ class Archive:
 
     def jobs(self, program_id: int | None = None, campaign_id: int | None = None) -> list[Job]:
         """Sandbox jobs, of one program or one campaign (or all), oldest first."""
-        if program_id is not None:
-            return self._records("jobs", "program_id = ?", (int(program_id),))
-        if campaign_id is not None:
-            return self._records("jobs", "campaign_id = ?", (int(campaign_id),))
-        return self._records("jobs")
+        return self._timing_records("jobs", program_id, campaign_id)
 
     def stages(self, program_id: int | None = None, campaign_id: int | None = None) -> list[Stage]:
         """Evaluation wall times, of one program or one campaign (or all), oldest first."""
+        return self._timing_records("stages", program_id, campaign_id)
+
+    def _timing_records(self, table: str, program_id: int | None, campaign_id: int | None) -> list:
         if program_id is not None:
-            return self._records("stages", "program_id = ?", (int(program_id),))
+            return self._records(table, "program_id = ?", (int(program_id),))
         if campaign_id is not None:
-            return self._records("stages", "campaign_id = ?", (int(campaign_id),))
-        return self._records("stages")
+            return self._records(table, "campaign_id = ?", (int(campaign_id),))
+        return self._records(table)
 
     # integrity
     def integrity_check(self) -> str:

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from archive.store import Archive, ProgramRecord
+from discover.report_model import _num
 from sandbox.contract import CandidateError, program_hash
 from sandbox.evaluate import BaselineReference, EvalSettings, Evaluator, _CacheOnly
 from sandbox.references import reference_source
@@ -231,14 +232,6 @@ class RunReader:
             return self.evaluator(self.kind or "cpu").settings.steps_for(get_task(task))
         except Exception:  # noqa: BLE001
             return 0
-
-
-def _num(value: Any) -> float | None:
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        return None
-    return value if math.isfinite(value) else None
 
 
 def _archived_final(metrics: dict) -> float:
