@@ -96,6 +96,27 @@ def _figure(width: float, height: float, ncols: int = 1, nrows: int = 1, **kwarg
     return fig, axes
 
 
+def small_multiples(count: int, ncols: int, row_height: float):
+    """A figure for ``count`` panels at most ``ncols`` wide (3.5 a column, ``row_height`` a row,
+    room for a legend below), its unused axes hidden: ``(fig, axes in order, columns)``."""
+    ncols = max(1, min(ncols, count))
+    nrows = math.ceil(count / ncols)
+    fig, grid = _figure(3.5 * ncols, row_height * nrows + 0.5, ncols=ncols, nrows=nrows)
+    for ax in grid.flat[count:]:
+        ax.set_visible(False)
+    return fig, list(grid.flat[:count]), ncols
+
+
+def finish_small_multiples(fig, legend: Mapping[str, object]) -> str:
+    """The shared legend under the panels (five entries a row), laid out; the figure as SVG."""
+    if legend:
+        fig.legend(list(legend.values()), list(legend), loc="lower center", ncol=min(5, len(legend)), frameon=False)
+    rows = math.ceil(len(legend) / 5)
+    height = fig.get_size_inches()[1]
+    fig.tight_layout(rect=(0, min(0.3, (0.3 * rows + 0.05) / height), 1, 1))
+    return to_svg(fig)
+
+
 def _readable_log_axis(axis) -> None:
     """Label a log axis with plain numbers at 1-2-5 steps (not only powers of ten)."""
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
@@ -273,15 +294,9 @@ def loss_curves(panels: Sequence[Panel], ncols: int = 3) -> str:
     """Small multiples of loss curves (x = steps). Every panel follows one scale rule: log y when
     its values are positive and span decades, else linear; limits hold the bulk of the data and
     the panel names what falls off-scale."""
-    ncols = max(1, min(ncols, len(panels)))
-    nrows = math.ceil(len(panels) / ncols)
-    fig, axes = _figure(3.5 * ncols, 2.5 * nrows + 0.5, ncols=ncols, nrows=nrows)
+    fig, axes, ncols = small_multiples(len(panels), ncols, 2.5)
     legend: dict[str, object] = {}
-    for i, ax in enumerate(axes.flat):
-        if i >= len(panels):
-            ax.set_visible(False)
-            continue
-        panel = panels[i]
+    for i, (ax, panel) in enumerate(zip(axes, panels)):
         values, starts = [], []
         for series in panel.series:
             y = _finite(series.curve)
@@ -323,11 +338,7 @@ def loss_curves(panels: Sequence[Panel], ncols: int = 3) -> str:
         if not ax.lines:
             ax.text(0.5, 0.5, "no finite loss recorded", ha="center", va="center", transform=ax.transAxes,
                     color="#888888")
-    if legend:
-        fig.legend(list(legend.values()), list(legend), loc="lower center", ncol=min(5, len(legend)), frameon=False)
-    rows = math.ceil(len(legend) / 5)
-    fig.tight_layout(rect=(0, min(0.3, (0.3 * rows + 0.05) / (2.5 * nrows + 0.5)), 1, 1))
-    return to_svg(fig)
+    return finish_small_multiples(fig, legend)
 
 
 # --- performance profile ------------------------------------------------------------------

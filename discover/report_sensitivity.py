@@ -10,7 +10,6 @@ needs its learning rate tuned.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -71,15 +70,9 @@ def gather(reader: RunReader, programs: Sequence[ProgramRecord], colors: Sequenc
 def figure(panels: Sequence[SensitivityPanel], ncols: int = 3) -> str:
     """Small multiples: final value against learning rate (log x); the selected learning rate
     is the large marker, a diverged run an x at the top of the axis."""
-    ncols = max(1, min(ncols, len(panels)))
-    nrows = math.ceil(len(panels) / ncols)
-    fig, axes = plots._figure(3.5 * ncols, 2.6 * nrows + 0.5, ncols=ncols, nrows=nrows)
+    fig, axes, ncols = plots.small_multiples(len(panels), ncols, 2.6)
     legend: dict[str, object] = {}
-    for i, ax in enumerate(axes.flat):
-        if i >= len(panels):
-            ax.set_visible(False)
-            continue
-        panel = panels[i]
+    for i, (ax, panel) in enumerate(zip(axes, panels)):
         values = [v for c in panel.curves for v in c.values if v is not None]
         log = plots.use_log(values)
         lo, hi = plots.robust_limits(values, log) if values else (0.1, 1.0)
@@ -108,8 +101,4 @@ def figure(panels: Sequence[SensitivityPanel], ncols: int = 3) -> str:
         ax.set_xlabel("learning rate" + (f"  ({note})" if note else ""))
         if i % ncols == 0 or panel.measure != panels[i - 1].measure:
             ax.set_ylabel(MEASURES[panel.measure])
-    if legend:
-        fig.legend(list(legend.values()), list(legend), loc="lower center", ncol=min(5, len(legend)), frameon=False)
-    rows = math.ceil(len(legend) / 5)
-    fig.tight_layout(rect=(0, min(0.3, (0.3 * rows + 0.05) / (2.6 * nrows + 0.5)), 1, 1))
-    return plots.to_svg(fig)
+    return plots.finish_small_multiples(fig, legend)
