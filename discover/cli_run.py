@@ -344,7 +344,11 @@ def print_summary(summary, campaign, console: Console) -> None:
         line += f"; LLM: {s.get('llm_calls', 0)} calls, {s.get('tokens_in', 0) + s.get('tokens_out', 0):,} tokens, ${s.get('usd', 0):.4f}"
     console.print(line)
     if summary.failure_counts:
-        console.print("programs with failures, by reason: " + ", ".join(f"{k} {v}" for k, v in summary.failure_counts.items()))
+        # counted per program with any failed run, most often a grid learning rate too high for
+        # it: more than the programs that failed outright, which the line above counts
+        console.print(f"programs with a failed run (often only at the grid's highest learning rates; "
+                      f"{summary.counts.get('failed', 0)} failed outright), by reason: "
+                      + ", ".join(f"{k} {v}" for k, v in summary.failure_counts.items()))
     console.print(leaderboard(campaign.archive, limit=8))
     where = summary.directory
     console.print(f"archive:  {where / 'archive.db'}", soft_wrap=True)
