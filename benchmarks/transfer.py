@@ -25,7 +25,6 @@ interrupted run resumes; per-program fitnesses are written to ``--out`` as they 
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import math
 import random
@@ -41,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from discover.mutation import MutationError, mutate  # noqa: E402
 from sandbox.evaluate import EvalSettings, Evaluator, beats_adamw  # noqa: E402
 from sandbox.executor import make_executor  # noqa: E402
-from sandbox.references import reference_names, reference_source  # noqa: E402
+from sandbox.references import reference_names, reference_source, with_hparams  # noqa: E402
 from sandbox.runcache import RunCache  # noqa: E402
 from sandbox.tasks import LEGACY_SUITES, TIERS, UNTIERED  # noqa: E402
 
@@ -63,22 +62,6 @@ MUTANTS = 12
 WINNERS = ("results/winner_program.py", "results/seed0_winner_program.py")
 DECISION_REGION = (0.8, 1.5)
 GOALS = {"rho": 0.9, "tau": None, "rho_decision": 0.7, "announce_precision": 0.8}
-
-
-def with_hparams(source: str, overrides: dict[str, float]) -> str:
-    """``source`` with some HPARAMS values replaced (the dict is rewritten in place)."""
-    tree = ast.parse(source)
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "HPARAMS" for t in node.targets):
-            values = ast.literal_eval(node.value)
-            unknown = set(overrides) - set(values)
-            if unknown:
-                raise KeyError(f"HPARAMS has no {sorted(unknown)}")
-            values.update(overrides)
-            lines = source.splitlines(keepends=True)
-            start, end = node.lineno - 1, node.end_lineno
-            return "".join(lines[:start]) + f"HPARAMS = {values!r}\n" + "".join(lines[end:])
-    raise KeyError("no HPARAMS assignment")
 
 
 def library(mutants: int = MUTANTS, seed: int = 0) -> dict[str, str]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 import pytest
+import torch
 
 from sandbox.evaluate import BaselineReference, EvalSettings, Evaluator
 from sandbox.tasks import get_task
@@ -72,3 +73,49 @@ def test_a_run_that_failed_scores_the_floor():
     result = score([bad, record(0.1)])
     assert result.score == pytest.approx(0.05) and result.status == "nan"
     assert result.val_final is None and math.isfinite(result.seed_scores[1])
+
+
+# --- what "tuned AdamW" tunes, and workloads a trick cannot solve -----------------------------------
+
+
+def test_tuned_adamw_tunes_its_weight_decay_so_leaving_it_out_is_no_win(tmp_path):
+    # Rosenbrock's minimum is at (1, 1): a fixed decay pulls AdamW off it, and Adam (no decay)
+    # used to score 2.6x AdamW for that alone. Tuned AdamW now picks no decay there.
+    from sandbox.evaluate import REFERENCE_BASELINE
+    from sandbox.executor import make_executor
+    from sandbox.references import reference_source
+    from sandbox.runcache import RunCache
+
+    settings = EvalSettings(tasks=("rosenbrock",), steps_scale=0.25, lr_grid=(1e-2, 0.1, 0.3), screen=False,
+                            measure_seeds=(100, 101))
+    executor = make_executor("local", size=2)
+    try:
+        evaluator = Evaluator(executor, RunCache(tmp_path / "runs.sqlite"), settings)
+        sources = evaluator.baseline_sources(REFERENCE_BASELINE)
+        assert len(sources) == 2 and "'weight_decay': 0.0" in sources[1]
+        task = get_task("rosenbrock")
+        steps = settings.steps_for(task)
+        chosen, *_ = evaluator._tune_baseline(REFERENCE_BASELINE, task, settings.selection_seeds, False, steps,
+                                              {"executed": 0, "cached": 0})
+        assert chosen == sources[1], "on Rosenbrock the tuned reference drops its weight decay"
+        adam = evaluator.evaluate(reference_source("adam"), stage="full")
+        assert adam.fitness == pytest.approx(1.0, abs=0.05)  # Adam *is* AdamW without decay
+    finally:
+        executor.close()
+
+
+@pytest.mark.parametrize("name", ["noisy_quadratic", "quadratic_diagonal"])
+def test_a_quadratic_is_not_solved_by_shrinking_the_parameters(name):
+    # With the optimum at the origin, a rule returning -lr * param (no gradient at all) solved the
+    # quadratics and scored 12.8x tuned AdamW. The optimum is elsewhere now.
+    task = get_task(name)
+    zero = {"x": torch.zeros(task.dim)}
+    start = task.init_params(0)
+    assert float(task.val_loss(zero)) > 0.2 * float(task.val_loss(start))
+    assert task.test_metric(zero, 0) > 0.2 * task.test_metric(start, 0)
+    optimum = {"x": task._opt.clone()}
+    assert float(task.val_loss(optimum)) == 0.0 and task.test_metric(optimum, 0) == 0.0
+    # The noisy gradients are centred on the optimum: their mean there is ~0.
+    grads = [torch.func.grad(task.loss)(optimum, task.batch(step, 0))["x"] for step in range(1, 201)]
+    mean = torch.stack(grads).mean(0)
+    assert float(mean.norm()) < 0.2 * float(torch.stack(grads).norm(dim=1).mean())

@@ -6,6 +6,7 @@ candidate contract, exactly like a proposal from the LLM.
 
 from __future__ import annotations
 
+import ast
 from importlib import resources
 
 from sandbox.contract import Program, load_program
@@ -27,3 +28,20 @@ def reference_source(name: str) -> str:
 def load_reference(name: str) -> Program:
     """The reference ``name`` loaded as a :class:`Program`."""
     return load_program(reference_source(name), name=name)
+
+
+def with_hparams(source: str, overrides: dict[str, float]) -> str:
+    """``source`` with some HPARAMS values replaced (the dict literal is rewritten in place);
+    ``KeyError`` for a name HPARAMS does not declare."""
+    tree = ast.parse(source)
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "HPARAMS" for t in node.targets):
+            values = ast.literal_eval(node.value)
+            unknown = set(overrides) - set(values)
+            if unknown:
+                raise KeyError(f"HPARAMS has no {sorted(unknown)}")
+            values.update(overrides)
+            lines = source.splitlines(keepends=True)
+            start, end = node.lineno - 1, node.end_lineno
+            return "".join(lines[:start]) + f"HPARAMS = {values!r}\n" + "".join(lines[end:])
+    raise KeyError("no HPARAMS assignment")
