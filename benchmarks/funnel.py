@@ -1,0 +1,342 @@
+"""The multi-fidelity funnel, measured on the reference library (issue 14 item 4).
+
+Over the library of ``benchmarks/transfer.py`` (references, re-parameterised references, seeded
+mutants, winners), scored on the search tier through the evaluator (the run cache answers
+nearly every run), this prints three things:
+
+a. **The screen** (one seed, every other LR, the suite's first two tasks, threshold 0.3): screen
+   fitness against full fitness per program; how many programs it drops whose full fitness
+   would have reached the bar (``--bar``, default 0.8 = the bottom of the decision region where
+   campaigns decide; beating 1.0 is printed beside it), and the run-steps it saves.
+b. **Successive halving over the LR grid**, simulated offline on the full-length selection runs
+   (:mod:`sandbox.halving`; runs continued across rungs, so a rung sees the prefix of the full
+   run): per schedule, how often the LR the full grid picks is dropped, the measured task score
+   at the LR halving picks instead (its measurement seeds are run when not cached), the
+   programs whose fitness crosses the bar because of it, and the run-steps saved. Then the
+   **task funnel**: after the first k tasks of the suite, drop a program whose geometric mean
+   so far is below c; its false drops and savings.
+c. The recommendation the figures support: the schedule that saves the most run-steps while
+   changing no more than ~2% of the picks that matter.
+
+Run-steps are training steps summed over runs (a proxy for compute; per-step cost differs by
+task). The figures are written to ``--out`` so ``--report`` reprints them without running.
+
+    python benchmarks/funnel.py [--workers 2] [--limit N] [--out funnel.json] [--report]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # transfer.py, beside this file
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+from sandbox import scoring  # noqa: E402
+from sandbox.halving import Schedule, successive_halving  # noqa: E402
+
+SCHEDULES = (
+    Schedule(()),  # the full grid: the reference every other schedule is compared with
+    Schedule((0.5,)),
+    Schedule((0.25,)),
+    Schedule((0.125,)),
+    Schedule((0.25, 0.5)),
+    Schedule((0.125, 0.25, 0.5)),
+    Schedule((0.0625, 0.125, 0.25, 0.5)),
+    Schedule((0.125, 0.25, 0.5), min_keep=3),
+    Schedule((0.25, 0.5), min_keep=3),
+    Schedule((0.125,), keep=1 / 3),
+)
+SCREEN_THRESHOLDS = (0.2, 0.3, 0.4, 0.5)
+TASK_RULE_THRESHOLDS = (0.3, 0.4, 0.5, 0.6)
+FALSE_DROP_GOAL = 0.02
+MEASURE_RUNS = 2  # measurement seeds per task after selection (unchanged by any funnel)
+
+
+# --- collection (runs the evaluator; everything below it is pure) -------------------------------
+
+def _slim(record: Mapping) -> dict:
+    return {k: record.get(k) for k in ("lr", "seed", "val_steps", "val_losses", "stopped_at", "status")}
+
+
+def collect(labels: Sequence[str], programs: Mapping[str, str], evaluator, rows: dict, out: Path | None,
+            log=print) -> dict:
+    """Screen and full evaluation of every program (skipping those already in ``rows``): screen
+    fitness, full fitness, per task the measured score, best LR and the selection runs."""
+    started = time.perf_counter()
+    for i, label in enumerate(labels, 1):
+        if label in rows:
+            continue
+        t0 = time.perf_counter()
+        screen = evaluator.evaluate(programs[label], stage="screen")
+        full = evaluator.evaluate(programs[label], stage="full")
+        row = {"screen": screen.fitness, "screen_failed": screen.failure is not None,
+               "full": full.fitness, "spread": full.fitness_spread, "failed": full.failure is not None,
+               "tasks": {}}
+        row["screen_run_steps"] = sum(_steps_of(evaluator, t) for t in
+                                      (rec["task"] for rec in screen.run_records))
+        for name, result in full.tasks.items():
+            select = [r for r in full.run_records if r["task"] == name and r["role"] == "select"]
+            by_lr: dict[str, list] = {}
+            for rec in select:
+                by_lr.setdefault(repr(rec["lr"]), []).append(_slim(rec))
+            row["tasks"][name] = {"score": result.score, "best_lr": result.best_lr,
+                                  "steps": _steps_of(evaluator, name), "points": list(result.val_steps),
+                                  "runs": by_lr, "alt_scores": {}}
+        rows[label] = row
+        if out is not None:
+            out.write_text(json.dumps(rows))
+        log(f"[{i}/{len(labels)} {time.perf_counter() - started:5.0f} s] {label:40} screen {screen.fitness:.3f}  "
+            f"full {full.fitness:.3f}  ({full.runs_executed + screen.runs_executed} runs executed, "
+            f"{time.perf_counter() - t0:.1f} s)")
+    return rows
+
+
+def _steps_of(evaluator, task_name: str) -> int:
+    from sandbox.tasks import get_task
+
+    return evaluator.settings.steps_for(get_task(task_name))
+
+
+def fill_alternatives(rows: dict, programs: Mapping[str, str], evaluator, schedules: Iterable[Schedule],
+                      out: Path | None, log=print) -> int:
+    """Measure (on the measurement seeds, as the evaluator would) every LR some schedule picks
+    instead of the full grid's; returns how many were scored."""
+    scored = 0
+    for label, row in rows.items():
+        for name, task in row["tasks"].items():
+            for lr in sorted({pick for pick in picks(task, schedules).values() if pick != task["best_lr"]}):
+                if repr(lr) in task["alt_scores"]:
+                    continue
+                settings = replace(evaluator.settings, tasks=(name,), lr_grid=(lr,), screen=False)
+                one = type(evaluator)(evaluator.executor, evaluator.cache, settings)
+                result = one.evaluate(programs[label], stage="full")
+                task["alt_scores"][repr(lr)] = result.tasks[name].score if not result.failure else scoring.FAILED_SCORE
+                scored += 1
+        if out is not None:
+            out.write_text(json.dumps(rows))
+    log(f"scored {scored} learning rates halving picks instead of the full grid's")
+    return scored
+
+
+# --- pure analysis ------------------------------------------------------------------------------
+
+def picks(task: Mapping, schedules: Iterable[Schedule]) -> dict[str, float]:
+    """The LR each schedule picks on one task row."""
+    runs = {float(lr): recs for lr, recs in task["runs"].items()}
+    return {s.label: successive_halving(runs, task["steps"], task["points"], s).chosen for s in schedules}
+
+
+def screen_figures(rows: Mapping[str, Mapping], threshold: float, bar: float) -> dict:
+    """Programs the screen drops (screen fitness < threshold), those of them whose full fitness
+    reaches ``bar`` (false drops), and the run-steps saved (a dropped program skips its full
+    stage; a passing one pays nothing extra, since the screen's runs are a subset of the full
+    stage's: same seed, LRs, steps)."""
+    labels = [k for k in rows if rows[k]["tasks"]]  # a program failing outright costs no full stage
+    dropped = [k for k in labels if rows[k]["screen"] < threshold]
+    reach = [k for k in labels if rows[k]["full"] >= bar]
+    false = [k for k in dropped if rows[k]["full"] >= bar]
+    full_cost = {k: _full_run_steps(rows[k]) for k in labels}
+    saved = sum(full_cost[k] - rows[k]["screen_run_steps"] for k in dropped)
+    return {"programs": len(labels), "dropped": len(dropped), "reach_bar": len(reach), "false": false,
+            "false_rate": len(false) / len(reach) if reach else math.nan,
+            "saved": saved / max(1, sum(full_cost.values()))}
+
+
+def _full_run_steps(row: Mapping) -> int:
+    return sum(t["steps"] * (sum(len(v) for v in t["runs"].values()) + MEASURE_RUNS) for t in row["tasks"].values())
+
+
+def halving_figures(rows: Mapping[str, Mapping], schedule: Schedule, bar: float) -> dict:
+    """One schedule against the full grid over every (program, task) pair with selection runs."""
+    pairs = changed = contender_pairs = contender_changed = 0
+    trained = full = measured = 0
+    ratios: list[float] = []
+    fitness = {}
+    for label, row in rows.items():
+        if not row["tasks"]:
+            continue
+        scores = []
+        for name, task in row["tasks"].items():
+            runs = {float(lr): recs for lr, recs in task["runs"].items()}
+            result = successive_halving(runs, task["steps"], task["points"], schedule)
+            pairs += 1
+            trained += result.run_steps
+            full += result.full_run_steps
+            measured += MEASURE_RUNS * task["steps"]
+            score = task["score"]
+            if result.chosen != task["best_lr"]:
+                changed += 1
+                alt = task["alt_scores"].get(repr(result.chosen))
+                if alt is not None:
+                    ratios.append(alt / task["score"])
+                    score = alt
+                else:
+                    score = math.nan
+            if row["full"] >= bar:
+                contender_pairs += 1
+                contender_changed += result.chosen != task["best_lr"]
+            scores.append(score)
+        fitness[label] = scoring.geometric_mean(scores) if all(math.isfinite(s) for s in scores) else math.nan
+    crossed = [k for k, f in fitness.items() if rows[k]["full"] >= bar and not f >= bar]
+    crossed_one = [k for k, f in fitness.items() if rows[k]["full"] > 1.0 and not f > 1.0]
+    reach = sum(rows[k]["full"] >= bar for k in fitness)
+    shifts = [abs(math.log(f / rows[k]["full"])) for k, f in fitness.items() if math.isfinite(f)]
+    return {"label": schedule.label, "pairs": pairs, "changed": changed, "changed_rate": changed / max(1, pairs),
+            "contender_pairs": contender_pairs, "contender_changed": contender_changed,
+            "contender_rate": contender_changed / max(1, contender_pairs),
+            "ratio_median": float(np.median(ratios)) if ratios else math.nan,
+            "ratio_min": float(min(ratios)) if ratios else math.nan,
+            "missing": sum(1 for f in fitness.values() if not math.isfinite(f)),
+            "crossed": crossed, "crossed_one": crossed_one, "reach_bar": reach,
+            "false_rate": len(crossed) / reach if reach else math.nan,
+            "max_shift": math.exp(max(shifts)) if shifts else math.nan,
+            "saved_select": 1 - trained / max(1, full), "saved": 1 - (trained + measured) / max(1, full + measured)}
+
+
+def task_funnel_figures(rows: Mapping[str, Mapping], order: Sequence[str], k: int, threshold: float, bar: float,
+                        after_screen: float | None = None) -> dict:
+    """Drop a program after the first ``k`` tasks of ``order`` when their geometric mean is below
+    ``threshold``; ``after_screen``: only programs whose screen fitness passed it are counted."""
+    labels = [lbl for lbl, r in rows.items() if r["tasks"] and (after_screen is None or r["screen"] >= after_screen)]
+    dropped, saved, total = [], 0, 0
+    for label in labels:
+        tasks = rows[label]["tasks"]
+        cost = {name: tasks[name]["steps"] * (sum(len(v) for v in tasks[name]["runs"].values()) + MEASURE_RUNS)
+                for name in order}
+        total += sum(cost.values())
+        if scoring.geometric_mean([tasks[name]["score"] for name in order[:k]]) < threshold:
+            dropped.append(label)
+            saved += sum(cost[name] for name in order[k:])
+    reach = [lbl for lbl in labels if rows[lbl]["full"] >= bar]
+    false = [lbl for lbl in dropped if rows[lbl]["full"] >= bar]
+    false_one = [lbl for lbl in dropped if rows[lbl]["full"] > 1.0]
+    return {"k": k, "threshold": threshold, "programs": len(labels), "dropped": len(dropped), "false": false,
+            "false_one": false_one, "reach_bar": len(reach), "false_rate": len(false) / len(reach) if reach else math.nan,
+            "saved": saved / max(1, total)}
+
+
+def recommend(halving: Sequence[dict], goal: float = FALSE_DROP_GOAL) -> dict | None:
+    """The schedule saving the most run-steps among those whose contender picks change at most
+    ``goal`` of the time and that push no program below the bar."""
+    ok = [h for h in halving if h["contender_rate"] <= goal and not h["crossed"] and not h["missing"]
+          and h["saved"] > 0]
+    return max(ok, key=lambda h: h["saved"]) if ok else None
+
+
+# --- printing -----------------------------------------------------------------------------------
+
+def report(rows: Mapping[str, Mapping], order: Sequence[str], bar: float, threshold: float) -> None:
+    n = len(rows)
+    print(f"\nLibrary: {n} programs; bar = full search fitness >= {bar:g} (also > 1.0: beats tuned AdamW)")
+    print("\na. The screen (seed 0, every other LR, the first two tasks) against full search fitness")
+    print(f"   {'program':40} {'screen':>7} {'full':>7}")
+    for label in sorted(rows, key=lambda k: rows[k]["full"], reverse=True):
+        r = rows[label]
+        flag = "  dropped" if r["screen"] < threshold else ""
+        print(f"   {label:40} {r['screen']:7.3f} {r['full']:7.3f}{flag}")
+    print(f"   {'threshold':>10} {'dropped':>8} {'false drops (>= bar)':>22} {'false > 1.0':>12} {'run-steps saved':>16}")
+    for t in sorted(set(SCREEN_THRESHOLDS) | {threshold}):
+        f = screen_figures(rows, t, bar)
+        one = screen_figures(rows, t, 1.0 + 1e-12)
+        print(f"   {t:10.2f} {f['dropped']:8d} {len(f['false']):>10d}/{f['reach_bar']:<3d} ({f['false_rate']:5.1%})"
+              f" {len(one['false']):>8d}/{one['reach_bar']:<3d} {f['saved']:15.1%}"
+              + (f"  {', '.join(f['false'])}" if f["false"] else ""))
+
+    print("\nb. Successive halving over the 11-point LR grid (selection seeds; runs continued across rungs)")
+    print(f"   {'schedule':34} {'picks changed':>14} {'of contenders':>14} {'alt/full score':>16} "
+          f"{'fitness < bar':>14} {'max shift':>10} {'saved: select':>14} {'all':>6}")
+    results = [halving_figures(rows, s, bar) for s in SCHEDULES]
+    for h in results:
+        ratio = f"{h['ratio_median']:.2f} ({h['ratio_min']:.2f})" if not math.isnan(h["ratio_median"]) else "-"
+        print(f"   {h['label']:34} {h['changed']:5d}/{h['pairs']:<3d} {h['changed_rate']:5.1%}"
+              f" {h['contender_changed']:4d}/{h['contender_pairs']:<3d}{h['contender_rate']:5.1%} {ratio:>16}"
+              f" {len(h['crossed']):>6d}/{h['reach_bar']:<3d}    {h['max_shift']:9.3f}x {h['saved_select']:13.1%}"
+              f" {h['saved']:6.1%}" + (f"  below bar: {', '.join(h['crossed'])}" if h["crossed"] else "")
+              + (f"  ({h['missing']} unscored)" if h["missing"] else ""))
+    print("   picks changed: (program, task) pairs where halving keeps another LR than the full grid; of contenders:")
+    print(f"   those of programs with full fitness >= {bar:g}; alt/full score: measured task score at halving's pick over")
+    print("   the full grid's (median, worst); max shift: the largest factor a program's fitness moves; saved: run-steps")
+    print(f"   of the selection stage, and of selection + the {MEASURE_RUNS} measurement runs")
+
+    print(f"\n   Task funnel: after the first k tasks ({', '.join(order)}), drop when their geomean < c")
+    print(f"   {'k':>3} {'c':>5} {'dropped':>8} {'false (>= bar)':>16} {'false > 1.0':>12} {'saved':>7}   "
+          f"{'after the screen: dropped, false, saved'}")
+    funnel = []
+    for k in range(1, len(order)):
+        for c in TASK_RULE_THRESHOLDS:
+            f = task_funnel_figures(rows, order, k, c, bar)
+            s = task_funnel_figures(rows, order, k, c, bar, after_screen=threshold)
+            funnel.append((f, s))
+            print(f"   {k:3d} {c:5.2f} {f['dropped']:8d} {len(f['false']):>7d}/{f['reach_bar']:<3d}({f['false_rate']:4.0%})"
+                  f" {len(f['false_one']):>8d}    {f['saved']:6.1%}   {s['dropped']:3d} {len(s['false']):3d} {s['saved']:6.1%}"
+                  + (f"  {', '.join(f['false'])}" if f["false"] else ""))
+
+    print("\nc. Recommendation")
+    best = recommend(results)
+    if best is None:
+        print(f"   no halving schedule keeps the contenders' picks within {FALSE_DROP_GOAL:.0%} without moving a program "
+              "below the bar: keep the full grid")
+    else:
+        print(f"   LR grid: {best['label']}: saves {best['saved_select']:.0%} of the selection run-steps "
+              f"({best['saved']:.0%} with measurement), changes {best['contender_rate']:.1%} of contenders' picks "
+              f"(median measured score ratio {best['ratio_median']:.2f}), moves no program below {bar:g}")
+    safe = [(f, s) for f, s in funnel if not s["false"] and s["saved"] > 0]
+    if safe:
+        f, s = max(safe, key=lambda fs: fs[1]["saved"])
+        print(f"   task funnel after the screen: k={f['k']} c={f['threshold']:g} saves {s['saved']:.0%} of the full stage's "
+              f"run-steps with no false drop here ({s['dropped']} of {s['programs']} dropped); with "
+              f"{s['reach_bar']} programs at the bar a false-drop rate under ~{1 / max(1, s['reach_bar']):.0%} is not "
+              "resolvable on this library")
+    else:
+        print("   task funnel after the screen: every rule that saves anything drops a program at the bar here")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", type=int, default=2, help="sandbox worker processes (default: 2)")
+    parser.add_argument("--limit", type=int, default=None, help="only the first N programs of the library")
+    parser.add_argument("--out", default="funnel.json", help="collected figures, JSON (default: funnel.json)")
+    parser.add_argument("--report", action="store_true", help="only print the figures from --out (nothing runs)")
+    parser.add_argument("--bar", type=float, default=0.8, help="full fitness a program must keep (default: 0.8)")
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    out = Path(args.out)
+    if args.report and not out.exists():
+        print(f"error: {out} does not exist (run without --report first)", file=sys.stderr)
+        sys.exit(2)
+    from sandbox.evaluate import EvalSettings
+    from sandbox.tasks import suite as suite_tasks
+
+    settings = EvalSettings(device=args.device)
+    order = [t.key for t in suite_tasks(settings.suite)]
+    rows = json.loads(out.read_text()) if out.exists() else {}
+    if not args.report:
+        from transfer import library
+
+        from sandbox.evaluate import Evaluator
+        from sandbox.executor import make_executor
+        from sandbox.runcache import RunCache
+
+        programs = library()
+        labels = list(programs)[: args.limit] if args.limit else list(programs)
+        executor = make_executor("local", device=args.device, size=args.workers)
+        evaluator = Evaluator(executor, RunCache(), settings)
+        try:
+            collect(labels, programs, evaluator, rows, out)
+            fill_alternatives(rows, programs, evaluator, SCHEDULES, out)
+        finally:
+            executor.close()
+    report(rows, order, args.bar, settings.screen_threshold)
+
+
+if __name__ == "__main__":
+    main()
