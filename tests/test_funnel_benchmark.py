@@ -1,0 +1,98 @@
+"""The pure parts of benchmarks/funnel.py on synthetic rows (no evaluator, no runs)."""
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sandbox.evaluate import EvalSettings
+from sandbox.halving import Schedule
+from sandbox.tasks.base import val_steps
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import funnel  # noqa: E402
+
+GRID = EvalSettings().grid()
+STEPS = 400
+POINTS = val_steps(STEPS)
+
+
+def _runs(ends, rates):
+    """Two identical seeds per LR of smooth curves from 3.0 towards ``ends[lr]``."""
+    def rec(lr):
+        values = [ends[lr] + (3.0 - ends[lr]) * math.exp(-rates[lr] * p / STEPS) for p in POINTS]
+        return {"val_steps": POINTS, "val_losses": values, "stopped_at": None, "status": "ok"}
+    return {repr(lr): [rec(lr), rec(lr)] for lr in GRID}
+
+
+def _task(score, late_bloomer=False, alt=None):
+    ends = {lr: 1.0 for lr in GRID}
+    rates = {lr: 6.0 for lr in GRID}
+    ends[1e-2] = 0.5  # the full grid's pick
+    if late_bloomer:
+        ends[1e-2], rates[1e-2] = 0.05, 2.0  # behind at 1/8 of the budget, best at the end
+    return {"score": score, "best_lr": 1e-2, "steps": STEPS, "points": POINTS, "runs": _runs(ends, rates),
+            "alt_scores": {} if alt is None else {repr(lr): alt for lr in GRID if lr != 1e-2}}
+
+
+def _row(screen, full, scores, late=(), alt=None):
+    tasks = {f"t{i}": _task(s, late_bloomer=i in late, alt=alt) for i, s in enumerate(scores)}
+    return {"screen": screen, "screen_failed": False, "full": full, "spread": 0.0, "failed": False,
+            "screen_run_steps": 12 * STEPS, "tasks": tasks}
+
+
+def test_screen_figures_count_false_drops_and_the_full_stage_a_drop_skips():
+    rows = {"a": _row(0.2, 0.9, [0.9, 0.9]), "b": _row(0.1, 0.1, [0.1, 0.1]), "c": _row(0.5, 1.2, [1.2, 1.2])}
+    f = funnel.screen_figures(rows, 0.3, 0.8)
+    assert (f["programs"], f["dropped"], f["reach_bar"], f["false"]) == (3, 2, 2, ["a"])
+    assert f["false_rate"] == 0.5
+    full = 2 * STEPS * (22 + 2)  # two tasks, 22 selection runs and 2 measurement runs each
+    assert f["saved"] == pytest.approx(2 * (full - 12 * STEPS) / (3 * full))
+    assert funnel.screen_figures(rows, 0.05, 0.8)["saved"] == 0.0
+
+
+def test_halving_figures_score_the_changed_picks_and_count_programs_pushed_below_the_bar():
+    rows = {"steady": _row(0.9, 0.9, [0.9, 0.9]),
+            "late": _row(0.9, 0.9, [0.9, 0.9], late={0}, alt=0.5)}
+    full_grid = funnel.halving_figures(rows, Schedule(()), 0.8)
+    assert (full_grid["changed"], full_grid["saved"], full_grid["crossed"]) == (0, 0.0, [])
+    early = funnel.halving_figures(rows, Schedule((0.125,)), 0.8)
+    assert (early["pairs"], early["changed"], early["contender_changed"]) == (4, 1, 1)
+    assert early["ratio_median"] == pytest.approx(0.5 / 0.9)
+    assert early["crossed"] == ["late"]  # sqrt(0.5 * 0.9) = 0.67 < 0.8
+    assert early["max_shift"] == pytest.approx(0.9 / math.sqrt(0.5 * 0.9))
+    select = 2 * (11 * 48 + 6 * (STEPS - 48))  # per pair: 11 LRs to the rung, 6 to the end, 2 seeds
+    assert early["saved_select"] == pytest.approx(1 - select / (22 * STEPS))
+    assert early["saved"] == pytest.approx(1 - (select + 2 * STEPS) / (24 * STEPS))
+    assert funnel.recommend([full_grid, early]) is None  # the only saving schedule moves a program below the bar
+    safe = funnel.halving_figures(rows, Schedule((0.75,)), 0.8)  # the late bloomer leads by then
+    assert safe["changed"] == 0 and funnel.recommend([full_grid, early, safe])["label"] == safe["label"]
+
+
+def test_an_unscored_alternative_is_reported_not_guessed():
+    rows = {"late": _row(0.9, 0.9, [0.9, 0.9], late={0})}
+    early = funnel.halving_figures(rows, Schedule((0.125,)), 0.8)
+    assert early["missing"] == 1 and math.isnan(early["ratio_median"])
+    assert funnel.recommend([early]) is None
+
+
+def test_task_funnel_drops_on_the_partial_geomean_and_saves_the_remaining_tasks():
+    rows = {"weak_start": _row(0.9, 1.47, [0.2, 4.0, 4.0]), "weak": _row(0.2, 0.2, [0.2, 0.2, 0.2]),
+            "good": _row(0.9, 1.1, [1.1, 1.1, 1.1])}
+    order = ["t0", "t1", "t2"]
+    f = funnel.task_funnel_figures(rows, order, 1, 0.5, 0.8)
+    assert (f["dropped"], f["false"], f["false_one"], f["reach_bar"]) == (2, ["weak_start"], ["weak_start"], 2)
+    assert f["saved"] == pytest.approx(2 * 2 / 9)  # two programs skip two of three equal tasks
+    f2 = funnel.task_funnel_figures(rows, order, 2, 0.5, 0.8)
+    assert (f2["dropped"], f2["false"]) == (1, [])
+    assert funnel.task_funnel_figures(rows, order, 2, 0.5, 0.8, after_screen=0.3)["programs"] == 2
+
+
+def test_report_without_collected_figures_is_one_line_and_exit_2(tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "funnel.py"), "--report",
+                           "--out", str(tmp_path / "none.json")], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "does not exist" in proc.stderr
