@@ -50,10 +50,24 @@ INDENT = "    "
 MAX_BLOCK_LEVEL = 4  # function body at level 1; if/for bodies up to three levels further in
 MAX_DOC_LINES = 40
 MAX_LINE_CHARS = 120
-MAX_INTRO_LINES = 3
-MAX_DIFF_BLOCKS = 8
+# Bounds on the answer's size. The contract's own limits (8,000 characters, 3,000 syntax nodes)
+# are far above what a proposal needs, and a small model under a grammar that lets it go on
+# does go on: a 1,000-character identifier, an expression of 40 nested calls, prose until
+# max_tokens (measured with SmolLM2-135M: 4 of 6 answers cut at 512 tokens). Every reference
+# program fits well inside these (the tests check it); the answer then ends before max_tokens.
+MAX_NAME_CHARS = 24
+MAX_NESTING = 4  # brackets (calls, parentheses, dicts) nested in one expression
+MAX_OPERANDS = 8  # operands of one chain of operators (a + b - c ...)
+MAX_STATEMENTS = 16  # statements in one block
+MAX_HELPERS = 2  # helper functions in each of the three places the layout allows them
+MAX_CONSTANTS = 8
+MAX_HPARAMS = 16
+MAX_INTRO_LINES = 2
+MAX_INTRO_CHARS = 200
+MAX_DIFF_BLOCKS = 4
+MAX_REPLACE_LINES = 16
 CRITIQUE_LINE_CHARS = 200
-LARK_MAX_BOUND = 8
+LARK_MAX_BOUND = 1
 
 
 # --- the grammar's own small AST -----------------------------------------------------------
@@ -223,12 +237,14 @@ def op_arities() -> dict[str, tuple[int, int]]:
     return out
 
 
-def _words_excluded(rules: dict[str, Node], prefix: str, words: set[str], first: Chars, rest: Chars) -> None:
+def _words_excluded(rules: dict[str, Node], prefix: str, words: set[str], first: Chars, rest: Chars,
+                    max_chars: int = MAX_NAME_CHARS) -> None:
     """Rules ``<prefix>`` for identifiers ``first rest*`` that are none of ``words``.
 
     A grammar cannot say "but not this word", so the rule is the trie of the excluded words,
     complemented: each trie node continues with a character that stays in the trie (next node)
     or one that leaves it (then anything). A word is excluded where its node must continue.
+    Names are at most about ``max_chars`` long (the tail after leaving the trie is bounded).
     """
     trie: dict[str, dict] = {}
     for word in sorted(words):
@@ -237,7 +253,7 @@ def _words_excluded(rules: dict[str, Node], prefix: str, words: set[str], first:
             node = node.setdefault(ch, {})
         node[""] = {}
     tail = f"{prefix}-tail"
-    rules[tail] = Rep(rest, 0, None)
+    rules[tail] = Rep(rest, 0, max_chars - 1)
     counter = [0]
 
     def emit(node: dict, path: str, cls: Chars) -> str:
@@ -282,50 +298,81 @@ def _number_rules(rules: dict[str, Node]) -> None:
 
 
 def _expression_rules(rules: dict[str, Node], c: str, with_hp: bool, flat: bool = False) -> None:
-    """Expressions for a function body; ``c`` names the context (``u``: update, reads hp)."""
+    """Expressions for a function body; ``c`` names the context (``u``: update, reads hp).
+
+    The GBNF form nests brackets at most :data:`MAX_NESTING` deep: each depth has its own
+    chain of precedence rules (``test-u``, ``test-u1``, ...), and at the deepest an atom is a
+    name, a number or ``hp.x``, no bracket."""
+    if flat:
+        _flat_expression_rules(rules, c, with_hp)
+        return
+    for depth in range(MAX_NESTING + 1):
+        _expression_level(rules, c, with_hp, depth)
+    rules[f"exprs-{c}"] = seq(Ref(f"test-{c}"), rep(seq(",", opt(" "), Ref(f"test-{c}")), 0, 3))
+
+
+def _expression_level(rules: dict[str, Node], c: str, with_hp: bool, depth: int) -> None:
     add, mul, cmp, unary = _operator_texts()
     ws = opt(" ")
     sep = seq(",", ws)
-    test, or_, and_, not_ = f"test-{c}", f"or-{c}", f"and-{c}", f"not-{c}"
-    cmp_, arith, term, factor, power, atom = f"cmp-{c}", f"arith-{c}", f"term-{c}", f"factor-{c}", f"power-{c}", f"atom-{c}"
-    if flat:
-        # The regular form: operators of every precedence between unary-prefixed atoms, so
-        # that nesting happens only through brackets and calls (a regex cannot refer back to
-        # a rule, and each precedence level would double its size). It admits a few strings
-        # Python rejects (`a else b`); the validator still checks every answer.
-        prefix = star(alt("not ", *unary))
-        binop = alt(seq(ws, alt("**", *mul, *add, *cmp), ws), " and ", " or ", " if ", " else ")
-        rules[test] = seq(prefix, Ref(atom), star(binop, prefix, Ref(atom)))
-    else:
-        rules[test] = seq(Ref(or_), opt(" if ", Ref(or_), " else ", Ref(test)))
-        rules[or_] = seq(Ref(and_), star(" or ", Ref(and_)))
-        rules[and_] = seq(Ref(not_), star(" and ", Ref(not_)))
-        rules[not_] = alt(seq("not ", Ref(not_)), Ref(cmp_))
-        rules[cmp_] = seq(Ref(arith), star(ws, alt(*cmp), ws, Ref(arith)))
-        rules[arith] = seq(Ref(term), star(ws, alt(*add), ws, Ref(term)))
-        rules[term] = seq(Ref(factor), star(ws, alt(*mul), ws, Ref(factor)))
-        rules[factor] = alt(seq(alt(*unary), Ref(factor)), Ref(power))
-        rules[power] = seq(Ref(atom), opt(ws, "**", ws, Ref(factor)))
-    by_arity: dict[tuple[int, int], list[str]] = {}
-    for name, arity in op_arities().items():
-        by_arity.setdefault(arity, []).append(name)
-    calls = []
-    for (least, most), names in by_arity.items():  # ops of one arity share their argument list
-        opening = alt(*[f"{name}(" for name in names])
-        args = [Ref(test)] + [seq(sep, Ref(test)) for _ in range(max(least, 1) - 1)]
-        extra = [opt(sep, Ref(test))] * (most - max(least, 1))
-        calls.append(seq(opening, *args, *extra, ")") if most else alt(*[f"{name}()" for name in names]))
-    rules[f"op-call-{c}"] = alt(*calls)
-    rules[f"helper-call-{c}"] = seq(Ref("call-name"), "(", opt(Ref(test), star(sep, Ref(test))), ")")
-    rules[f"paren-{c}"] = seq("(", Ref(test), star(sep, Ref(test)), opt(","), ")")
+    more = MAX_OPERANDS - 1
+
+    def n(base: str, d: int = depth) -> str:
+        return f"{base}-{c}{d or ''}"
+
+    test, or_, and_, not_ = n("test"), n("or"), n("and"), n("not")
+    cmp_, arith, term, factor, power, atom = n("cmp"), n("arith"), n("term"), n("factor"), n("power"), n("atom")
+    rules[test] = seq(Ref(or_), rep(seq(" if ", Ref(or_), " else ", Ref(or_)), 0, 2))
+    rules[or_] = seq(Ref(and_), rep(seq(" or ", Ref(and_)), 0, more))
+    rules[and_] = seq(Ref(not_), rep(seq(" and ", Ref(not_)), 0, more))
+    rules[not_] = seq(opt("not "), Ref(cmp_))
+    rules[cmp_] = seq(Ref(arith), rep(seq(ws, alt(*cmp), ws, Ref(arith)), 0, 2))
+    rules[arith] = seq(Ref(term), rep(seq(ws, alt(*add), ws, Ref(term)), 0, more))
+    rules[term] = seq(Ref(factor), rep(seq(ws, alt(*mul), ws, Ref(factor)), 0, more))
+    rules[factor] = seq(opt(alt(*unary)), Ref(power))
+    rules[power] = seq(Ref(atom), opt(ws, "**", ws, opt(alt(*unary)), Ref(atom)))
+    options: list[Node] = [Ref("number"), "True", "False", "None", Ref("subscript"), Ref("load-name")]
+    if with_hp:
+        options.insert(4, Ref("hp-ref"))
+    if depth < MAX_NESTING:
+        inner = Ref(n("test", depth + 1))
+        by_arity: dict[tuple[int, int], list[str]] = {}
+        for name, arity in op_arities().items():
+            by_arity.setdefault(arity, []).append(name)
+        calls = []
+        for (least, most), names in by_arity.items():  # ops of one arity share their argument list
+            opening = alt(*[f"{name}(" for name in names])
+            args = [inner] + [seq(sep, inner) for _ in range(max(least, 1) - 1)]
+            extra = [opt(sep, inner)] * (most - max(least, 1))
+            calls.append(seq(opening, *args, *extra, ")") if most else alt(*[f"{name}()" for name in names]))
+        rules[n("op-call")] = alt(*calls)
+        rules[n("helper-call")] = seq(Ref("call-name"), "(", opt(inner, rep(seq(sep, inner), 0, 7)), ")")
+        rules[n("paren")] = seq("(", inner, rep(seq(sep, inner), 0, 7), opt(","), ")")
+        rules[n("dict")] = seq("{", opt(Ref(n("entry")), rep(seq(sep, Ref(n("entry"))), 0, 15)), "}")
+        rules[n("entry")] = seq(Ref("key"), ": ", inner)
+        options += [Ref(n("op-call")), Ref(n("helper-call")), Ref(n("paren")), Ref(n("dict"))]
+    rules[atom] = alt(*options)
+
+
+def _flat_expression_rules(rules: dict[str, Node], c: str, with_hp: bool) -> None:
+    """The regular form: operators of every precedence between unary-prefixed atoms, so that
+    nesting happens only through brackets and calls (a regex cannot refer back to a rule, and
+    each precedence level would double its size). It admits a few strings Python rejects
+    (`a else b`); the validator still checks every answer."""
+    add, mul, cmp, unary = _operator_texts()
+    ws = opt(" ")
+    sep = seq(",", ws)
+    test, atom = f"test-{c}", f"atom-{c}"
+    prefix = star(alt("not ", *unary))
+    binop = alt(seq(ws, alt("**", *mul, *add, *cmp), ws), " and ", " or ", " if ", " else ")
+    rules[test] = seq(prefix, Ref(atom), star(binop, prefix, Ref(atom)))
     rules[f"dict-{c}"] = seq("{", opt(Ref(f"entry-{c}"), star(sep, Ref(f"entry-{c}"))), "}")
     rules[f"entry-{c}"] = seq(Ref("key"), ": ", Ref(test))
+    # one bracketed form for calls of any arity and parentheses: 2 copies of test, not 12
+    rules[f"bracket-{c}"] = seq(opt(alt(*[Lit(name) for name in op_arities()], Ref("call-name"))),
+                                "(", Ref(test), star(sep, Ref(test)), opt(","), ")")
     options: list[Node] = [Ref("number"), "True", "False", "None", Ref("subscript"), Ref("load-name"),
-                           Ref(f"op-call-{c}"), Ref(f"helper-call-{c}"), Ref(f"paren-{c}"), Ref(f"dict-{c}")]
-    if flat:  # one bracketed form for calls of any arity and parentheses: 2 copies of test, not 12
-        rules[f"bracket-{c}"] = seq(opt(alt(*[Lit(name) for name in op_arities()], Ref("call-name"))),
-                                    "(", Ref(test), star(sep, Ref(test)), opt(","), ")")
-        options[6:9] = [Ref(f"bracket-{c}")]
+                           Ref(f"bracket-{c}"), Ref(f"dict-{c}")]
     if with_hp:
         options.insert(4, Ref("hp-ref"))
     rules[atom] = alt(*options)
@@ -335,7 +382,7 @@ def _expression_rules(rules: dict[str, Node], c: str, with_hp: bool, flat: bool 
 def _simple_rules(rules: dict[str, Node], c: str) -> None:
     ws = opt(" ")
     rules[f"simple-{c}"] = alt(
-        seq(Ref("store-name"), star(",", ws, Ref("store-name")), " = ", Ref(f"exprs-{c}")),
+        seq(Ref("store-name"), rep(seq(",", ws, Ref("store-name")), 0, 3), " = ", Ref(f"exprs-{c}")),
         seq(Ref("store-name"), " ", Ref("aug-op"), " ", Ref(f"test-{c}")),
         seq("return ", Ref(f"exprs-{c}")),
         "pass")
@@ -349,9 +396,9 @@ def _line_rules(rules: dict[str, Node]) -> None:
     body_line = seq(rep(INDENT, 1, MAX_BLOCK_LEVEL), alt(Ref("simple-u"), header, Ref("comment"), Ref("fdoc")))
     top_line = alt(
         seq(Ref("const-name"), " = ", Ref("signed-number")),
-        seq("def ", alt(Ref("helper-name"), "init", "update"), "(", opt(Ref("param-name"), star(", ", Ref("param-name"))), "):"),
-        seq("HPARAMS = {", opt('"lr": ', Ref("pos-number"), star(",", ws, Ref("hp-entry")), opt(","), opt("}"))),
-        seq(INDENT, Ref("hp-entry"), star(",", ws, Ref("hp-entry")), opt(",")),
+        seq("def ", alt(Ref("helper-name"), "init", "update"), "(", opt(Ref("param-name"), rep(seq(", ", Ref("param-name")), 0, 7)), "):"),
+        seq("HPARAMS = {", opt('"lr": ', Ref("pos-number"), rep(seq(",", ws, Ref("hp-entry")), 0, MAX_HPARAMS - 1), opt(","), opt("}"))),
+        seq(INDENT, Ref("hp-entry"), rep(seq(",", ws, Ref("hp-entry")), 0, MAX_HPARAMS - 1), opt(",")),
         "}")
     rules["body-line"] = body_line
     rules["top-line"] = top_line
@@ -368,12 +415,12 @@ def _statement_rules(rules: dict[str, Node], c: str) -> None:
             options: list[Node] = [seq(Ref(f"simple-{c}"), "\n")]
             if level < MAX_BLOCK_LEVEL:
                 inner = Ref(f"block-{level + 1}-{loops}-{c}")
-                options.append(seq("if ", test, ":\n", inner, star(indent, "elif ", test, ":\n", inner),
+                options.append(seq("if ", test, ":\n", inner, rep(seq(indent, "elif ", test, ":\n", inner), 0, 3),
                                    opt(indent, "else:\n", inner)))
                 if loops < contract.MAX_LOOP_DEPTH:
                     options.append(seq("for ", Ref("store-name"), " in range(", Ref("range-args"), "):\n",
                                        Ref(f"block-{level + 1}-{loops + 1}-{c}")))
-            rules[name] = plus(opt(indent, Ref("comment"), "\n"), indent, alt(*options))
+            rules[name] = rep(seq(opt(indent, Ref("comment"), "\n"), indent, alt(*options)), 1, MAX_STATEMENTS)
 
 
 def build(kind: str = "full", parent: str | None = None, regular: bool = False) -> Grammar:
@@ -410,12 +457,12 @@ def _reachable(rules: dict[str, Node], root: str) -> dict[str, Node]:
 def _program_rules(rules: dict[str, Node], regular: bool = False) -> None:
     _operator_texts()  # stops the build if the contract allows an operator this module does not know
     add_mul = [_BINOP_TEXT[op] for op in contract._BINOPS]
-    rules["intro"] = seq(rep(seq(text_chars("`"), rep(text_chars("`"), 0, 400), "\n"), 1, MAX_INTRO_LINES),
+    rules["intro"] = seq(rep(seq(text_chars("`"), rep(text_chars("`"), 0, MAX_INTRO_CHARS - 1), "\n"), 1, MAX_INTRO_LINES),
                          opt("\n"))
+    helpers = rep(seq(Ref("helper"), Ref("gap")), 0, MAX_HELPERS)
     rules["program"] = seq(
-        opt(Ref("docstring"), Ref("gap")), Ref("hparams"), Ref("gap"), star(Ref("constant"), Ref("gap")),
-        star(Ref("helper"), Ref("gap")), Ref("init-def"), Ref("gap"), star(Ref("helper"), Ref("gap")),
-        Ref("update-def"), Ref("gap"), star(Ref("helper"), Ref("gap")))
+        opt(Ref("docstring"), Ref("gap")), Ref("hparams"), Ref("gap"), rep(seq(Ref("constant"), Ref("gap")), 0, MAX_CONSTANTS),
+        helpers, Ref("init-def"), Ref("gap"), helpers, Ref("update-def"), Ref("gap"), helpers)
     rules["gap"] = rep("\n", 0, 2)
     doc_char = alt(text_chars('"\\'), seq('"', text_chars('"\\')))
     rules["doc-line"] = rep(doc_char, 0, MAX_LINE_CHARS)
@@ -425,7 +472,7 @@ def _program_rules(rules: dict[str, Node], regular: bool = False) -> None:
     # HPARAMS: "lr" first and positive; keys are lowercase identifiers (hp.key must read them).
     entry_sep = seq(",", alt(" ", f"\n{INDENT}"))
     rules["hparams"] = seq("HPARAMS = {", opt(f"\n{INDENT}"), '"lr": ', Ref("pos-number"),
-                           rep(seq(entry_sep, Ref("hp-entry")), 0, 31), opt(","), opt("\n"), "}\n")
+                           rep(seq(entry_sep, Ref("hp-entry")), 0, MAX_HPARAMS - 1), opt(","), opt("\n"), "}\n")
     rules["hp-entry"] = seq('"', Ref("hp-key"), '": ', Ref("signed-number"))
     rules["constant"] = seq(Ref("const-name"), " = ", Ref("signed-number"), "\n")
     init_args, update_args = ", ".join(contract.INIT_ARGS), ", ".join(contract.UPDATE_ARGS)
@@ -470,7 +517,7 @@ def _diff_rules(rules: dict[str, Node], parent: str | None) -> None:
     # Each REPLACE line is a line the program grammar allows on its own (no import, method
     # call or comprehension can appear); whether the edited whole validates is checked after.
     rules["replace-line"] = Ref("any-line")
-    rules["replace"] = rep(Ref("replace-line"), 0, 60)
+    rules["replace"] = rep(Ref("replace-line"), 0, MAX_REPLACE_LINES)
     if parent is None:
         rules["search"] = rep(seq(chars("\n=<>", negated=True), rep(chars("\n", negated=True), 0, 200), "\n"), 1, 60)
     else:
@@ -583,8 +630,9 @@ def _lark_node(node: Node, nested: bool = False) -> str:
         if isinstance(node.item, Seq):
             inner = f"({inner})"
         if node.hi is not None and node.hi > LARK_MAX_BOUND:
-            # The same expansion for long bounded repeats of a sequence; the Lark form drops
-            # the bound (llama.cpp's GBNF keeps it).
+            # The same expansion for bounded repeats of a sequence; the Lark form drops every
+            # bound but `?` (llama.cpp's GBNF keeps them): with the size bounds of the
+            # expression levels expanded, Lark's Earley parser took minutes on one program.
             node = Rep(node.item, node.lo, None)
         if (node.lo, node.hi) in ((0, 1), (0, None), (1, None)):
             return inner + _quantifier(node.lo, node.hi)
