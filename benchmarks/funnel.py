@@ -31,17 +31,17 @@ import json
 import math
 import sys
 import time
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # transfer.py, beside this file
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from sandbox import scoring  # noqa: E402
-from sandbox.halving import Schedule, successive_halving  # noqa: E402
+from sandbox import scoring
+from sandbox.halving import Schedule, successive_halving
 
 SCHEDULES = (
     Schedule(()),  # the full grid: the reference every other schedule is compared with
@@ -59,6 +59,10 @@ SCREEN_THRESHOLDS = (0.2, 0.3, 0.4, 0.5)
 TASK_RULE_THRESHOLDS = (0.3, 0.4, 0.5, 0.6)
 FALSE_DROP_GOAL = 0.02
 MEASURE_RUNS = 2  # measurement seeds per task after selection (unchanged by any funnel)
+HARM_RATIO = 0.95
+"""A changed pick is harmful when its measured task score is below this fraction of the full
+grid's pick's (a change to an LR that scores as well is no loss)."""
+TIERS = ("search", "validation", "test")
 
 
 # --- collection (runs the evaluator; everything below it is pure) -------------------------------
@@ -67,36 +71,37 @@ def _slim(record: Mapping) -> dict:
     return {k: record.get(k) for k in ("lr", "seed", "val_steps", "val_losses", "stopped_at", "status")}
 
 
-def collect(labels: Sequence[str], programs: Mapping[str, str], evaluator, rows: dict, out: Path | None,
-            log=print) -> dict:
-    """Screen and full evaluation of every program (skipping those already in ``rows``): screen
-    fitness, full fitness, per task the measured score, best LR and the selection runs."""
+def collect(labels: Sequence[str], programs: Mapping[str, str], evaluator, tier: str, rows: dict,
+            save=None, log=print) -> dict:
+    """Full evaluation of every program on ``tier`` (and on the search tier its screen), skipping
+    those already in ``rows``: fitness, per task the measured score, best LR and selection runs."""
     started = time.perf_counter()
     for i, label in enumerate(labels, 1):
         if label in rows:
             continue
         t0 = time.perf_counter()
-        screen = evaluator.evaluate(programs[label], stage="screen")
-        full = evaluator.evaluate(programs[label], stage="full")
-        row = {"screen": screen.fitness, "screen_failed": screen.failure is not None,
-               "full": full.fitness, "spread": full.fitness_spread, "failed": full.failure is not None,
-               "tasks": {}}
-        row["screen_run_steps"] = sum(_steps_of(evaluator, t) for t in
-                                      (rec["task"] for rec in screen.run_records))
+        screen = evaluator.evaluate(programs[label], suite=tier, stage="screen") if tier == "search" else None
+        full = evaluator.evaluate(programs[label], suite=tier, stage="full")
+        row = {"full": full.fitness, "spread": full.fitness_spread, "failed": full.failure is not None, "tasks": {}}
+        if screen is not None:
+            row["screen"] = screen.fitness
+            row["screen_run_steps"] = sum(_steps_of(evaluator, rec["task"]) for rec in screen.run_records)
         for name, result in full.tasks.items():
-            select = [r for r in full.run_records if r["task"] == name and r["role"] == "select"]
             by_lr: dict[str, list] = {}
-            for rec in select:
-                by_lr.setdefault(repr(rec["lr"]), []).append(_slim(rec))
+            for rec in full.run_records:
+                if rec["task"] == name and rec["role"] == "select":
+                    by_lr.setdefault(repr(rec["lr"]), []).append(_slim(rec))
             row["tasks"][name] = {"score": result.score, "best_lr": result.best_lr,
                                   "steps": _steps_of(evaluator, name), "points": list(result.val_steps),
+                                  "measure_runs": len(evaluator.settings.measure_seeds),
                                   "runs": by_lr, "alt_scores": {}}
         rows[label] = row
-        if out is not None:
-            out.write_text(json.dumps(rows))
-        log(f"[{i}/{len(labels)} {time.perf_counter() - started:5.0f} s] {label:40} screen {screen.fitness:.3f}  "
-            f"full {full.fitness:.3f}  ({full.runs_executed + screen.runs_executed} runs executed, "
-            f"{time.perf_counter() - t0:.1f} s)")
+        if save is not None:
+            save()
+        executed = full.runs_executed + (screen.runs_executed if screen else 0)
+        log(f"[{tier} {i}/{len(labels)} {time.perf_counter() - started:5.0f} s] {label:40} "
+            + (f"screen {screen.fitness:.3f}  " if screen else "")
+            + f"full {full.fitness:.3f}  ({executed} runs executed, {time.perf_counter() - t0:.1f} s)")
     return rows
 
 
@@ -106,24 +111,24 @@ def _steps_of(evaluator, task_name: str) -> int:
     return evaluator.settings.steps_for(get_task(task_name))
 
 
-def fill_alternatives(rows: dict, programs: Mapping[str, str], evaluator, schedules: Iterable[Schedule],
-                      out: Path | None, log=print) -> int:
-    """Measure (on the measurement seeds, as the evaluator would) every LR some schedule picks
-    instead of the full grid's; returns how many were scored."""
+def fill_alternatives(rows: dict, programs: Mapping[str, str], evaluator, tier: str,
+                      schedules: Iterable[Schedule], save=None, log=print) -> int:
+    """Measure (on the tier's measurement seeds, as the evaluator would) every LR some schedule
+    picks instead of the full grid's; returns how many were scored."""
     scored = 0
     for label, row in rows.items():
         for name, task in row["tasks"].items():
             for lr in sorted({pick for pick in picks(task, schedules).values() if pick != task["best_lr"]}):
                 if repr(lr) in task["alt_scores"]:
                     continue
-                settings = replace(evaluator.settings, tasks=(name,), lr_grid=(lr,), screen=False)
+                settings = replace(evaluator.settings, suite=tier, tasks=(name,), lr_grid=(lr,), screen=False)
                 one = type(evaluator)(evaluator.executor, evaluator.cache, settings)
-                result = one.evaluate(programs[label], stage="full")
+                result = one.evaluate(programs[label], suite=tier, stage="full")
                 task["alt_scores"][repr(lr)] = result.tasks[name].score if not result.failure else scoring.FAILED_SCORE
                 scored += 1
-        if out is not None:
-            out.write_text(json.dumps(rows))
-    log(f"scored {scored} learning rates halving picks instead of the full grid's")
+        if save is not None:
+            save()
+    log(f"[{tier}] scored {scored} learning rates halving picks instead of the full grid's")
     return scored
 
 
@@ -151,13 +156,20 @@ def screen_figures(rows: Mapping[str, Mapping], threshold: float, bar: float) ->
             "saved": saved / max(1, sum(full_cost.values()))}
 
 
+def _measure_runs(task: Mapping) -> int:
+    return task.get("measure_runs", MEASURE_RUNS)
+
+
 def _full_run_steps(row: Mapping) -> int:
-    return sum(t["steps"] * (sum(len(v) for v in t["runs"].values()) + MEASURE_RUNS) for t in row["tasks"].values())
+    return sum(t["steps"] * (sum(len(v) for v in t["runs"].values()) + _measure_runs(t)) for t in row["tasks"].values())
 
 
 def halving_figures(rows: Mapping[str, Mapping], schedule: Schedule, bar: float) -> dict:
-    """One schedule against the full grid over every (program, task) pair with selection runs."""
-    pairs = changed = contender_pairs = contender_changed = 0
+    """One schedule against the full grid over every (program, task) pair with selection runs: the
+    picks it changes, the measured score at its pick over the full grid's (a change is *harmful*
+    when that ratio is below ``HARM_RATIO``), the programs whose fitness it moves below ``bar``,
+    and the run-steps it saves."""
+    pairs = changed = harmful = contender_pairs = contender_changed = 0
     trained = full = measured = 0
     ratios: list[float] = []
     fitness = {}
@@ -165,19 +177,20 @@ def halving_figures(rows: Mapping[str, Mapping], schedule: Schedule, bar: float)
         if not row["tasks"]:
             continue
         scores = []
-        for name, task in row["tasks"].items():
+        for task in row["tasks"].values():
             runs = {float(lr): recs for lr, recs in task["runs"].items()}
             result = successive_halving(runs, task["steps"], task["points"], schedule)
             pairs += 1
             trained += result.run_steps
             full += result.full_run_steps
-            measured += MEASURE_RUNS * task["steps"]
+            measured += _measure_runs(task) * task["steps"]
             score = task["score"]
             if result.chosen != task["best_lr"]:
                 changed += 1
                 alt = task["alt_scores"].get(repr(result.chosen))
                 if alt is not None:
                     ratios.append(alt / task["score"])
+                    harmful += ratios[-1] < HARM_RATIO
                     score = alt
                 else:
                     score = math.nan
@@ -189,8 +202,9 @@ def halving_figures(rows: Mapping[str, Mapping], schedule: Schedule, bar: float)
     crossed = [k for k, f in fitness.items() if rows[k]["full"] >= bar and not f >= bar]
     crossed_one = [k for k, f in fitness.items() if rows[k]["full"] > 1.0 and not f > 1.0]
     reach = sum(rows[k]["full"] >= bar for k in fitness)
-    shifts = [abs(math.log(f / rows[k]["full"])) for k, f in fitness.items() if math.isfinite(f)]
+    factors = [f / rows[k]["full"] for k, f in fitness.items() if math.isfinite(f)]
     return {"label": schedule.label, "pairs": pairs, "changed": changed, "changed_rate": changed / max(1, pairs),
+            "harmful": harmful, "harmful_rate": harmful / max(1, pairs),
             "contender_pairs": contender_pairs, "contender_changed": contender_changed,
             "contender_rate": contender_changed / max(1, contender_pairs),
             "ratio_median": float(np.median(ratios)) if ratios else math.nan,
@@ -198,8 +212,13 @@ def halving_figures(rows: Mapping[str, Mapping], schedule: Schedule, bar: float)
             "missing": sum(1 for f in fitness.values() if not math.isfinite(f)),
             "crossed": crossed, "crossed_one": crossed_one, "reach_bar": reach,
             "false_rate": len(crossed) / reach if reach else math.nan,
-            "max_shift": math.exp(max(shifts)) if shifts else math.nan,
+            "worst_factor": min(factors) if factors else math.nan, "best_factor": max(factors) if factors else math.nan,
             "saved_select": 1 - trained / max(1, full), "saved": 1 - (trained + measured) / max(1, full + measured)}
+
+
+def pooled(tiers: Mapping[str, Mapping[str, Mapping]]) -> dict[str, Mapping]:
+    """Every tier's rows as one library (``tier:label``), for figures over all their pairs."""
+    return {f"{tier}:{label}": row for tier, rows in tiers.items() for label, row in rows.items()}
 
 
 def task_funnel_figures(rows: Mapping[str, Mapping], order: Sequence[str], k: int, threshold: float, bar: float,
@@ -210,8 +229,8 @@ def task_funnel_figures(rows: Mapping[str, Mapping], order: Sequence[str], k: in
     dropped, saved, total = [], 0, 0
     for label in labels:
         tasks = rows[label]["tasks"]
-        cost = {name: tasks[name]["steps"] * (sum(len(v) for v in tasks[name]["runs"].values()) + MEASURE_RUNS)
-                for name in order}
+        cost = {name: tasks[name]["steps"] * (sum(len(v) for v in tasks[name]["runs"].values())
+                                              + _measure_runs(tasks[name])) for name in order}
         total += sum(cost.values())
         if scoring.geometric_mean([tasks[name]["score"] for name in order[:k]]) < threshold:
             dropped.append(label)
@@ -224,25 +243,30 @@ def task_funnel_figures(rows: Mapping[str, Mapping], order: Sequence[str], k: in
             "saved": saved / max(1, total)}
 
 
-def recommend(halving: Sequence[dict], goal: float = FALSE_DROP_GOAL) -> dict | None:
-    """The schedule saving the most run-steps among those whose contender picks change at most
-    ``goal`` of the time and that push no program below the bar."""
-    ok = [h for h in halving if h["contender_rate"] <= goal and not h["crossed"] and not h["missing"]
-          and h["saved"] > 0]
+def recommend(search: Sequence[dict], everywhere: Sequence[dict], goal: float = FALSE_DROP_GOAL) -> dict | None:
+    """The schedule saving the most search-tier run-steps among those that, over every tier's
+    pairs (``everywhere``, the same schedules in the same order), make harmful changes at most
+    ``goal`` of the time, leave no pair unscored, and push no program below the bar on any tier."""
+    ok = [s for s, e in zip(search, everywhere)
+          if e["harmful_rate"] <= goal and not e["crossed"] and not e["missing"] and s["saved"] > 0]
     return max(ok, key=lambda h: h["saved"]) if ok else None
 
 
 # --- printing -----------------------------------------------------------------------------------
 
-def report(rows: Mapping[str, Mapping], order: Sequence[str], bar: float, threshold: float) -> None:
-    n = len(rows)
-    print(f"\nLibrary: {n} programs; bar = full search fitness >= {bar:g} (also > 1.0: beats tuned AdamW)")
+def report(tiers: Mapping[str, Mapping[str, Mapping]], order: Sequence[str], bar: float, threshold: float) -> None:
+    rows = tiers["search"]
+    print(f"\nLibrary: {len(rows)} programs; bar = full fitness >= {bar:g} (also > 1.0: beats tuned AdamW); "
+          f"tiers: {', '.join(f'{t} ({len(r)})' for t, r in tiers.items())}")
     print("\na. The screen (seed 0, every other LR, the first two tasks) against full search fitness")
     print(f"   {'program':40} {'screen':>7} {'full':>7}")
     for label in sorted(rows, key=lambda k: rows[k]["full"], reverse=True):
         r = rows[label]
         flag = "  dropped" if r["screen"] < threshold else ""
         print(f"   {label:40} {r['screen']:7.3f} {r['full']:7.3f}{flag}")
+    at_bar = [r["screen"] for r in rows.values() if r["full"] >= bar]
+    if at_bar:
+        print(f"   lowest screen fitness of a program at the bar: {min(at_bar):.3f}")
     print(f"   {'threshold':>10} {'dropped':>8} {'false drops (>= bar)':>22} {'false > 1.0':>12} {'run-steps saved':>16}")
     for t in sorted(set(SCREEN_THRESHOLDS) | {threshold}):
         f = screen_figures(rows, t, bar)
@@ -252,22 +276,28 @@ def report(rows: Mapping[str, Mapping], order: Sequence[str], bar: float, thresh
               + (f"  {', '.join(f['false'])}" if f["false"] else ""))
 
     print("\nb. Successive halving over the 11-point LR grid (selection seeds; runs continued across rungs)")
-    print(f"   {'schedule':34} {'picks changed':>14} {'of contenders':>14} {'alt/full score':>16} "
-          f"{'fitness < bar':>14} {'max shift':>10} {'saved: select':>14} {'all':>6}")
-    results = [halving_figures(rows, s, bar) for s in SCHEDULES]
-    for h in results:
-        ratio = f"{h['ratio_median']:.2f} ({h['ratio_min']:.2f})" if not math.isnan(h["ratio_median"]) else "-"
-        print(f"   {h['label']:34} {h['changed']:5d}/{h['pairs']:<3d} {h['changed_rate']:5.1%}"
-              f" {h['contender_changed']:4d}/{h['contender_pairs']:<3d}{h['contender_rate']:5.1%} {ratio:>16}"
-              f" {len(h['crossed']):>6d}/{h['reach_bar']:<3d}    {h['max_shift']:9.3f}x {h['saved_select']:13.1%}"
-              f" {h['saved']:6.1%}" + (f"  below bar: {', '.join(h['crossed'])}" if h["crossed"] else "")
-              + (f"  ({h['missing']} unscored)" if h["missing"] else ""))
-    print("   picks changed: (program, task) pairs where halving keeps another LR than the full grid; of contenders:")
-    print(f"   those of programs with full fitness >= {bar:g}; alt/full score: measured task score at halving's pick over")
-    print("   the full grid's (median, worst); max shift: the largest factor a program's fitness moves; saved: run-steps")
-    print(f"   of the selection stage, and of selection + the {MEASURE_RUNS} measurement runs")
+    results = {}
+    for name, tier_rows in list(tiers.items()) + ([("all tiers", pooled(tiers))] if len(tiers) > 1 else []):
+        results[name] = [halving_figures(tier_rows, s, bar) for s in SCHEDULES]
+        print(f"   {name}:")
+        print(f"   {'schedule':34} {'picks changed':>14} {'harmful':>13} {'of contenders':>14} {'alt/full score':>15}"
+              f" {'fitness < bar':>13} {'fitness x':>12} {'saved: select':>13} {'all':>6}")
+        for h in results[name]:
+            ratio = f"{h['ratio_median']:.2f} ({h['ratio_min']:.2f})" if not math.isnan(h["ratio_median"]) else "-"
+            print(f"   {h['label']:34} {h['changed']:5d}/{h['pairs']:<4d}{h['changed_rate']:5.1%}"
+                  f" {h['harmful']:4d} ({h['harmful_rate']:5.1%})"
+                  f" {h['contender_changed']:4d}/{h['contender_pairs']:<4d}{h['contender_rate']:5.1%} {ratio:>15}"
+                  f" {len(h['crossed']):>6d}/{h['reach_bar']:<3d}   {h['worst_factor']:5.2f}-{h['best_factor']:<5.2f}"
+                  f" {h['saved_select']:12.1%} {h['saved']:6.1%}"
+                  + (f"  below bar: {', '.join(h['crossed'])}" if h["crossed"] else "")
+                  + (f"  ({h['missing']} unscored)" if h["missing"] else ""))
+    print("   picks changed: (program, task) pairs where halving keeps another LR than the full grid; harmful: its")
+    print(f"   measured task score is below {HARM_RATIO:g}x the full grid's pick's; of contenders: pairs of programs at the")
+    print("   bar; alt/full score: measured task score at halving's pick over the full grid's (median, worst);")
+    print("   fitness x: the smallest and largest factor by which a program's fitness moves; saved: run-steps of")
+    print("   the selection stage, and of selection + the measurement runs (which no funnel changes)")
 
-    print(f"\n   Task funnel: after the first k tasks ({', '.join(order)}), drop when their geomean < c")
+    print(f"\n   Task funnel (search tier): after the first k tasks ({', '.join(order)}), drop when their geomean < c")
     print(f"   {'k':>3} {'c':>5} {'dropped':>8} {'false (>= bar)':>16} {'false > 1.0':>12} {'saved':>7}   "
           f"{'after the screen: dropped, false, saved'}")
     funnel = []
@@ -281,14 +311,18 @@ def report(rows: Mapping[str, Mapping], order: Sequence[str], bar: float, thresh
                   + (f"  {', '.join(f['false'])}" if f["false"] else ""))
 
     print("\nc. Recommendation")
-    best = recommend(results)
+    everywhere = results.get("all tiers", results["search"])
+    best = recommend(results["search"], everywhere)
     if best is None:
-        print(f"   no halving schedule keeps the contenders' picks within {FALSE_DROP_GOAL:.0%} without moving a program "
+        print(f"   no halving schedule keeps harmful pick changes within {FALSE_DROP_GOAL:.0%} without moving a program "
               "below the bar: keep the full grid")
     else:
-        print(f"   LR grid: {best['label']}: saves {best['saved_select']:.0%} of the selection run-steps "
-              f"({best['saved']:.0%} with measurement), changes {best['contender_rate']:.1%} of contenders' picks "
-              f"(median measured score ratio {best['ratio_median']:.2f}), moves no program below {bar:g}")
+        e = everywhere[[h["label"] for h in results["search"]].index(best["label"])]
+        print(f"   LR grid: {best['label']}: saves {best['saved_select']:.0%} of the search tier's selection run-steps "
+              f"({best['saved']:.0%} with measurement); over {e['pairs']} (program, task) pairs it changes "
+              f"{e['changed_rate']:.1%} of the picks, {e['harmful_rate']:.1%} harmfully (worst measured score ratio "
+              f"{e['ratio_min']:.2f}), and moves no program below {bar:g} (fitness factors {e['worst_factor']:.2f}-"
+              f"{e['best_factor']:.2f})")
     safe = [(f, s) for f, s in funnel if not s["false"] and s["saved"] > 0]
     if safe:
         f, s = max(safe, key=lambda fs: fs[1]["saved"])
@@ -304,11 +338,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=2, help="sandbox worker processes (default: 2)")
     parser.add_argument("--limit", type=int, default=None, help="only the first N programs of the library")
+    parser.add_argument("--tiers", default="search", help="comma-separated tiers whose (program, task) pairs the "
+                        "halving figures pool (default: search; the screen and task funnel use the search tier)")
     parser.add_argument("--out", default="funnel.json", help="collected figures, JSON (default: funnel.json)")
     parser.add_argument("--report", action="store_true", help="only print the figures from --out (nothing runs)")
     parser.add_argument("--bar", type=float, default=0.8, help="full fitness a program must keep (default: 0.8)")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
+    tiers = [t.strip() for t in args.tiers.split(",") if t.strip()]
+    unknown = [t for t in tiers if t not in TIERS]
+    if unknown or "search" not in tiers:
+        print(f"error: --tiers must include search and name only {', '.join(TIERS)}, got {args.tiers!r}", file=sys.stderr)
+        sys.exit(2)
     out = Path(args.out)
     if args.report and not out.exists():
         print(f"error: {out} does not exist (run without --report first)", file=sys.stderr)
@@ -318,7 +359,8 @@ def main() -> None:
 
     settings = EvalSettings(device=args.device)
     order = [t.key for t in suite_tasks(settings.suite)]
-    rows = json.loads(out.read_text()) if out.exists() else {}
+    saved = json.loads(out.read_text()) if out.exists() else {}
+    data = {tier: saved.get(tier, {}) for tier in tiers}
     if not args.report:
         from transfer import library
 
@@ -328,14 +370,25 @@ def main() -> None:
 
         programs = library()
         labels = list(programs)[: args.limit] if args.limit else list(programs)
+        # The seeds transfer.py measures each tier on, so its cached runs answer.
+        seeds = {"search": settings.measure_seeds, "validation": settings.confirm_seeds, "test": settings.test_seeds}
         executor = make_executor("local", device=args.device, size=args.workers)
-        evaluator = Evaluator(executor, RunCache(), settings)
+        cache = RunCache()
+
+        def save() -> None:
+            out.write_text(json.dumps({**saved, **data}))
+
         try:
-            collect(labels, programs, evaluator, rows, out)
-            fill_alternatives(rows, programs, evaluator, SCHEDULES, out)
+            for tier in tiers:
+                evaluator = Evaluator(executor, cache, replace(settings, measure_seeds=seeds[tier]))
+                collect(labels, programs, evaluator, tier, data[tier], save)
+                fill_alternatives(data[tier], programs, evaluator, tier, SCHEDULES, save)
         finally:
             executor.close()
-    report(rows, order, args.bar, settings.screen_threshold)
+    if not data["search"]:
+        print(f"error: {out} holds no search-tier figures", file=sys.stderr)
+        sys.exit(2)
+    report({t: r for t, r in data.items() if r}, order, args.bar, settings.screen_threshold)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from sandbox.tasks.base import val_steps
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-import funnel  # noqa: E402
+import funnel
 
 GRID = EvalSettings().grid()
 STEPS = 400
@@ -62,21 +62,41 @@ def test_halving_figures_score_the_changed_picks_and_count_programs_pushed_below
     early = funnel.halving_figures(rows, Schedule((0.125,)), 0.8)
     assert (early["pairs"], early["changed"], early["contender_changed"]) == (4, 1, 1)
     assert early["ratio_median"] == pytest.approx(0.5 / 0.9)
+    assert (early["harmful"], early["harmful_rate"]) == (1, 0.25)  # 0.56x < HARM_RATIO
     assert early["crossed"] == ["late"]  # sqrt(0.5 * 0.9) = 0.67 < 0.8
-    assert early["max_shift"] == pytest.approx(0.9 / math.sqrt(0.5 * 0.9))
+    assert early["worst_factor"] == pytest.approx(math.sqrt(0.5 * 0.9) / 0.9)
+    assert early["best_factor"] == pytest.approx(1.0)
     select = 2 * (11 * 48 + 6 * (STEPS - 48))  # per pair: 11 LRs to the rung, 6 to the end, 2 seeds
     assert early["saved_select"] == pytest.approx(1 - select / (22 * STEPS))
     assert early["saved"] == pytest.approx(1 - (select + 2 * STEPS) / (24 * STEPS))
-    assert funnel.recommend([full_grid, early]) is None  # the only saving schedule moves a program below the bar
+    both = [full_grid, early]
+    assert funnel.recommend(both, both) is None  # the only saving schedule moves a program below the bar
     safe = funnel.halving_figures(rows, Schedule((0.75,)), 0.8)  # the late bloomer leads by then
-    assert safe["changed"] == 0 and funnel.recommend([full_grid, early, safe])["label"] == safe["label"]
+    three = [full_grid, early, safe]
+    assert safe["changed"] == 0 and funnel.recommend(three, three)["label"] == safe["label"]
+
+
+def test_a_change_to_an_lr_that_scores_as_well_is_not_harmful_and_tiers_pool():
+    search = {"late": _row(0.9, 0.9, [0.9, 0.9], late={0}, alt=0.9)}
+    other = {"late": _row(0.9, 0.9, [0.9, 0.9], late={0}, alt=0.3)}
+    early = Schedule((0.125,))
+    alone = funnel.halving_figures(search, early, 0.8)
+    assert (alone["changed"], alone["harmful"], alone["crossed"]) == (1, 0, [])
+    pooled = funnel.pooled({"search": search, "test": other})
+    assert sorted(pooled) == ["search:late", "test:late"]
+    everywhere = funnel.halving_figures(pooled, early, 0.8)
+    assert (everywhere["pairs"], everywhere["changed"], everywhere["harmful"]) == (4, 2, 1)
+    assert everywhere["crossed"] == ["test:late"]
+    # harmless on the search tier alone, but it pushes a program below the bar on another tier
+    assert funnel.recommend([alone], [alone])["label"] == alone["label"]
+    assert funnel.recommend([alone], [everywhere]) is None
 
 
 def test_an_unscored_alternative_is_reported_not_guessed():
     rows = {"late": _row(0.9, 0.9, [0.9, 0.9], late={0})}
     early = funnel.halving_figures(rows, Schedule((0.125,)), 0.8)
     assert early["missing"] == 1 and math.isnan(early["ratio_median"])
-    assert funnel.recommend([early]) is None
+    assert funnel.recommend([early], [early]) is None
 
 
 def test_task_funnel_drops_on_the_partial_geomean_and_saves_the_remaining_tasks():
@@ -93,6 +113,6 @@ def test_task_funnel_drops_on_the_partial_geomean_and_saves_the_remaining_tasks(
 
 def test_report_without_collected_figures_is_one_line_and_exit_2(tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "funnel.py"), "--report",
-                           "--out", str(tmp_path / "none.json")], capture_output=True, text=True, timeout=120)
+                           "--out", str(tmp_path / "none.json")], check=False, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "does not exist" in proc.stderr

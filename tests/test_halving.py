@@ -7,7 +7,14 @@ import pytest
 
 from sandbox import evaluate
 from sandbox.evaluate import EvalSettings, Evaluator
-from sandbox.halving import END_POINTS, Schedule, config_values, partial_value, successive_halving, survivors
+from sandbox.halving import (
+    END_POINTS,
+    Schedule,
+    config_values,
+    partial_value,
+    successive_halving,
+    survivors,
+)
 from sandbox.runcache import MemoryRunCache
 from sandbox.tasks.base import val_steps
 
