@@ -1,0 +1,377 @@
+"""Train several candidate programs on one task in one batched pass (population batching).
+
+:func:`~sandbox.harness.run_candidate` already trains one program's (learning rate, seed) grid
+as one vmapped model. Here the grids of several programs share that model: every parameter is
+stacked over all their configs (programs x configs rows), and each step does
+
+    grads  = vmap(grad(task.loss))(params, batch)          # one forward/backward for every row
+    for each program p:                                     # its own rows, states, HPARAMS, lr table
+        params[p], states[p] = vmap(p.update)(grads[p], params[p], states[p], lr[p])
+    params = cat(params[p] for p)                           # re-assembled for the next forward
+    losses = vmap(task.loss)(params, eval_batch)            # scoring loss (validation: val_steps)
+
+Everything else is a program's own, exactly as in ``run_candidate``'s batched path: the
+learning-rate table, the divergence checks and early stopping (a stopped config leaves its
+program's rows), the validation steps, the per-seed minibatches. Each program's update sees the
+very same tensors as in its own pass, and the shared forward/backward computes each row with the
+same kernels, so the results equal ``run_candidate``'s bit for bit (tests/test_population.py)
+*where a row's result does not depend on how many rows the batch has*. That fails on tasks
+that multiply a data matrix shared by all rows with a *vector* parameter (logreg_separable,
+linreg_illcond): vmap runs ``x @ w`` over R rows as one GEMM with R columns, MKL switches
+kernels below 16 columns, and the product comes out with the row dimension innermost, so a
+reduction over the data (the mean loss) vectorises across rows and rounds the last R mod 32
+rows differently (measured on CPU, one thread). On such a task even ``run_candidate`` gives a
+config different last bits depending on its batch-mates. So before a shared pass the
+population checks, once per task and row layout in this process, that the gradient, scoring
+loss and validation value of each program's rows alone, of a few smaller row counts and of a
+rotated batch equal the corresponding rows of the whole batch; if any bit differs, every
+program runs alone (``exact=False`` skips the check and accepts last-bit differences).
+
+A program leaves the population, and is run on its own by ``run_candidate`` afterwards, when
+vmap cannot trace its ``init`` or ``update`` or they raise (``run_candidate`` then falls back to
+its sequential path, or raises the program's ``CandidateError``), and when it has a single
+config (``run_candidate`` runs those unbatched). So each program's entry is exactly what
+``run_candidate`` returns for it alone, or the ``CandidateError`` it raises.
+
+Rows of a stochastic task get their own seed's minibatch. A batch entry that is the same tensor
+for every seed (a data set, a fixed basis) is passed once, unstacked, and one that differs is
+stacked per row; a program with a single seed sees every entry unstacked in its own pass, so
+programs are grouped by that: one pass for all multi-seed programs, one per single seed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import partial
+
+import torch
+from torch.func import grad, grad_and_value, vmap
+from torch.utils._pytree import tree_map
+
+from sandbox.contract import CandidateError, HParams, Program
+from sandbox.harness import RunConfig, RunResult, _apply_update, _init_states, _Run, resolve_device, run_candidate
+from sandbox.tasks.base import Batch, Params, Task
+
+PopulationResult = list[RunResult] | CandidateError
+
+PROBE_COUNTS = (1, 2, 3, 7, 15, 17, 31, 33)
+"""Row counts the independence check tries besides each program's own (prefixes of the batch):
+both sides of the kernel and vector-width boundaries measured on CPU (16 GEMM columns, 32 rows
+of a reduction), where a dropped config moves a program's pass during a run."""
+
+_NOT_INDEPENDENT: set[tuple] = set()  # (task, layout) whose rows were found to depend on the count
+_INDEPENDENT: set[tuple] = set()  # (task, layout, program row counts) already checked
+
+
+@dataclass
+class PopulationOutcome:
+    """What :func:`train_population` did: each program's result and how it was computed."""
+
+    results: list[PopulationResult]
+    shared: list[bool]
+    """``shared[i]``: program i was trained in a shared pass (else by ``run_candidate`` alone)."""
+    independent: bool | None
+    """The row-independence check's verdict (None: not run, because nothing could be shared or
+    ``exact`` was False)."""
+
+
+def run_population(
+    programs: Sequence[Program],
+    task: Task,
+    configs: Sequence[RunConfig] | Sequence[Sequence[RunConfig]],
+    *,
+    steps: int | None = None,
+    device: str | torch.device = "cpu",
+    hparam_overrides: Sequence[Mapping[str, float] | None] | None = None,
+    exact: bool = True,
+) -> list[PopulationResult]:
+    """Train every program on ``task``; entry i is what ``run_candidate(programs[i], task,
+    configs_i, steps=steps, device=device, hparam_overrides=overrides_i)`` returns, or the
+    ``CandidateError`` it raises.
+
+    ``configs`` is one list of RunConfig for all programs, or one list per program.
+    ``hparam_overrides`` is None or one mapping (or None) per program. Bad arguments raise
+    ``ValueError`` as ``run_candidate`` does; any error that is not a candidate's propagates.
+    ``exact=False`` shares passes even where rows are not computed independently of their
+    batch-mates (results then differ from ``run_candidate``'s in the last bits).
+    """
+    return train_population(programs, task, configs, steps=steps, device=device,
+                            hparam_overrides=hparam_overrides, exact=exact).results
+
+
+def train_population(
+    programs: Sequence[Program],
+    task: Task,
+    configs: Sequence[RunConfig] | Sequence[Sequence[RunConfig]],
+    *,
+    steps: int | None = None,
+    device: str | torch.device = "cpu",
+    hparam_overrides: Sequence[Mapping[str, float] | None] | None = None,
+    exact: bool = True,
+) -> PopulationOutcome:
+    """:func:`run_population`, also saying which programs shared a pass."""
+    programs = list(programs)
+    if not programs:
+        raise ValueError("run_population needs at least one program")
+    per_program = _per_program_configs(configs, len(programs))
+    overrides = list(hparam_overrides) if hparam_overrides is not None else [None] * len(programs)
+    if len(overrides) != len(programs):
+        raise ValueError(f"hparam_overrides has {len(overrides)} entries for {len(programs)} programs")
+    resolved = resolve_device(device)
+    # Building every run first checks every argument before anything trains.
+    runs = [_Run(p, task, c, steps, resolved, o) for p, c, o in zip(programs, per_program, overrides)]
+
+    results: list[PopulationResult | None] = [None] * len(programs)
+    shared = [False] * len(programs)
+    alone: list[int] = []  # programs run_candidate runs by itself
+    groups: dict[object, list[int]] = {}
+    for index, run in enumerate(runs):
+        if len(run.configs) < 2:  # run_candidate runs a single config unbatched
+            alone.append(index)
+            continue
+        seeds = {c.seed for c in run.configs}
+        # A single-seed program's own pass gets every batch entry unstacked; keep it with its kind.
+        key = ("seed", seeds.pop()) if task.stochastic and len(seeds) == 1 else "shared"
+        groups.setdefault(key, []).append(index)
+    verdicts = []
+    for members in groups.values():
+        if len(members) == 1:  # nothing to share: the per-program path is the same pass
+            alone.extend(members)
+            continue
+        population = _Population([runs[i] for i in members], exact)
+        done, failed = population.train()
+        verdicts.append(population.independent)
+        for local, result in done.items():
+            results[members[local]] = result
+            shared[members[local]] = True
+        alone.extend(members[local] for local in failed)
+    for index in sorted(alone):
+        try:
+            results[index] = run_candidate(programs[index], task, per_program[index], steps=steps, device=resolved,
+                                           hparam_overrides=overrides[index])
+        except CandidateError as exc:
+            results[index] = exc
+    checked = [v for v in verdicts if v is not None]
+    return PopulationOutcome(results, shared, all(checked) if checked else None)  # type: ignore[arg-type]
+
+
+def _per_program_configs(configs, count: int) -> list[list[RunConfig]]:
+    configs = list(configs)
+    if configs and all(isinstance(c, RunConfig) for c in configs):
+        return [configs] * count
+    if len(configs) != count or any(isinstance(c, RunConfig) for c in configs):
+        raise ValueError("configs must be one list of RunConfig for every program, or one list per program "
+                         f"({count} lists)")
+    return [list(c) for c in configs]
+
+
+def _update_rows(program: Program, hp: HParams, step: int, grads: Params, params: Params, states: dict[str, dict],
+                 lr: torch.Tensor) -> tuple[Params, dict[str, dict]]:
+    """One program's update of one row (vmapped over its rows): _train_step without the gradient."""
+    return _apply_update(program, grads, params, states, step, hp.replace(lr=lr))
+
+
+class _Member:
+    """One program's share of a population pass: the state ``_Run._train_batched`` keeps in locals."""
+
+    def __init__(self, run: _Run, seeds: list[int]):
+        self.run = run
+        self.active = list(range(len(run.configs)))  # active[j]: the config index held in its row j
+        self.rows = torch.arange(len(self.active), device=run.device)  # == active, as a tensor
+        self.seed_rows = torch.tensor([seeds.index(c.seed) for c in run.configs], device=run.device)
+        per_seed = {seed: run._init_params(seed) for seed in sorted({c.seed for c in run.configs})}
+        first = next(iter(per_seed.values()))
+        self.params: Params = {name: torch.stack([per_seed[c.seed][name] for c in run.configs]) for name in first}
+        self.states = vmap(partial(_init_states, run.program))(self.params)
+        self.finals: list[Params | None] = [None] * len(run.configs)
+        self.pending: list[tuple[int, list[int], torch.Tensor]] = []  # (step, configs, losses)
+        self.pending_val: list[tuple[int, list[int], torch.Tensor]] = []  # (step, configs, validation values)
+
+    def check(self, known: int) -> bool:
+        """Record what is pending (validation values up to step ``known``), drop stopped rows;
+        False when none is left. As the check in ``_Run._train_batched``."""
+        run = self.run
+        run._flush_batched(self.pending, self.pending_val, known=known)
+        keep = [j for j, i in enumerate(self.active) if run.monitor.running(i)]
+        if len(keep) == len(self.active):
+            return True
+        for j, i in enumerate(self.active):
+            if j not in keep:
+                self.finals[i] = {name: p[j] for name, p in self.params.items()}
+        if not keep:
+            run._flush_batched([], self.pending_val, known=run.steps)
+            return False
+        index = torch.tensor(keep, device=run.device)
+        self.params, self.states = tree_map(lambda x: x[index], (self.params, self.states))
+        self.active = [self.active[j] for j in keep]
+        self.rows = self.rows[index]
+        return True
+
+    def results(self) -> list[RunResult]:
+        for j, i in enumerate(self.active):
+            self.finals[i] = {name: p[j] for name, p in self.params.items()}
+        return self.run._results(self.finals, batched=True)
+
+
+class _Population:
+    """Several programs' batched runs on one task, stepped together (see the module docstring)."""
+
+    def __init__(self, runs: list[_Run], exact: bool):
+        self.runs, self.exact = runs, exact
+        first = runs[0]
+        self.task, self.device, self.steps = first.task, first.device, first.steps
+        self.eval_batch = first.eval_batch
+        self.val_at, self.check_every = first.val_at, first.check_every
+        self.seeds = sorted({c.seed for run in runs for c in run.configs})
+        self.independent: bool | None = None
+
+    def train(self) -> tuple[dict[int, list[RunResult]], list[int]]:
+        """``(results by member index, members that must run alone)``."""
+        with torch.no_grad():
+            return self._train()
+
+    def _train(self) -> tuple[dict[int, list[RunResult]], list[int]]:
+        task, full_batch = self.task, not self.task.stochastic
+        members: dict[int, _Member] = {}
+        failed: list[int] = []
+        for index, run in enumerate(self.runs):
+            try:
+                members[index] = _Member(run, self.seeds)
+            except Exception:  # init could not be vmapped or raised: run_candidate decides
+                failed.append(index)
+        done: dict[int, list[RunResult]] = {}
+        if len(members) < 2:  # nothing left to share
+            return done, sorted(failed + list(members))
+        eval_loss = vmap(lambda params: task.loss(params, self.eval_batch))
+        val_loss = vmap(task.val_loss)
+        try:
+            params = self._assemble(members)
+            if self.exact:
+                self.independent = self._rows_independent(members, params)
+                if not self.independent:
+                    return done, sorted(failed + list(members))
+            if not full_batch:
+                self._spread(members, 0, eval_loss(params), "pending")
+            self._spread(members, 0, val_loss(params), "pending_val")
+            for step in range(1, self.steps + 1):
+                if full_batch:
+                    grads, value = vmap(grad_and_value(task.loss), in_dims=(0, None))(params, self.eval_batch)
+                    self._spread(members, step - 1, value, "pending")
+                else:
+                    batch, dims = self._stacked_batch(step, members)
+                    grads = vmap(grad(task.loss), in_dims=(0, dims))(params, batch)
+                offset = 0
+                for index, member in list(members.items()):
+                    count = len(member.active)
+                    mine = {name: g[offset:offset + count] for name, g in grads.items()}
+                    offset += count
+                    run = member.run
+                    fn = partial(_update_rows, run.program, run.hp, step)
+                    try:
+                        member.params, member.states = vmap(fn)(mine, member.params, member.states,
+                                                                run.lr_table[step - 1, member.rows])
+                    except Exception:  # not vmappable, or the program's own failure: it runs alone
+                        del members[index]
+                        failed.append(index)
+                if not members:
+                    break
+                params = self._assemble(members)
+                if not full_batch:
+                    self._spread(members, step, eval_loss(params), "pending")
+                if step in self.val_at:
+                    self._spread(members, step, val_loss(params), "pending_val")
+                if step % self.check_every == 0 or step == self.steps:
+                    # A full-batch run learns step t's loss one step later (as in _train_batched).
+                    known = step - 1 if full_batch else step
+                    for index, member in list(members.items()):
+                        if not member.check(known):
+                            done[index] = member.run._results(member.finals, batched=True)
+                            del members[index]
+                    if not members:
+                        break
+                    params = self._assemble(members)
+            if members and full_batch:
+                self._spread(members, self.steps, eval_loss(params), "pending")
+            for index, member in members.items():
+                member.run._flush_batched(member.pending, member.pending_val, known=self.steps)
+                done[index] = member.results()
+        except Exception:
+            # The shared forward/backward raised: no single program is to blame, so every program
+            # still in the pass runs alone (where its own error, if any, surfaces).
+            failed.extend(members)
+            for index in members:
+                done.pop(index, None)
+        return done, sorted(failed)
+
+    def _assemble(self, members: dict[int, _Member]) -> Params:
+        """Every member's rows stacked into one model, in member order."""
+        parts = list(members.values())
+        if len(parts) == 1:
+            return parts[0].params
+        return {name: torch.cat([m.params[name] for m in parts]) for name in parts[0].params}
+
+    @staticmethod
+    def _spread(members: dict[int, _Member], step: int, values: torch.Tensor, into: str) -> None:
+        """Hand each member its rows of a population-wide vector of losses."""
+        offset = 0
+        for member in members.values():
+            count = len(member.active)
+            getattr(member, into).append((step, list(member.active), values[offset:offset + count]))
+            offset += count
+
+    def _stacked_batch(self, step: int, members: dict[int, _Member]) -> tuple[Batch, dict]:
+        """As ``_Run._stacked_batch``, for every member's active rows in member order."""
+        by_seed = [self.task.batch(step, seed) for seed in self.seeds]
+        to_device = self.runs[0].to_device
+        seed_rows = torch.cat([m.seed_rows[m.rows] for m in members.values()])
+        batch, dims = {}, {}
+        for key, first in by_seed[0].items():
+            if all(b[key] is first for b in by_seed):
+                batch[key], dims[key] = to_device(first), None
+            else:
+                stacked = to_device(torch.stack([b[key] for b in by_seed]))
+                batch[key], dims[key] = stacked[seed_rows], 0
+        return batch, dims
+
+    # --- the row-independence check ------------------------------------------------------------
+
+    def _rows_independent(self, members: dict[int, _Member], params: Params) -> bool:
+        """Whether each row's gradient, scoring loss and validation value come out the same
+        whatever rows share the batch (see the module docstring); remembered per process."""
+        task = self.task
+        layout = "full" if not task.stochastic else ("one_seed" if len(self.seeds) == 1 else "per_seed")
+        key = (type(task), task.key, str(self.device), layout)
+        sizes = tuple(len(m.active) for m in members.values())
+        if key in _NOT_INDEPENDENT:
+            return False
+        if (key, sizes) in _INDEPENDENT:
+            return True
+        total = sum(sizes)
+        batch, dims = (self.eval_batch, None) if not task.stochastic else self._stacked_batch(1, members)
+        reference = self._row_outputs(params, batch, dims)
+        subsets, offset = [], 0
+        for size in sizes:  # each program's rows alone, as its own pass has them at the start
+            subsets.append(torch.arange(offset, offset + size, device=self.device))
+            offset += size
+        subsets += [torch.arange(count, device=self.device) for count in PROBE_COUNTS if count < total]
+        subsets.append(torch.arange(total, device=self.device).roll(1))  # every row at another position
+        for rows in subsets:
+            part = {name: p[rows] for name, p in params.items()}
+            part_batch = batch if dims is None else {k: v if dims[k] is None else v[rows] for k, v in batch.items()}
+            got = self._row_outputs(part, part_batch, dims)
+            if not all(torch.equal(a, b[rows]) for a, b in zip(got, reference)):
+                _NOT_INDEPENDENT.add(key)
+                return False
+        _INDEPENDENT.add((key, sizes))
+        return True
+
+    def _row_outputs(self, params: Params, batch: Batch, dims) -> list[torch.Tensor]:
+        """Everything the shared pass computes per row: gradients, training-batch loss (full
+        batch) or scoring loss (stochastic), validation value."""
+        task = self.task
+        grads, value = vmap(grad_and_value(task.loss), in_dims=(0, dims))(params, batch)
+        outputs = [grads[name] for name in sorted(grads)] + [value, vmap(task.val_loss)(params)]
+        if task.stochastic:
+            outputs.append(vmap(lambda p: task.loss(p, self.eval_batch))(params))
+        return outputs
