@@ -130,6 +130,10 @@ def main() -> None:
     parser.add_argument("--test-task", action="append", default=[],
                         help="score the test tier on only these of its tasks (repeatable; default: the whole tier). "
                              "A subset is cheaper and a weaker ground truth: the figures say which was used")
+    parser.add_argument("--candidate-task", action="append", default=[],
+                        help="also score every program on this task (NAME or NAME@VARIANT, repeatable), on the "
+                             "search tier's seeds, so benchmarks/transfer_tasks.py can judge it for a tier "
+                             "before it joins one; the figures above do not read it")
     args = parser.parse_args()
     if args.report:
         report(json.loads(Path(args.out).read_text()), list(library(args.mutants)), args.validation)
@@ -154,6 +158,11 @@ def main() -> None:
     if args.validation:
         evaluators["validation"] = Evaluator(executor, cache, replace(base, measure_seeds=base.confirm_seeds))
         tiers["validation"] = "validation"
+    if args.candidate_task:
+        # One key per task set, so adding a task later scores only what is new.
+        key = "candidates:" + ",".join(sorted(args.candidate_task))
+        evaluators[key] = Evaluator(executor, cache, replace(base, tasks=tuple(args.candidate_task)))
+        tiers[key] = "search"
     out_path = Path(args.out)
     rows: dict[str, dict] = json.loads(out_path.read_text()) if out_path.exists() else {}
     started = time.perf_counter()

@@ -54,6 +54,21 @@ def task_scores(rows: dict[str, dict], tier: str) -> tuple[list[str], list[str],
     return labels, tasks, matrix
 
 
+def candidate_scores(rows: dict[str, dict]) -> dict[str, np.ndarray]:
+    """Per candidate task (``transfer.py --candidate-task``): its scores over ``rows`` (nan where
+    a program has none)."""
+    columns: dict[str, np.ndarray] = {}
+    labels = list(rows)
+    for i, label in enumerate(labels):
+        for key, tasks in rows[label].items():
+            if key.startswith("candidates:") and key.endswith("_tasks") and isinstance(tasks, dict):
+                for name, entry in tasks.items():
+                    column = columns.setdefault(name, np.full(len(labels), math.nan))
+                    if entry is not None and entry.get("score") is not None:
+                        column[i] = entry["score"]
+    return columns
+
+
 def geomean(matrix: np.ndarray, cap: float = SCORE_MAX, floor: float = SCORE_MIN) -> np.ndarray:
     clipped = np.clip(matrix, floor, cap)
     return np.exp(np.nanmean(np.log(clipped), axis=1))
@@ -138,6 +153,15 @@ def main() -> None:
         _, names, matrix = task_scores(rows, tier)
         for j, name in enumerate(names):
             print(f"  {tier:10} {name:26} rho {rho(matrix[:, j], truth):+.3f}   AdamW-beaters {precision(matrix[:, j], truth)}")
+    candidates = candidate_scores(rows)
+    if candidates:
+        print("\ncandidate tasks (transfer.py --candidate-task; in no tier): alone, and added to the search tier")
+        for name, column in candidates.items():
+            added = geomean(np.concatenate([search, column[:, None]], axis=1))
+            in_test = geomean(np.concatenate([test, column[:, None]], axis=1))
+            print(f"  {name:26} rho {rho(column, truth):+.3f}   search tier with it {rho(added, truth):+.3f} "
+                  f"(without {rho(geomean(search), truth):+.3f})   test tier with it vs without: rho "
+                  f"{rho(in_test, truth):+.3f}   AdamW-beaters {precision(column, truth)}")
 
     full = geomean(search)
     reliability = split_half(test)
