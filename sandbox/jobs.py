@@ -197,17 +197,69 @@ def evaluate_job(payload: dict, device: str = "cpu") -> dict[str, Any]:
     configs = [RunConfig(float(lr), int(seed)) for lr, seed in payload["configs"]]
     results = run_candidate(program, task, configs, steps=payload.get("steps"),
                             device=payload.get("device") or device, batched=payload.get("batched", True))
-    return {"runs": [
+    return {"runs": _run_records(results)}
+
+
+def _run_records(results) -> list[dict[str, Any]]:
+    """``RunResult``s as the JSON records a job sends back."""
+    return [
         {"losses": [float(x) for x in r.losses], "final_loss": float(r.final_loss), "initial_loss": float(r.initial_loss),
          "test_metric": None if r.test_metric is None else float(r.test_metric), "status": r.status,
          "stopped_at": r.stopped_at, "batched": r.batched,
          "val_steps": list(r.val_steps), "val_losses": [float(x) for x in r.val_losses]}
         for r in results
-    ]}
+    ]
+
+
+def evaluate_population_job(payload: dict, device: str = "cpu") -> dict[str, Any]:
+    """Several candidates on one task in one batched pass (:func:`sandbox.population.run_population`).
+
+    Payload: ``task``, ``steps``, ``device``, ``task_modules`` as for ``evaluate``, optional
+    ``exact`` (default True), and ``programs``: ``[{"source", "configs": [[lr, seed], ...]}, ...]``.
+    Returns ``{"programs": [...]}``, one entry per program in order: ``{"ok": true, "runs": [...],
+    "shared": bool}`` with the very records ``evaluate`` returns for that program alone, or
+    ``{"ok": false, "reason", "message"}`` with the failure ``evaluate`` reports for it. One
+    program's failure (invalid code included) never fails the others; a job-level error (bad
+    payload, unknown task) fails the job.
+    """
+    from sandbox.harness import RunConfig
+    from sandbox.population import train_population
+    from sandbox.tasks import get_task, load_task_module
+
+    for module in payload.get("task_modules") or []:
+        load_task_module(module["ref"], search_path=module.get("path"))
+    task = get_task(payload["task"])
+    members = payload["programs"]
+    if not isinstance(members, list) or not members:
+        raise ValueError("an evaluate_population payload needs a non-empty list 'programs'")
+    entries: list[dict[str, Any] | None] = [None] * len(members)
+    programs, configs, where = [], [], []
+    for index, member in enumerate(members):
+        member_configs = [RunConfig(float(lr), int(seed)) for lr, seed in member["configs"]]
+        try:
+            program = load_program(member["source"])
+        except Exception as exc:  # the failure `evaluate` would report for this program alone
+            reason, message = classify_exception(exc)
+            entries[index] = {"ok": False, "reason": reason, "message": message[:2000]}
+            continue
+        programs.append(program)
+        configs.append(member_configs)
+        where.append(index)
+    if programs:
+        outcome = train_population(programs, task, configs, steps=payload.get("steps"),
+                                   device=payload.get("device") or device, exact=payload.get("exact", True))
+        for index, result, shared in zip(where, outcome.results, outcome.shared):
+            if isinstance(result, CandidateError):
+                reason, message = classify_exception(result)
+                entries[index] = {"ok": False, "reason": reason, "message": message[:2000]}
+            else:
+                entries[index] = {"ok": True, "runs": _run_records(result), "shared": shared}
+    return {"programs": entries}
 
 
 _JOBS: dict[str, JobFunction] = {
     "evaluate": evaluate_job,
+    "evaluate_population": evaluate_population_job,
     "probe": probe_job,
     "validate": validate_job,
     "selftest": selftest_job,

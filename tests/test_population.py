@@ -1,0 +1,219 @@
+"""Population batching: several programs in one pass give exactly what each gets alone."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.func import vmap
+
+from sandbox.contract import CandidateError, load_program
+from sandbox.harness import RunConfig, run_candidate
+from sandbox.jobs import evaluate_job, evaluate_population_job, run_job
+from sandbox.population import run_population, train_population
+from sandbox.references import load_reference, reference_source
+from sandbox.tasks import get_task
+
+torch.set_num_threads(1)  # as in a sandbox worker: bit equality is a claim about this configuration
+
+# Python `if` on a tensor's value: fine one config at a time, untraceable under vmap.
+DATA_DEPENDENT_IF = '''
+HPARAMS = {"lr": 0.1}
+
+def init(param):
+    return {}
+
+def update(grad, param, state, step, hp):
+    if mean(grad) > 0:
+        return -hp.lr * grad, {}
+    return -hp.lr * sign(grad), {}
+'''
+
+# Traces and trains for three steps, then fails inside torch (matmul of two vectors' shapes).
+CRASHES_AT_STEP_4 = '''
+HPARAMS = {"lr": 0.01}
+
+def init(param):
+    return {"m": zeros_like(param)}
+
+def update(grad, param, state, step, hp):
+    m = 0.9 * state["m"] + grad
+    if step > 3:
+        return -hp.lr * matmul(grad, grad), {"m": m}
+    return -hp.lr * m, {"m": m}
+'''
+
+# Climbs the loss: at the grid's larger learning rates every run is stopped early.
+GRADIENT_ASCENT = '''
+HPARAMS = {"lr": 0.1}
+
+def init(param):
+    return {}
+
+def update(grad, param, state, step, hp):
+    return 3.0 * hp.lr * sign(grad) + hp.lr * grad, {}
+'''
+
+PROGRAMS = {
+    "adamw": reference_source("adamw"),
+    "sgd_momentum": reference_source("sgd_momentum"),
+    "lion": reference_source("lion"),
+    "ascent": GRADIENT_ASCENT,
+    "crashes": CRASHES_AT_STEP_4,
+    "untraceable": DATA_DEPENDENT_IF,
+}
+# The top learning rates make SGD and AdamW diverge part-way; the others train.
+CONFIGS = [RunConfig(lr, seed) for lr in (1e-3, 3e-2, 3.0, 30.0) for seed in (0, 1)]
+
+
+def run_fields(result):
+    """Everything a run reports, for == comparison (NaN compared as its text)."""
+    return (result.lr, result.seed, result.status, result.stopped_at, result.batched, repr(result.losses),
+            repr(result.initial_loss), result.val_steps, repr(result.val_losses), repr(result.test_metric))
+
+
+def alone(program, task, configs, steps, **kwargs):
+    try:
+        return run_candidate(program, task, configs, steps=steps, **kwargs)
+    except CandidateError as exc:
+        return exc
+
+
+def assert_identical(population, expected):
+    assert len(population) == len(expected)
+    for got, want in zip(population, expected):
+        if isinstance(want, CandidateError):
+            assert isinstance(got, CandidateError)
+            assert (got.reason, str(got)) == (want.reason, str(want))
+        else:
+            assert [run_fields(r) for r in got] == [run_fields(r) for r in want]
+
+
+# --- bit equality with run_candidate ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name, steps", [("rosenbrock", 40), ("mlp_digits", 25), ("noisy_quadratic", 40)])
+def test_population_equals_each_program_alone_bit_for_bit(name, steps):
+    """Full-batch (rosenbrock) and stochastic tasks (per-seed minibatches); runs that diverge
+    part-way, a program whose every run diverges, one that crashes at step 4 after sharing three
+    steps, one vmap cannot trace."""
+    task = get_task(name)
+    programs = [load_program(source) for source in PROGRAMS.values()]
+    outcome = train_population(programs, task, CONFIGS, steps=steps)
+    expected = [alone(p, task, CONFIGS, steps) for p in programs]
+    assert_identical(outcome.results, expected)
+    assert outcome.independent is True
+    assert outcome.shared == [True, True, True, True, False, False]  # the crash and the untraceable ran alone
+    by_name = dict(zip(PROGRAMS, outcome.results))
+    assert isinstance(by_name["crashes"], CandidateError) and by_name["crashes"].reason == "shape_error"
+    assert not any(r.batched for r in by_name["untraceable"])  # run_candidate's sequential fallback
+    assert all(r.status != "ok" and r.stopped_at < steps for r in by_name["ascent"] if r.lr >= 3.0)
+    statuses = {r.status for key in ("adamw", "sgd_momentum") for r in by_name[key]}
+    assert "ok" in statuses and statuses != {"ok"}  # early stopping inside a shared pass was exercised
+    assert all(r.batched for key in ("adamw", "sgd_momentum", "lion") for r in by_name[key])
+
+
+def test_each_program_keeps_its_own_configs_hparams_and_seeds():
+    """Different grids per program, HPARAMS overrides, single-seed programs (their own pass sees
+    every minibatch entry unstacked, so they share a pass only with the same seed), one config."""
+    task = get_task("mlp_digits")
+    programs = [load_reference(name) for name in ("adamw", "sgd_momentum", "adamw", "lion", "adam", "sgd_momentum")]
+    configs = [
+        [RunConfig(1e-3, 0), RunConfig(1e-2, 1), RunConfig(1e-1, 2)],
+        [RunConfig(3e-2, 5), RunConfig(3e-2, 6)],
+        [RunConfig(1e-3, 100), RunConfig(1e-2, 100)],  # one seed: shares a pass with the next only
+        [RunConfig(1e-4, 100), RunConfig(1e-3, 100)],
+        [RunConfig(1e-3, 7)],  # one config: unbatched, alone
+        [RunConfig(1e-2, 200), RunConfig(1e-1, 200)],  # the only program on seed 200: alone
+    ]
+    overrides = [None, {"momentum": 0.5}, {"weight_decay": 0.3}, None, None, None]
+    outcome = train_population(programs, task, configs, steps=15, hparam_overrides=overrides)
+    expected = [alone(p, task, c, 15, hparam_overrides=o) for p, c, o in zip(programs, configs, overrides)]
+    assert_identical(outcome.results, expected)
+    assert outcome.shared == [True, True, True, True, False, False]
+    # The override reached its program: the same rule without it trains differently.
+    plain = run_candidate(programs[1], task, configs[1], steps=15)
+    assert [r.losses for r in plain] != [r.losses for r in outcome.results[1]]
+
+
+def test_tasks_whose_rows_depend_on_their_batch_mates_run_each_program_alone():
+    """logreg_separable multiplies a data matrix shared by all rows with a vector parameter:
+    vmap makes that one GEMM with a column per row (MKL changes kernels below 16 columns) whose
+    output has the row dimension innermost, so the mean over the data rounds the last rows of a
+    batch differently. The independence check sees it and no pass is shared."""
+    task = get_task("logreg_separable")
+    x = task.eval_batch()["x"]
+    weights = torch.randn(40, x.shape[1], generator=torch.Generator().manual_seed(0))
+    whole = vmap(lambda w: (x @ w).mean())(weights)
+    assert not torch.equal(vmap(lambda w: (x @ w).mean())(weights[:10]), whole[:10])  # the mechanism
+
+    programs = [load_reference(name) for name in ("adamw", "sgd_momentum", "lion")]
+    configs = CONFIGS[:4]
+    expected = [run_candidate(p, task, configs, steps=10) for p in programs]
+    outcome = train_population(programs, task, configs, steps=10)
+    assert outcome.independent is False and not any(outcome.shared)
+    assert_identical(outcome.results, expected)
+    # Sharing anyway gives the same runs up to the last bits, and not bit for bit.
+    loose = train_population(programs, task, configs, steps=10, exact=False)
+    assert all(loose.shared) and loose.independent is None
+    for got, want in zip(loose.results, expected):
+        for a, b in zip(got, want):
+            assert (a.status, a.stopped_at, a.val_steps) == (b.status, b.stopped_at, b.val_steps)
+            assert a.losses == pytest.approx(b.losses, rel=1e-5)
+    assert any(a.losses != b.losses for got, want in zip(loose.results, expected) for a, b in zip(got, want))
+
+
+def test_bad_arguments_are_rejected():
+    task = get_task("rosenbrock")
+    adamw = load_reference("adamw")
+    with pytest.raises(ValueError, match="at least one program"):
+        run_population([], task, CONFIGS)
+    with pytest.raises(ValueError, match="one list per program"):
+        run_population([adamw, adamw], task, [CONFIGS])
+    with pytest.raises(ValueError, match="hparam_overrides"):
+        run_population([adamw], task, CONFIGS, hparam_overrides=[None, None])
+    with pytest.raises(ValueError, match="positive"):
+        run_population([adamw, adamw], task, [RunConfig(-1.0, 0)])
+    with pytest.raises(ValueError, match="beta9"):
+        run_population([adamw, adamw], task, CONFIGS, hparam_overrides=[None, {"beta9": 1.0}])
+
+
+# --- the worker job ----------------------------------------------------------------------------
+
+
+def test_population_job_returns_what_each_evaluate_job_returns():
+    sources = [reference_source("adamw"), "def broken(:\n", CRASHES_AT_STEP_4, reference_source("lion"),
+               reference_source("sgd_momentum")]
+    configs = [[1e-3, 0], [3e-2, 1], [30.0, 0]]
+    common = {"task": "mlp_digits", "steps": 8, "device": "cpu"}
+    reply = run_job("evaluate_population", {**common, "programs": [{"source": s, "configs": configs} for s in sources]})
+    assert reply["ok"], reply
+    entries = reply["value"]["programs"]
+    for source, entry in zip(sources, entries):
+        single = run_job("evaluate", {**common, "source": source, "configs": configs})
+        if single["ok"]:
+            assert entry == {"ok": True, "runs": single["value"]["runs"], "shared": entry["shared"]}
+        else:
+            assert entry == {"ok": False, "reason": single["reason"], "message": single["message"]}
+    assert [e["ok"] for e in entries] == [True, False, False, True, True]
+    assert entries[1]["reason"] == "invalid_code" and entries[2]["reason"] == "shape_error"
+    assert [e.get("shared") for e in entries] == [True, None, None, True, True]
+    # Called directly, as a Ray actor would, the job gives the same records.
+    direct = evaluate_population_job({**common, "programs": [{"source": sources[0], "configs": configs},
+                                                             {"source": sources[3], "configs": configs}]})
+    assert direct["programs"][0]["runs"] == evaluate_job({**common, "source": sources[0], "configs": configs})["runs"]
+
+
+def test_population_job_rejects_a_bad_payload():
+    reply = run_job("evaluate_population", {"task": "mlp_digits", "steps": 5, "programs": []})
+    assert not reply["ok"] and "programs" in reply["message"]
+    reply = run_job("evaluate_population", {"task": "no_such_task", "steps": 5,
+                                            "programs": [{"source": reference_source("adamw"), "configs": [[1e-3, 0]]}]})
+    assert not reply["ok"] and "no_such_task" in reply["message"]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_population_equals_each_program_alone_on_cuda():
+    task = get_task("mlp_digits")
+    programs = [load_program(source) for source in PROGRAMS.values()]
+    outcome = train_population(programs, task, CONFIGS, steps=20, device="cuda")
+    assert_identical(outcome.results, [alone(p, task, CONFIGS, 20, device="cuda") for p in programs])
