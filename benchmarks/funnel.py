@@ -76,7 +76,14 @@ def collect(labels: Sequence[str], programs: Mapping[str, str], evaluator, tier:
     """Full evaluation of every program on ``tier`` (and on the search tier its screen), skipping
     those already in ``rows``: fitness, per task the measured score, best LR and selection runs."""
     started = time.perf_counter()
+    # The screen again on the other selection seed: its runs are the full stage's (cached), and
+    # the two screens' disagreement is the screen's seed noise.
+    seeds = evaluator.settings.selection_seeds
+    replica = type(evaluator)(evaluator.executor, evaluator.cache,
+                              replace(evaluator.settings, selection_seeds=(*seeds[1:], *seeds[:1])))
     for i, label in enumerate(labels, 1):
+        if label in rows and tier == "search" and "screen_replica" not in rows[label]:
+            rows[label]["screen_replica"] = replica.evaluate(programs[label], suite=tier, stage="screen").fitness
         if label in rows:
             continue
         t0 = time.perf_counter()
@@ -85,6 +92,7 @@ def collect(labels: Sequence[str], programs: Mapping[str, str], evaluator, tier:
         row = {"full": full.fitness, "spread": full.fitness_spread, "failed": full.failure is not None, "tasks": {}}
         if screen is not None:
             row["screen"] = screen.fitness
+            row["screen_replica"] = replica.evaluate(programs[label], suite=tier, stage="screen").fitness
             row["screen_run_steps"] = sum(_steps_of(evaluator, rec["task"]) for rec in screen.run_records)
         for name, result in full.tasks.items():
             by_lr: dict[str, list] = {}
@@ -154,6 +162,28 @@ def screen_figures(rows: Mapping[str, Mapping], threshold: float, bar: float) ->
     return {"programs": len(labels), "dropped": len(dropped), "reach_bar": len(reach), "false": false,
             "false_rate": len(false) / len(reach) if reach else math.nan,
             "saved": saved / max(1, sum(full_cost.values()))}
+
+
+def screen_noise(rows: Mapping[str, Mapping], threshold: float, bar: float) -> dict:
+    """The screen's seed noise and what it implies: sigma, the standard deviation of one screen's
+    log fitness, from the two screens' (seed 0, seed 1) differences over programs neither clipped
+    at the score floor; then for each program at the bar, the chance that one screen falls below
+    ``threshold`` when its log fitness is normal around the two screens' mean (a model: stated
+    as such, and it ignores that both screens share the first two tasks' bias)."""
+    pairs = [(r["screen"], r["screen_replica"]) for r in rows.values()
+             if r.get("screen_replica") is not None and min(r["screen"], r["screen_replica"]) > scoring.SCORE_MIN]
+    if len(pairs) < 3:
+        return {"n": len(pairs), "sigma": math.nan, "p_drop": {}, "expected_false": math.nan}
+    diffs = [math.log(a) - math.log(b) for a, b in pairs]
+    sigma = float(np.std(diffs, ddof=1) / math.sqrt(2))
+    p_drop = {}
+    for label, r in rows.items():
+        if r["full"] >= bar and r.get("screen_replica") is not None:
+            centre = 0.5 * (math.log(max(r["screen"], scoring.SCORE_MIN)) + math.log(max(r["screen_replica"], scoring.SCORE_MIN)))
+            z = (math.log(threshold) - centre) / sigma
+            p_drop[label] = 0.5 * (1 + math.erf(z / math.sqrt(2)))
+    return {"n": len(pairs), "sigma": sigma, "p_drop": p_drop,
+            "expected_false": sum(p_drop.values()) / len(p_drop) if p_drop else math.nan}
 
 
 def _measure_runs(task: Mapping) -> int:
@@ -267,13 +297,21 @@ def report(tiers: Mapping[str, Mapping[str, Mapping]], order: Sequence[str], bar
     at_bar = [r["screen"] for r in rows.values() if r["full"] >= bar]
     if at_bar:
         print(f"   lowest screen fitness of a program at the bar: {min(at_bar):.3f}")
-    print(f"   {'threshold':>10} {'dropped':>8} {'false drops (>= bar)':>22} {'false > 1.0':>12} {'run-steps saved':>16}")
+    print(f"   {'threshold':>10} {'dropped':>8} {'false drops (>= bar)':>22} {'false > 1.0':>12} {'run-steps saved':>16}"
+          f" {'modelled false-drop rate (worst program)':>42}")
     for t in sorted(set(SCREEN_THRESHOLDS) | {threshold}):
         f = screen_figures(rows, t, bar)
         one = screen_figures(rows, t, 1.0 + 1e-12)
+        noise = screen_noise(rows, t, bar)
+        worst = max(noise["p_drop"].items(), key=lambda kv: kv[1], default=("-", math.nan))
         print(f"   {t:10.2f} {f['dropped']:8d} {len(f['false']):>10d}/{f['reach_bar']:<3d} ({f['false_rate']:5.1%})"
               f" {len(one['false']):>8d}/{one['reach_bar']:<3d} {f['saved']:15.1%}"
+              f" {noise['expected_false']:>12.2%} ({worst[0]} {worst[1]:.1%})"
               + (f"  {', '.join(f['false'])}" if f["false"] else ""))
+    noise = screen_noise(rows, threshold, bar)
+    if noise["n"] >= 3:
+        print(f"   screen seed noise: one screen's log fitness has sigma {noise['sigma']:.3f} (seed 0 vs seed 1 over "
+              f"{noise['n']} programs); modelled: a program at the bar is dropped by noise with the probability above")
 
     print("\nb. Successive halving over the 11-point LR grid (selection seeds; runs continued across rungs)")
     results = {}
@@ -382,7 +420,10 @@ def main() -> None:
             for tier in tiers:
                 evaluator = Evaluator(executor, cache, replace(settings, measure_seeds=seeds[tier]))
                 collect(labels, programs, evaluator, tier, data[tier], save)
-                fill_alternatives(data[tier], programs, evaluator, tier, SCHEDULES, save)
+                # Off the search tier the 1/16 rung (already far beyond the goal there) is not
+                # scored: its many changed picks would cost more CPU than the rest together.
+                scored = SCHEDULES if tier == "search" else [s for s in SCHEDULES if min(s.fractions, default=1) >= 0.125]
+                fill_alternatives(data[tier], programs, evaluator, tier, scored, save)
         finally:
             executor.close()
     if not data["search"]:

@@ -116,3 +116,20 @@ def test_report_without_collected_figures_is_one_line_and_exit_2(tmp_path):
                            "--out", str(tmp_path / "none.json")], check=False, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "does not exist" in proc.stderr
+
+
+def test_screen_noise_from_the_two_seeds_screens():
+    rows = {}
+    for i, d in enumerate([0.2, -0.2, 0.2, -0.2]):  # log differences between the two screens
+        rows[f"p{i}"] = {**_row(0.5 * math.exp(d / 2), 0.5, [0.5]), "screen_replica": 0.5 * math.exp(-d / 2)}
+    rows["clipped"] = {**_row(0.05, 0.1, [0.1]), "screen_replica": 0.4}  # at the score floor: not counted
+    # Two programs at the bar whose screens agree (differences 0): six differences, mean 0.
+    sigma = math.sqrt(4 * 0.04 / 5) / math.sqrt(2)
+    rows["at_threshold"] = {**_row(0.3, 0.9, [0.9]), "screen_replica": 0.3}
+    rows["one_sigma_above"] = {**_row(0.3 * math.exp(sigma), 0.9, [0.9]), "screen_replica": 0.3 * math.exp(sigma)}
+    noise = funnel.screen_noise(rows, 0.3, 0.8)
+    assert noise["n"] == 6 and noise["sigma"] == pytest.approx(sigma)
+    assert set(noise["p_drop"]) == {"at_threshold", "one_sigma_above"}
+    assert noise["p_drop"]["at_threshold"] == pytest.approx(0.5)
+    assert noise["p_drop"]["one_sigma_above"] == pytest.approx(0.5 * (1 + math.erf(-1 / math.sqrt(2))))
+    assert noise["expected_false"] == pytest.approx((0.5 + noise["p_drop"]["one_sigma_above"]) / 2)
