@@ -23,6 +23,7 @@ enough; nothing here needs a paid API.
 from __future__ import annotations
 
 import argparse
+import re
 import statistics
 import sys
 import time
@@ -32,7 +33,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from discover import parsing  # noqa: E402
-from discover.constrained import MODES, ConstrainedDecoding  # noqa: E402
+from discover.constrained import MODES, ConstrainedDecoding, repair  # noqa: E402
 from discover.llm import LLMClient, LLMError, LLMSettings  # noqa: E402
 from discover.proposers import compact_system_prompt  # noqa: E402
 from prompts import render, template  # noqa: E402
@@ -47,6 +48,9 @@ KINDS = ("full", "diff")
 class Arm:
     name: str
     proposals: int = 0
+    first_valid: int = 0  # valid at the first answer, before any re-ask
+    repaired: int = 0  # valid programs the repair mended (constrained arm only)
+    answers: int = 0  # answers received, re-asks included
     valid: list[tuple[str, str]] = field(default_factory=list)  # (program, its parent)
     distinct: list[tuple[str, str]] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)
@@ -76,30 +80,63 @@ def program_from(kind: str, text: str, parent: str) -> str:
     return parsing.apply_diff(parent, parsing.parse_diff(text))
 
 
+def cause(exc: Exception) -> str:
+    """A failure's kind without the names in it (``invalid_code: unknown name``)."""
+    if isinstance(exc, parsing.ParseError):
+        return "no program / bad edit"
+    message = re.sub(r"`[^`]*`|'[^']*'|\(.*", "", getattr(exc, "message", str(exc)))
+    return f"{exc.reason}: {' '.join(message.split())[:40]}"
+
+
+def answer_program(kind: str, text: str, parent: str, mend: bool) -> tuple[str, list[str]]:
+    """The program an answer makes (validated; ``mend``: repaired as the proposers do under a grammar)."""
+    program = program_from(kind, text, parent)
+    notes: list[str] = []
+    if mend:
+        program, notes = repair(program, [parent])
+    contract.validate(program)
+    return program, notes
+
+
 def run_arm(arm: Arm, llm: LLMClient, constrained: ConstrainedDecoding, plan: list[tuple[str, str]],
-            compact: bool = False) -> None:
+            compact: bool = False, retries: int = 0) -> None:
+    """Each proposal as the campaign's proposers make it: one request, then up to ``retries``
+    re-asks in the same conversation with the validator's message (``search.parse_retries``);
+    under a grammar the request is scoped to the parent's names and the answer repaired."""
     seen: set[str] = set()
+    scoped = constrained.dialect is not None
     for index, (kind, parent) in enumerate(plan):
         arm.proposals += 1
         started = time.perf_counter()
-        try:
-            answer = constrained.complete(llm, messages_for(kind, parent, compact), kind, parent=parent if kind == "diff" else None,
-                                          seed=index)
-        except LLMError as exc:
-            arm.seconds.append(time.perf_counter() - started)
-            arm.failures["request failed"] = arm.failures.get("request failed", 0) + 1
-            print(f"  [{arm.name}] #{index} {kind}: request failed: {exc}", file=sys.stderr)
-            continue
+        messages = messages_for(kind, parent, compact)
+        program, why = None, None
+        for attempt in range(retries + 1):
+            try:
+                answer = constrained.complete(llm, messages, kind, parent=parent if kind == "diff" else None,
+                                              seed=index + 1000 * attempt, scope_from=[parent] if scoped else None)
+            except LLMError as exc:
+                why = "request failed"
+                print(f"  [{arm.name}] #{index} {kind}: request failed: {exc}", file=sys.stderr)
+                break
+            arm.answers += 1
+            arm.tokens.append(answer.completion_tokens)
+            try:
+                program, notes = answer_program(kind, answer.text, parent, mend=scoped)
+            except (parsing.ParseError, contract.CandidateError) as exc:
+                why = cause(exc)
+                print(f"  [{arm.name}] #{index} {kind} answer {attempt + 1}: {why} ({answer.completion_tokens} tokens, "
+                      f"{answer.finish_reason})", file=sys.stderr)
+                messages = messages + [{"role": "assistant", "content": answer.text},
+                                       {"role": "user", "content": render("retry", error=str(exc))}]
+                continue
+            arm.first_valid += attempt == 0
+            arm.repaired += bool(notes)
+            print(f"  [{arm.name}] #{index} {kind} answer {attempt + 1}: valid ({answer.completion_tokens} tokens)"
+                  + (f"; repaired: {'; '.join(notes)}" if notes else ""), file=sys.stderr)
+            break
         arm.seconds.append(time.perf_counter() - started)
-        arm.tokens.append(answer.completion_tokens)
-        try:
-            program = program_from(kind, answer.text, parent)
-            contract.validate(program)
-        except parsing.ParseError:
-            arm.failures["no program / bad edit"] = arm.failures.get("no program / bad edit", 0) + 1
-            continue
-        except contract.CandidateError as exc:
-            arm.failures[exc.reason] = arm.failures.get(exc.reason, 0) + 1
+        if program is None:
+            arm.failures[why] = arm.failures.get(why, 0) + 1
             continue
         arm.valid.append((program, parent))
         key = contract.program_hash(program)
@@ -139,14 +176,16 @@ def table(arms: list[Arm]) -> str:
     def pct(part: int, whole: int) -> str:
         return f"{part}/{whole} ({100 * part / whole:.0f}%)" if whole else "0/0"
 
-    rows = [("arm", "valid", "distinct valid", "s/proposal", "answer tokens", "beat parent", "failures")]
+    rows = [("arm", "valid", "distinct valid", "first answer valid", "repaired", "s/proposal", "answers",
+             "answer tokens", "beat parent", "failures")]
     for arm in arms:
         seconds = f"{statistics.mean(arm.seconds):.1f}" if arm.seconds else "-"
         tokens = f"{statistics.mean(arm.tokens):.0f}" if arm.tokens else "-"
         beat = "-" if arm.beat is None else f"{arm.beat}/{arm.evaluated}"
         failures = ", ".join(f"{k} {v}" for k, v in sorted(arm.failures.items())) or "-"
         rows.append((arm.name, pct(len(arm.valid), arm.proposals), pct(len(arm.distinct), arm.proposals),
-                     seconds, tokens, beat, failures))
+                     pct(arm.first_valid, arm.proposals), str(arm.repaired), seconds, str(arm.answers), tokens, beat,
+                     failures))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
 
@@ -168,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps-scale", type=float, default=0.5)
     parser.add_argument("--compact", action="store_true", help="the short system prompt (llm.compact_prompt = on)")
     parser.add_argument("--arms", default="off,grammar", help="which arms: off (no grammar), grammar, or both")
+    parser.add_argument("--retries", type=int, default=1,
+                        help="re-asks after an invalid answer, as search.parse_retries (default 1, the campaign's)")
     args = parser.parse_args(argv)
     kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
     unknown = [k for k in kinds if k not in KINDS]
@@ -185,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         arm = Arm(name)
         constrained = ConstrainedDecoding(mode, args.base_url)
-        run_arm(arm, LLMClient(settings), constrained, plan, args.compact)
+        run_arm(arm, LLMClient(settings), constrained, plan, args.compact, args.retries)
         if constrained.fell_back:
             arm.name += " [server refused it]"
         arms.append(arm)
@@ -193,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.evaluate > 0:
         evaluate_arms(arms, args.evaluate, args.tasks, args.steps_scale)
     print(f"{args.model} at {args.base_url}: {args.proposals} proposals per arm ({', '.join(kinds)} in turn"
-          f"{', compact prompt' if args.compact else ''}, max_tokens {args.max_tokens})")
+          f"{', compact prompt' if args.compact else ''}, max_tokens {args.max_tokens}, up to {args.retries} re-ask(s))")
     print(table(arms))
     return 0
 

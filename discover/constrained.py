@@ -19,20 +19,23 @@ dialect is the user's request, so its rejection is an error that says what to se
 
 from __future__ import annotations
 
+import ast
 import functools
 import json
+import keyword
 import re
 import sys
 import threading
 import urllib.request
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import openai
 
 from discover import grammar
+from sandbox import contract, vocabulary
 from discover.llm import Completion, LLMClient, LLMError, is_local_endpoint
 
-__all__ = ["MODES", "ConstrainedDecoding", "is_local", "request_fields"]
+__all__ = ["MODES", "ConstrainedDecoding", "is_local", "repair", "request_fields"]
 
 MODES = ("auto", "gbnf", "vllm", "ollama", "off")
 OLLAMA_FIELD = "answer"
@@ -47,12 +50,16 @@ def is_local(base_url: str | None) -> bool:
 
 
 @functools.lru_cache(maxsize=32)
-def request_fields(dialect: str, kind: str, parent: str | None = None) -> dict[str, Any]:
-    """The request-body fields that carry the grammar of ``kind`` in ``dialect``."""
+def request_fields(dialect: str, kind: str, parent: str | None = None,
+                   scope_from: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """The request-body fields that carry the grammar of ``kind`` in ``dialect``. With
+    ``scope_from`` (the parents' sources) the GBNF forms are scoped to their names
+    (:class:`discover.grammar.Scope`); the Ollama pattern is not (a regex cannot hold them)."""
+    scope = grammar.Scope.of(*scope_from) if scope_from is not None else None
     if dialect == "gbnf":
-        return {"grammar": grammar.render(kind, "gbnf", parent)}
+        return {"grammar": grammar.render(kind, "gbnf", parent, scope=scope)}
     if dialect == "vllm":
-        return {"guided_grammar": grammar.render(kind, "gbnf", parent)}
+        return {"guided_grammar": grammar.render(kind, "gbnf", parent, scope=scope)}
     if dialect == "ollama":
         pattern = grammar.build(kind, parent, regular=True).to_regex(depth=3, json_escaped=True)
         schema = {"type": "object", "properties": {OLLAMA_FIELD: {"type": "string", "pattern": f"^{pattern}$"}},
@@ -111,13 +118,17 @@ class ConstrainedDecoding:
             return self._dialect
 
     def complete(self, llm: LLMClient, messages: list[dict[str, str]], kind: str, *, role: str = "proposer",
-                 parent: str | None = None, seed: int | None = None) -> Completion:
-        """``llm.complete`` with the grammar of a ``kind`` answer (see :data:`grammar.KINDS`)."""
+                 parent: str | None = None, seed: int | None = None,
+                 scope_from: Sequence[str] | None = None) -> Completion:
+        """``llm.complete`` with the grammar of a ``kind`` answer (see :data:`grammar.KINDS`),
+        its names scoped to the programs ``scope_from`` when given."""
         dialect = self.dialect
         if dialect is None:
             return llm.complete(messages, role=role, seed=seed)
+        scope = tuple(scope_from) if scope_from is not None and kind != "critique" else None
         try:
-            completion = llm.complete(messages, role=role, seed=seed, extra_body=request_fields(dialect, kind, parent))
+            completion = llm.complete(messages, role=role, seed=seed,
+                                      extra_body=request_fields(dialect, kind, parent, scope))
         except LLMError as exc:
             if not _rejects_grammar(exc):
                 raise
@@ -145,3 +156,125 @@ def _unwrapped(completion: Completion) -> Completion:
     from dataclasses import replace
 
     return replace(completion, text=text)
+
+
+# --- the repair of what a grammar cannot bind ------------------------------------------------
+
+
+def repair(source: str, parents: Sequence[str] = ()) -> tuple[str, list[str]]:
+    """A program with the binding slips a scoped grammar lets through mended, and what was done.
+
+    A context-free grammar cannot tie a read to a definition (see :class:`grammar.Scope`), so
+    a small model under one writes ``hp.beta1`` without declaring it, or ``m`` for the state
+    it meant (``state["m"]``). Three mends, each with an unambiguous reading and nothing else:
+
+    * ``hp.x`` read but not in HPARAMS: ``"x"`` is declared with the first parent's value, or
+      :func:`grammar.hp_defaults`' (the scoped grammar lets ``hp.`` read only those keys);
+    * in ``update``, a bare name never assigned there that is a key of ``init``'s state:
+      ``state["x"]``;
+    * in ``update``, a bare name never assigned there that is a hyperparameter (declared, the
+      parents' or a default): ``hp.x`` (declared as above).
+
+    The source is returned unchanged when it does not parse or needs none of these; the
+    validator judges the result as any other program.
+    """
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return source, []
+    defaults = dict(grammar.hp_defaults())
+    for parent in reversed(list(parents)):  # the first parent's values win
+        try:
+            for stmt in ast.parse(parent).body:
+                declared = _hparams_dict(stmt)
+                if declared is not None:
+                    defaults.update({k: v for k, v in _hparams_values(declared).items()})
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
+            continue
+    hp_node = next((d for d in (_hparams_dict(s) for s in tree.body) if d is not None), None)
+    functions = {s.name: s for s in tree.body if isinstance(s, ast.FunctionDef)}
+    if hp_node is None or "update" not in functions:
+        return source, []
+    declared = set(_hparams_values(hp_node)) | {k.value for k in hp_node.keys if isinstance(k, ast.Constant)}
+    constants = {s.targets[0].id for s in tree.body if isinstance(s, ast.Assign) and len(s.targets) == 1
+                 and isinstance(s.targets[0], ast.Name)}
+    state_keys = _state_keys(functions.get("init"))
+    update = functions["update"]
+    assigned = {n.id for n in ast.walk(update) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+    assigned |= {a.arg for a in update.args.args}
+    known = assigned | constants | set(functions)
+
+    def usable_key(name: str) -> bool:
+        return (name.isidentifier() and name.islower() and not name.startswith("_") and not keyword.iskeyword(name)
+                and not hasattr(contract.HParams, name))
+
+    edits: list[tuple[int, int, str]] = []  # (start, end, replacement) as offsets into source
+    notes: list[str] = []
+    wanted: dict[str, float] = {}
+    offsets = _line_offsets(source)
+    params = {a.arg for a in update.args.args}
+    for node in ast.walk(update):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "hp" and "hp" in params:
+            if node.attr not in declared and node.attr in defaults:
+                wanted[node.attr] = defaults[node.attr]
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id not in known \
+                and node.id not in vocabulary.OPS:
+            span = (offsets[node.lineno - 1] + node.col_offset, offsets[node.end_lineno - 1] + node.end_col_offset)
+            if node.id in state_keys and "state" in params:
+                edits.append((*span, f'state["{node.id}"]'))
+                notes.append(f"read `{node.id}` as state[\"{node.id}\"]")
+            elif usable_key(node.id) and (node.id in declared or node.id in defaults) and "hp" in params:
+                edits.append((*span, f"hp.{node.id}"))
+                notes.append(f"read `{node.id}` as hp.{node.id}")
+                if node.id not in declared:
+                    wanted[node.id] = defaults[node.id]
+    if wanted:
+        last = hp_node.values[-1] if hp_node.values else None
+        if last is not None:
+            at = offsets[last.end_lineno - 1] + last.end_col_offset
+            text = "".join(f', "{k}": {v!r}' for k, v in wanted.items())
+        else:  # `HPARAMS = {}`: the validator will still ask for lr
+            at = offsets[hp_node.end_lineno - 1] + hp_node.end_col_offset - 1
+            text = ", ".join(f'"{k}": {v!r}' for k, v in wanted.items())
+        edits.append((at, at, text))
+        notes.append("declared " + ", ".join(f"{k} = {v!r}" for k, v in wanted.items()) + " in HPARAMS")
+    if not edits:
+        return source, []
+    out = source.encode()
+    for start, end, text in sorted(edits, reverse=True):
+        out = out[:start] + text.encode() + out[end:]
+    return out.decode(), notes
+
+
+def _line_offsets(source: str) -> list[int]:
+    """The byte offset in ``source``'s UTF-8 where each line starts (ast columns count bytes)."""
+    offsets, at = [], 0
+    for line in source.encode().split(b"\n"):
+        offsets.append(at)
+        at += len(line) + 1
+    return offsets
+
+
+def _hparams_dict(stmt: ast.stmt) -> ast.Dict | None:
+    if (isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name)
+            and stmt.targets[0].id == "HPARAMS" and isinstance(stmt.value, ast.Dict)):
+        return stmt.value
+    return None
+
+
+def _hparams_values(node: ast.Dict) -> dict[str, float]:
+    out = {}
+    for key, value in zip(node.keys, node.values):
+        number = contract._literal_number(value)
+        if isinstance(key, ast.Constant) and isinstance(key.value, str) and number is not None:
+            out[key.value] = float(number)
+    return out
+
+
+def _state_keys(init: ast.FunctionDef | None) -> set[str]:
+    """The string keys of the dicts ``init`` returns."""
+    keys: set[str] = set()
+    for node in ast.walk(init) if init is not None else ():
+        if isinstance(node, ast.Return) and isinstance(node.value, ast.Dict):
+            keys |= {k.value for k in node.value.keys if isinstance(k, ast.Constant) and isinstance(k.value, str)}
+    return keys

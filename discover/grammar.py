@@ -33,6 +33,7 @@ allows), ``critique`` (plain prose, bounded in lines and characters, no code fen
 from __future__ import annotations
 
 import ast
+import functools
 import inspect
 import json
 import keyword
@@ -41,7 +42,7 @@ from typing import Union
 
 from sandbox import contract, vocabulary
 
-__all__ = ["FORMATS", "KINDS", "Grammar", "build", "render"]
+__all__ = ["FORMATS", "KINDS", "Grammar", "Scope", "build", "hp_defaults", "render"]
 
 KINDS = ("full", "diff", "crossover", "critique")
 FORMATS = ("gbnf", "lark", "regex")
@@ -197,6 +198,87 @@ class Grammar:
         return _to_regex(self, depth, json_escaped)
 
 
+# --- the names a proposal may use -----------------------------------------------------------
+
+# Hyperparameters `hp.` may read in a scoped grammar beyond the parents' own, with the defaults
+# the repair (discover.constrained.repair) declares when a program reads one it did not declare.
+# The keys of every reference program join these (hp_defaults), with the first value seen.
+EXTRA_HP_DEFAULTS = {"beta": 0.9, "gamma": 0.99, "decay": 0.99, "clip": 1.0, "scale": 1.0, "tau": 0.01,
+                     "warmup": 100.0}
+# Short local names a scoped grammar offers besides the parents' own.
+GENERIC_LOCALS = ("a", "b", "c", "d", "g", "m", "u", "v", "x", "y", "z")
+
+
+@functools.lru_cache(maxsize=1)
+def hp_defaults() -> dict[str, float]:
+    """Every hyperparameter a scoped grammar lets ``hp.`` read, with its default value."""
+    from sandbox.references import reference_names, reference_source
+
+    out: dict[str, float] = {}
+    for name in reference_names():
+        for key, value in contract.load_program(reference_source(name)).hparams.items():
+            out.setdefault(key, value)
+    for key, value in EXTRA_HP_DEFAULTS.items():
+        out.setdefault(key, value)
+    return out
+
+
+def _usable(name: str) -> bool:
+    reserved = set(keyword.kwlist) | set(vocabulary.OPS) | {"range", "init", "update", "HPARAMS"}
+    return name.isidentifier() and not name.startswith("_") and name not in reserved and len(name) <= MAX_NAME_CHARS
+
+
+@dataclass(frozen=True)
+class Scope:
+    """The names a *scoped* grammar lets an answer use, from the programs it starts from.
+
+    A context-free grammar cannot know whether a name read was assigned or whether ``hp.x``
+    is in HPARAMS (the validator's binding rules). Under the general grammar a 135M model
+    invents names freely (``numer``, ``mbeta4d``, ``hp.bias_decay``) and most answers fail on
+    them. A scoped grammar lets functions assign and read only the parents' names and a few
+    short generic ones, call only the parents' helpers, and read ``hp.`` only for keys with a
+    known default (the parents' and :func:`hp_defaults`), which the repair then declares.
+    Reading a name of the pool that the function never assigns is still possible; the
+    validator names it, and the proposer re-asks.
+    """
+
+    locals: tuple[str, ...]
+    constants: tuple[str, ...] = ()
+    helpers: tuple[str, ...] = ()
+    hparams: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, *sources: str | None) -> "Scope":
+        """The scope of answers that start from ``sources`` (parents; unparsable ones add nothing)."""
+        stores: set[str] = set()
+        constants: set[str] = set()
+        helpers: set[str] = set()
+        hparams: set[str] = set(hp_defaults())
+        for source in sources:
+            try:
+                tree = ast.parse(source or "")
+            except (SyntaxError, ValueError):
+                continue
+            for stmt in tree.body:
+                if isinstance(stmt, ast.FunctionDef):
+                    if stmt.name not in ("init", "update"):
+                        helpers.add(stmt.name)
+                        stores.update(a.arg for a in stmt.args.args)
+                    stores.update(n.id for n in ast.walk(stmt) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store))
+                elif isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name):
+                    if stmt.targets[0].id != "HPARAMS":
+                        constants.add(stmt.targets[0].id)
+                    elif isinstance(stmt.value, ast.Dict):
+                        hparams.update(k.value for k in stmt.value.keys
+                                       if isinstance(k, ast.Constant) and isinstance(k.value, str) and k.value.isidentifier()
+                                       and k.value.islower() and not keyword.iskeyword(k.value))
+        helpers = {h for h in helpers if _usable(h)}
+        constants = {c for c in constants if _usable(c)} - helpers
+        pool = {n for n in stores | set(GENERIC_LOCALS) if _usable(n)} - helpers - constants
+        hparams = {h for h in hparams if not hasattr(contract.HParams, h)}
+        return cls(tuple(sorted(pool)), tuple(sorted(constants)), tuple(sorted(helpers)), tuple(sorted(hparams)))
+
+
 # --- building the grammar from the contract -------------------------------------------------
 
 # Every operator class the validator may allow, with its text. A class the contract allows
@@ -331,7 +413,7 @@ def _expression_level(rules: dict[str, Node], c: str, with_hp: bool, depth: int)
     rules[term] = seq(Ref(factor), rep(seq(ws, alt(*mul), ws, Ref(factor)), 0, more))
     rules[factor] = seq(opt(alt(*unary)), Ref(power))
     rules[power] = seq(Ref(atom), opt(ws, "**", ws, opt(alt(*unary)), Ref(atom)))
-    options: list[Node] = [Ref("number"), "True", "False", "None", Ref("subscript"), Ref("load-name")]
+    options: list[Node] = [Ref("number"), "True", "False", "None", Ref(f"subscript-{c}"), Ref(f"load-name-{c}")]
     if with_hp:
         options.insert(4, Ref("hp-ref"))
     if depth < MAX_NESTING:
@@ -346,11 +428,13 @@ def _expression_level(rules: dict[str, Node], c: str, with_hp: bool, depth: int)
             extra = [opt(sep, inner)] * (most - max(least, 1))
             calls.append(seq(opening, *args, *extra, ")") if most else alt(*[f"{name}()" for name in names]))
         rules[n("op-call")] = alt(*calls)
-        rules[n("helper-call")] = seq(Ref("call-name"), "(", opt(inner, rep(seq(sep, inner), 0, 7)), ")")
         rules[n("paren")] = seq("(", inner, rep(seq(sep, inner), 0, 7), opt(","), ")")
         rules[n("dict")] = seq("{", opt(Ref(n("entry")), rep(seq(sep, Ref(n("entry"))), 0, 15)), "}")
         rules[n("entry")] = seq(Ref("key"), ": ", inner)
-        options += [Ref(n("op-call")), Ref(n("helper-call")), Ref(n("paren")), Ref(n("dict"))]
+        options += [Ref(n("op-call")), Ref(n("paren")), Ref(n("dict"))]
+        if "call-name" in rules:  # a scoped grammar without helpers calls none
+            rules[n("helper-call")] = seq(Ref("call-name"), "(", opt(inner, rep(seq(sep, inner), 0, 7)), ")")
+            options.insert(-2, Ref(n("helper-call")))
     rules[atom] = alt(*options)
 
 
@@ -371,7 +455,7 @@ def _flat_expression_rules(rules: dict[str, Node], c: str, with_hp: bool) -> Non
     # one bracketed form for calls of any arity and parentheses: 2 copies of test, not 12
     rules[f"bracket-{c}"] = seq(opt(alt(*[Lit(name) for name in op_arities()], Ref("call-name"))),
                                 "(", Ref(test), star(sep, Ref(test)), opt(","), ")")
-    options: list[Node] = [Ref("number"), "True", "False", "None", Ref("subscript"), Ref("load-name"),
+    options: list[Node] = [Ref("number"), "True", "False", "None", Ref(f"subscript-{c}"), Ref(f"load-name-{c}"),
                            Ref(f"bracket-{c}"), Ref(f"dict-{c}")]
     if with_hp:
         options.insert(4, Ref("hp-ref"))
@@ -395,8 +479,8 @@ def _line_rules(rules: dict[str, Node]) -> None:
     header = alt(seq(alt("if ", "elif "), test, ":"), "else:", seq("for ", Ref("store-name"), " in range(", Ref("range-args"), "):"))
     body_line = seq(rep(INDENT, 1, MAX_BLOCK_LEVEL), alt(Ref("simple-u"), header, Ref("comment"), Ref("fdoc")))
     top_line = alt(
-        seq(Ref("const-name"), " = ", Ref("signed-number")),
-        seq("def ", alt(Ref("helper-name"), "init", "update"), "(", opt(Ref("param-name"), rep(seq(", ", Ref("param-name")), 0, 7)), "):"),
+        *([seq(Ref("const-name"), " = ", Ref("signed-number"))] if "const-name" in rules else []),
+        seq("def ", alt(*([Ref("helper-name")] if "helper-name" in rules else []), "init", "update"), "(", opt(Ref("param-name"), rep(seq(", ", Ref("param-name")), 0, 7)), "):"),
         seq("HPARAMS = {", opt('"lr": ', Ref("pos-number"), rep(seq(",", ws, Ref("hp-entry")), 0, MAX_HPARAMS - 1), opt(","), opt("}"))),
         seq(INDENT, Ref("hp-entry"), rep(seq(",", ws, Ref("hp-entry")), 0, MAX_HPARAMS - 1), opt(",")),
         "}")
@@ -423,18 +507,19 @@ def _statement_rules(rules: dict[str, Node], c: str) -> None:
             rules[name] = rep(seq(opt(indent, Ref("comment"), "\n"), indent, alt(*options)), 1, MAX_STATEMENTS)
 
 
-def build(kind: str = "full", parent: str | None = None, regular: bool = False) -> Grammar:
+def build(kind: str = "full", parent: str | None = None, regular: bool = False, scope: Scope | None = None) -> Grammar:
     """The grammar of an answer of ``kind``; for ``diff`` with a ``parent`` program, SEARCH
     sections are runs of the parent's own lines (they always match). ``regular``: the
     line-by-line approximation the regex form is printed from (each line valid on its own;
-    indentation, layout and names unchecked)."""
+    indentation, layout and names unchecked). ``scope``: names only from it (see
+    :class:`Scope`; the regular form ignores it)."""
     if kind not in KINDS:
         raise ValueError(f"unknown grammar kind {kind!r}; choose one of {', '.join(KINDS)}")
     rules: dict[str, Node] = {"root": Lit("")}  # placeholder, keeps root first
     if kind == "critique":
         _critique_rules(rules)
         return Grammar(rules)
-    _program_rules(rules, regular)
+    _program_rules(rules, regular, scope)
     if kind in ("full", "crossover"):
         rules["root"] = seq(opt(Ref("intro")), "```python\n", Ref("program"), "```")
     else:
@@ -454,15 +539,36 @@ def _reachable(rules: dict[str, Node], root: str) -> dict[str, Node]:
     return {name: node for name, node in rules.items() if name in seen}
 
 
-def _program_rules(rules: dict[str, Node], regular: bool = False) -> None:
+def _scoped_name_rules(rules: dict[str, Node], scope: Scope) -> None:
+    """Names from a :class:`Scope`: each rule the list of its words (a rule left out when the
+    scope has none, and so is every form that would use it)."""
+    def words(*groups) -> Node:
+        return alt(*sorted(set().union(*map(set, groups))))
+
+    rules["store-name"] = rules["param-name"] = words(scope.locals)
+    rules["load-name-u"] = words(scope.locals, scope.constants, contract.UPDATE_ARGS)
+    rules["load-name-f"] = words(scope.locals, scope.constants, contract.INIT_ARGS)
+    if scope.constants:
+        rules["const-name"] = words(scope.constants)
+    if scope.helpers:
+        rules["helper-name"] = rules["call-name"] = words(scope.helpers)
+    rules["hp-attr"] = words(scope.hparams, ["lr"])
+
+
+def _program_rules(rules: dict[str, Node], regular: bool = False, scope: Scope | None = None) -> None:
     _operator_texts()  # stops the build if the contract allows an operator this module does not know
     add_mul = [_BINOP_TEXT[op] for op in contract._BINOPS]
     rules["intro"] = seq(rep(seq(text_chars("`"), rep(text_chars("`"), 0, MAX_INTRO_CHARS - 1), "\n"), 1, MAX_INTRO_LINES),
                          opt("\n"))
-    helpers = rep(seq(Ref("helper"), Ref("gap")), 0, MAX_HELPERS)
+    free = scope is None or regular
+    helpers = [rep(seq(Ref("helper"), Ref("gap")), 0, MAX_HELPERS)] if free else []
+    # A scoped grammar defines the parents' helpers before init, at most as many as they have
+    # (one helper is then never defined twice; the parents' helpers come first in references).
+    first = [rep(seq(Ref("helper"), Ref("gap")), 0, len(scope.helpers))] if not free and scope.helpers else helpers
+    constants = [rep(seq(Ref("constant"), Ref("gap")), 0, MAX_CONSTANTS)] if free or scope.constants else []
     rules["program"] = seq(
-        opt(Ref("docstring"), Ref("gap")), Ref("hparams"), Ref("gap"), rep(seq(Ref("constant"), Ref("gap")), 0, MAX_CONSTANTS),
-        helpers, Ref("init-def"), Ref("gap"), helpers, Ref("update-def"), Ref("gap"), helpers)
+        opt(Ref("docstring"), Ref("gap")), Ref("hparams"), Ref("gap"), *constants,
+        *first, Ref("init-def"), Ref("gap"), *helpers, Ref("update-def"), Ref("gap"), *helpers)
     rules["gap"] = rep("\n", 0, 2)
     doc_char = alt(text_chars('"\\'), seq('"', text_chars('"\\')))
     rules["doc-line"] = rep(doc_char, 0, MAX_LINE_CHARS)
@@ -490,12 +596,17 @@ def _program_rules(rules: dict[str, Node], regular: bool = False) -> None:
     # HPARAMS keys the validator refuses: keywords and HParams' own attributes.
     hp_reserved = {w for w in keyword.kwlist if w.islower()} | {a for a in dir(contract.HParams) if not a.startswith("_")}
     _words_excluded(rules, "hp-key", hp_reserved, chars("a-z"), chars("a-z0-9_"))
-    for alias in ("load-name", "store-name", "const-name", "helper-name", "param-name", "call-name"):
-        rules[alias] = Ref("name")
+    if scope is None or regular:
+        for alias in ("load-name", "store-name", "const-name", "helper-name", "param-name", "call-name"):
+            rules[alias] = Ref("name")
+        rules["load-name-u"] = rules["load-name-f"] = Ref("load-name")
+        rules["hp-attr"] = Ref("hp-key")
+    else:
+        _scoped_name_rules(rules, scope)
     rules["hp-ref"] = seq("hp.", Ref("hp-attr"))
-    rules["hp-attr"] = Ref("hp-key")
     rules["key"] = seq('"', chars("A-Za-z_"), rep(chars("A-Za-z0-9_"), 0, 39), '"')
-    rules["subscript"] = seq(Ref("load-name"), "[", alt(Ref("key"), seq(opt("-"), Ref("small-int"))), "]")
+    for c in ("u", "f"):
+        rules[f"subscript-{c}"] = seq(Ref(f"load-name-{c}"), "[", alt(Ref("key"), seq(opt("-"), Ref("small-int"))), "]")
     rules["aug-op"] = alt(*[f"{text}=" for text in sorted(add_mul, key=len, reverse=True)])
     rules["range-args"] = alt(seq(Ref("small-int"), ",", opt(" "), Ref("small-int")), Ref("loop-count"))
     _number_rules(rules)
@@ -750,11 +861,13 @@ def _to_regex(grammar: Grammar, depth: int, json_escaped: bool) -> str:
     return text
 
 
-def render(kind: str = "full", fmt: str = "gbnf", parent: str | None = None, depth: int = 3) -> str:
-    """The grammar of ``kind`` in format ``fmt`` (see :data:`FORMATS`)."""
+def render(kind: str = "full", fmt: str = "gbnf", parent: str | None = None, depth: int = 3,
+           scope: Scope | None = None) -> str:
+    """The grammar of ``kind`` in format ``fmt`` (see :data:`FORMATS`), names from ``scope``
+    when given (the GBNF and Lark forms)."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown grammar format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    grammar = build(kind, parent)
+    grammar = build(kind, parent, scope=scope)
     if fmt == "gbnf":
         return grammar.to_gbnf()
     if fmt == "lark":

@@ -140,15 +140,23 @@ class Proposer(ABC):
         return render("system", vocabulary=vocabulary.describe(), contract=template("contract"))
 
     def _ask(self, proposal: Proposal, messages: list[dict[str, str]], role: str,
-             parse: Callable[[str], str], retries: int, grammar: tuple[str, str | None] = ("full", None)) -> str | None:
+             parse: Callable[[str], str], retries: int, grammar: tuple[str, str | None] = ("full", None),
+             scope_from: Sequence[str] = ()) -> str | None:
         """Ask, parse and validate; on failure re-ask in the same conversation with the error.
-        ``grammar`` is the answer's (kind, parent) for constrained decoding."""
+        ``grammar`` is the answer's (kind, parent) for constrained decoding, its names scoped to
+        the programs ``scope_from``; an answer written under a grammar is repaired
+        (:func:`discover.constrained.repair`) before validation, the repairs listed in ``edits``."""
         for attempt in range(retries + 1):
-            completion = self._complete(proposal, messages, role, grammar)
+            completion = self._complete(proposal, messages, role, grammar, scope_from)
             if completion is None:
                 return None
             try:
                 source = parse(completion.text)
+                if self.constrained is not None and self.constrained.dialect is not None:
+                    from discover.constrained import repair
+
+                    source, notes = repair(source, scope_from)
+                    proposal.edits = [f"repair: {note}" for note in notes]
                 contract.validate(source)
             except parsing.ParseError as exc:
                 self._record(proposal, role if attempt == 0 else "retry", messages, completion, "invalid_code")
@@ -167,14 +175,15 @@ class Proposer(ABC):
         return None
 
     def _complete(self, proposal: Proposal, messages: list[dict[str, str]], role: str,
-                  grammar: tuple[str, str | None] = ("full", None)) -> Completion | None:
+                  grammar: tuple[str, str | None] = ("full", None), scope_from: Sequence[str] = ()) -> Completion | None:
         """One LLM request (carrying the answer's grammar when constrained decoding is on); on
         failure the proposal records why and None comes back."""
         seed = self._seed(proposal)
         try:
             if self.constrained is not None:
                 kind, parent = grammar
-                completion = self.constrained.complete(self.llm, messages, kind, role=role, parent=parent, seed=seed)
+                completion = self.constrained.complete(self.llm, messages, kind, role=role, parent=parent, seed=seed,
+                                                       scope_from=scope_from if scope_from else None)
             else:
                 completion = self.llm.complete(messages, role=role, seed=seed)
         except BudgetExhausted as exc:
@@ -295,7 +304,8 @@ class FullProgramProposer(Proposer):
             {"role": "system", "content": self._system()},
             {"role": "user", "content": render("propose", archive_summary=self._summary(ctx), program=examples)},
         ]
-        proposal.source = self._ask(proposal, messages, "proposer", parsing.extract_program, ctx.parse_retries)
+        proposal.source = self._ask(proposal, messages, "proposer", parsing.extract_program, ctx.parse_retries,
+                                    scope_from=[p["code"] for p in parents])
 
 
 class DiffProposer(Proposer):
@@ -315,7 +325,7 @@ class DiffProposer(Proposer):
             return parsing.apply_diff(parent["code"], parsing.parse_diff(text))
 
         proposal.source = self._ask(proposal, messages, "proposer", apply, ctx.parse_retries,
-                                    grammar=("diff", parent["code"]))
+                                    grammar=("diff", parent["code"]), scope_from=[parent["code"]])
 
 
 class TextGradProposer(Proposer):
@@ -346,7 +356,8 @@ class TextGradProposer(Proposer):
             {"role": "system", "content": self._system()},
             {"role": "user", "content": render("edit", program=parent["code"], critique=critique, parent_feedback=fb)},
         ]
-        proposal.source = self._ask(proposal, messages, "proposer", parsing.extract_program, ctx.parse_retries)
+        proposal.source = self._ask(proposal, messages, "proposer", parsing.extract_program, ctx.parse_retries,
+                                    scope_from=[parent["code"]])
 
 
 class CrossoverProposer(Proposer):
@@ -365,7 +376,7 @@ class CrossoverProposer(Proposer):
                 archive_summary=self._summary(ctx))},
         ]
         proposal.source = self._ask(proposal, messages, "proposer", parsing.extract_program, ctx.parse_retries,
-                                    grammar=("crossover", None))
+                                    grammar=("crossover", None), scope_from=[a["code"], b["code"]])
 
 
 PROPOSERS: dict[str, type[Proposer]] = {

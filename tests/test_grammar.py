@@ -483,9 +483,15 @@ def test_the_local_llm_benchmark_runs_against_a_server(fake_llm_server):
     assert result.returncode == 0, result.stderr[-2000:]
     rows = {line.split("  ")[0]: line for line in result.stdout.splitlines()}
     assert "0/4 (0%)" in rows["no grammar"] and "no program / bad edit 4" in rows["no grammar"]
-    assert rows["grammar (gbnf)"].count("4/4 (100%)") == 2  # valid, and distinct
-    assert re.search(r"grammar \(gbnf\)\s+4/4 \(100%\)\s+4/4 \(100%\)\s+[\d.]+\s+5\s+[01]/1", rows["grammar (gbnf)"]), result.stdout
-    assert len(fake_llm_server.requests) == 8 and sum("grammar" in r for r in fake_llm_server.requests) == 4
+    # columns: valid, distinct valid, first answer valid, repaired, s/proposal, answers, tokens, beat parent
+    assert re.search(r"no grammar\s+0/4 \(0%\)\s+0/4 \(0%\)\s+0/4 \(0%\)\s+0\s+[\d.]+\s+8\s", rows["no grammar"])
+    assert re.search(r"grammar \(gbnf\)\s+4/4 \(100%\)\s+4/4 \(100%\)\s+4/4 \(100%\)\s+0\s+[\d.]+\s+4\s+5\s+[01]/1",
+                     rows["grammar (gbnf)"]), result.stdout
+    # one re-ask per bad answer (search.parse_retries' default): 4 x 2 without the grammar, 4 with it
+    assert len(fake_llm_server.requests) == 12 and sum("grammar" in r for r in fake_llm_server.requests) == 4
+    grammars = [r["grammar"] for r in fake_llm_server.requests if "grammar" in r]
+    # each scoped to its parent's names: adamw's bias1 in its own, not in lion's (the third)
+    assert '"bias1"' in grammars[0] and '"bias1"' not in grammars[2]
 
 
 @pytest.mark.parametrize("kind", grammar.KINDS)

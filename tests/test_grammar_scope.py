@@ -1,0 +1,285 @@
+"""Scoped grammars, the size bounds and the repair (issue 19 item 4; discover/grammar.py,
+discover/constrained.py).
+
+A context-free grammar cannot bind a read to a definition. The grammar sent with a proposal is
+therefore scoped to the parents' names (locals, constants, helpers) and to hyperparameters with
+a known default, and the answer is repaired (an undeclared ``hp.x`` declared, a bare state or
+hyperparameter name read as such) before the validator judges it. These tests check the GBNF
+text a server receives, read back by discover/gbnf.py.
+"""
+
+from __future__ import annotations
+
+import collections
+import random
+
+import pytest
+
+from discover import gbnf, grammar
+from discover.constrained import repair
+from discover.grammar import Ref
+from sandbox import contract
+from sandbox.references import reference_names, reference_source
+
+ADAM = reference_source("adam")
+
+
+def recogniser(kind: str = "full", *sources: str) -> gbnf.Recogniser:
+    scope = grammar.Scope.of(*sources) if sources else None
+    return gbnf.Recogniser(gbnf.parse(grammar.render(kind, scope=scope)))
+
+
+@pytest.fixture(scope="module")
+def adam_scoped() -> gbnf.Recogniser:
+    return recogniser("full", ADAM)
+
+
+@pytest.fixture(scope="module")
+def general() -> gbnf.Recogniser:
+    return recogniser("full")
+
+
+# --- every reference is in the grammar scoped to it -----------------------------------------
+
+
+@pytest.mark.parametrize("name", reference_names())
+def test_every_reference_is_in_the_grammar_scoped_to_it(name):
+    source = reference_source(name)
+    g = recogniser("full", source)
+    assert g.accepts(source, "program")
+    assert g.accepts(f"An idea.\n\n```python\n{source}```")
+
+
+def test_a_crossover_grammar_takes_both_parents_names():
+    muon, adam = reference_source("muon"), ADAM
+    g = recogniser("crossover", muon, adam)
+    assert g.accepts(f"```python\n{muon}```") and g.accepts(f"```python\n{adam}```")
+    assert not recogniser("crossover", adam).accepts(f"```python\n{muon}```")  # newton_schulz, NS_STEPS
+
+
+# --- what a scoped grammar leaves out ----------------------------------------------------
+
+
+@pytest.mark.parametrize("old, new, in_general", [
+    ("    bias1 = 1", "    numer = grad\n    bias1 = 1", True),                # a local outside the scope
+    ("hp.eps", "hp.bias_decay", True),                                         # hp.x without a known default
+    ("    bias1 = 1", "    d = foo(grad)\n    bias1 = 1", True),                # a helper the parents lack
+    ('{"m": zeros_like(param)', '{"m": step * zeros_like(param)', True),       # init reads update's argument
+    ("    bias1 = 1", "    x" + "y" * 30 + " = grad\n    bias1 = 1", False),   # a 31-character name
+])
+def test_a_scoped_grammar_keeps_to_the_parents_names(adam_scoped, general, old, new, in_general):
+    assert old in ADAM
+    program = ADAM.replace(old, new, 1)
+    assert not adam_scoped.accepts(program, "program")
+    assert general.accepts(program, "program") == in_general
+
+
+def test_a_scoped_grammar_allows_the_generic_names_and_known_hyperparameters(adam_scoped):
+    program = ADAM.replace("    bias1 = 1", "    u = sign(m) * hp.beta\n    bias1 = 1", 1)
+    assert adam_scoped.accepts(program, "program")
+    assert "beta" in grammar.hp_defaults() and "beta" in grammar.EXTRA_HP_DEFAULTS
+    # every key a reference declares has a default, with the first reference's value
+    for name in reference_names():
+        hparams = contract.load_program(reference_source(name)).hparams
+        assert set(hparams) <= set(grammar.hp_defaults()), name
+    assert grammar.hp_defaults()["beta2"] == 0.999
+
+
+def test_a_helper_of_the_parent_can_be_called_and_defined_once():
+    ademamix = reference_source("ademamix")
+    g = recogniser("full", ademamix)
+    assert "half_life(hp.beta1)" in ademamix and g.accepts(ademamix, "program")
+    assert not recogniser("full", ADAM).accepts(ademamix, "program")
+    helper = ademamix[ademamix.index("def half_life"):ademamix.index("def init")]
+    assert not g.accepts(ademamix.replace(helper, helper + helper, 1), "program")  # defined twice
+    contract.validate(reference_source("muon"))  # (muon's newton_schulz is an op, not a helper)
+    assert grammar.Scope.of(reference_source("muon")).helpers == ()
+
+
+# --- the size bounds ---------------------------------------------------------------------
+
+
+def with_line(line: str) -> str:
+    return ADAM.replace("    bias1 = 1", f"    {line}\n    bias1 = 1", 1)
+
+
+def test_brackets_nest_at_most_max_nesting_deep(general):
+    def nested(depth: int) -> str:
+        return with_line("x = " + "sqrt(" * depth + "v" + ")" * depth)
+
+    assert grammar.MAX_NESTING == 4
+    assert general.accepts(nested(4), "program") and not general.accepts(nested(5), "program")
+    contract.validate(nested(5))  # the validator would take it: the bound is the grammar's own
+
+
+def test_statements_operands_names_and_prose_are_bounded(general):
+    update = ADAM[ADAM.index("def update"):]
+    head = ADAM[:ADAM.index("def update")]
+
+    def statements(n: int) -> str:
+        body = "".join(f"    x{i} = grad\n" for i in range(n - 1))
+        return head + "def update(grad, param, state, step, hp):\n" + body + "    return -hp.lr * grad, state\n"
+
+    assert update and general.accepts(statements(grammar.MAX_STATEMENTS), "program")
+    assert not general.accepts(statements(grammar.MAX_STATEMENTS + 1), "program")
+    operands = lambda n: with_line("x = " + " + ".join(["grad"] * n))  # noqa: E731
+    assert general.accepts(operands(grammar.MAX_OPERANDS), "program")
+    assert not general.accepts(operands(grammar.MAX_OPERANDS + 1), "program")
+    assert general.accepts(with_line("x" * 20 + " = grad"), "program")
+    assert not general.accepts(with_line("x" * 60 + " = grad"), "program")
+    assert general.accepts(f"One.\nTwo.\n\n```python\n{ADAM}```")
+    assert not general.accepts(f"One.\nTwo.\nThree.\n\n```python\n{ADAM}```")
+    assert not general.accepts(f"{'word ' * 60}\n\n```python\n{ADAM}```")
+
+
+def test_diff_answers_are_bounded():
+    g = gbnf.Recogniser(gbnf.parse(grammar.render("diff", parent=ADAM)))
+    block = "<<<<<<< SEARCH\n    bias1 = 1 - hp.beta1 ** step\n=======\n{}>>>>>>> REPLACE\n"
+    assert g.accepts(block.format("    bias1 = 1\n" * grammar.MAX_REPLACE_LINES))
+    assert not g.accepts(block.format("    bias1 = 1\n" * (grammar.MAX_REPLACE_LINES + 1)))
+    one = block.format("    bias1 = 1\n")
+    assert g.accepts(one * grammar.MAX_DIFF_BLOCKS) and not g.accepts(one * (grammar.MAX_DIFF_BLOCKS + 1))
+
+
+# --- the repair ----------------------------------------------------------------------------
+
+SLIPS = '''HPARAMS = {"lr": 1e-3,
+}
+
+
+def init(param):
+    return {"m": zeros_like(param)}
+
+
+def update(grad, param, state, step, hp):
+    m2 = interp(grad, m, hp.beta1)  # m: the state meant
+    return -hp.lr * m2 / (eps + 1), {"m": m2}
+'''
+
+
+def test_the_repair_mends_only_unambiguous_binding_slips():
+    with pytest.raises(contract.CandidateError):
+        contract.validate(SLIPS)
+    fixed, notes = repair(SLIPS, [ADAM])
+    contract.validate(fixed)
+    program = contract.load_program(fixed)
+    assert program.hparams == {"lr": 1e-3, "beta1": 0.9, "eps": 1e-8}  # adam's values, the parent's
+    assert 'interp(grad, state["m"], hp.beta1)  # m: the state meant' in fixed
+    assert "/ (hp.eps + 1)" in fixed
+    assert notes == ['read `m` as state["m"]', "read `eps` as hp.eps", "declared beta1 = 0.9, eps = 1e-08 in HPARAMS"]
+    # without a parent the defaults come from the references (adadelta's eps comes first)
+    assert contract.load_program(repair(SLIPS)[0]).hparams["eps"] == grammar.hp_defaults()["eps"]
+    # a valid program and an unparsable one come back as they were
+    assert repair(ADAM, [ADAM]) == (ADAM, [])
+    assert repair("def (:", [ADAM]) == ("def (:", [])
+
+
+def test_the_repair_leaves_unknown_names_to_the_validator():
+    source = SLIPS.replace("(eps + 1)", "(numer + 1)")
+    fixed, notes = repair(source)
+    assert "numer" in fixed and "declared beta1" in notes[-1]
+    with pytest.raises(contract.CandidateError, match="unknown name `numer`"):
+        contract.validate(fixed)
+    # a name assigned somewhere in update is the program's own, not a slip
+    own = SLIPS.replace("    m2 = interp", "    eps = 0.5\n    m2 = interp")
+    assert "hp.eps" not in repair(own)[0]
+
+
+# --- random derivations of a scoped grammar pass the validator after the repair ------------
+
+
+class PoolDerivation:
+    """Derives programs from a scoped grammar, choosing among the scope's names the way a
+    program binds them (a local read was assigned earlier, a helper called is defined above).
+    ``hp.x`` is left to the grammar (any key with a default) and HPARAMS keys too: binding
+    those is the repair's job, which the test checks."""
+
+    def __init__(self, rng: random.Random, g: grammar.Grammar, scope: grammar.Scope):
+        self.rng, self.grammar, self.pool = rng, g, scope
+        self.scope: list[str] = []
+        self.constants: list[str] = []
+        self.helpers: list[str] = []
+        self.defining: str | None = None
+
+    def hook(self, rule: str) -> str | None:
+        rng = self.rng
+        if rule in ("load-name-u", "load-name-f"):
+            return rng.choice(self.scope + self.constants)
+        if rule in ("store-name", "param-name"):
+            fresh = [n for n in self.pool.locals if n not in self.scope]
+            name = rng.choice(self.scope if (rule == "store-name" and self.scope and rng.random() < 0.5) or not fresh
+                              else fresh)
+            self.scope.append(name)
+            return name
+        if rule == "const-name":
+            name = rng.choice(self.pool.constants)
+            self.constants.append(name)
+            return name
+        if rule == "helper-name":
+            left = [h for h in self.pool.helpers if h not in self.helpers] or list(self.pool.helpers)
+            self.defining = rng.choice(left)
+            return self.defining
+        if rule == "call-name":
+            return rng.choice(self.helpers)
+        return None
+
+    def on_enter(self, rule: str) -> None:
+        if rule == "init-def":
+            self.scope = list(contract.INIT_ARGS)
+        elif rule == "update-def":
+            self.scope = list(contract.UPDATE_ARGS)
+        elif rule == "helper":
+            self.scope = []
+
+    def on_exit(self, rule: str, text: str) -> None:
+        if rule == "helper" and self.defining:
+            self.helpers.append(self.defining)
+            self.defining = None
+
+    def allow(self, node) -> bool:
+        if isinstance(node, Ref) and node.name.startswith("helper-call"):
+            return bool(self.helpers)
+        if isinstance(node, Ref) and (node.name.startswith("load-name") or node.name.startswith("subscript")):
+            return bool(self.scope or self.constants)
+        return True
+
+    def program(self) -> str:
+        return gbnf.derive(self.grammar, self.rng, "program", max_depth=16, hook=self.hook,
+                           on_enter=self.on_enter, on_exit=self.on_exit, allow=self.allow)
+
+
+def _causes(programs: list[str]) -> collections.Counter:
+    counts: collections.Counter = collections.Counter()
+    for source in programs:
+        try:
+            contract.validate(source)
+        except contract.CandidateError as exc:
+            counts[exc.message.split("`")[0].strip()] += 1
+    return counts
+
+
+@pytest.mark.parametrize("parent", ["adam", "muon", "ademamix"])
+def test_random_derivations_of_a_scoped_grammar_validate_after_the_repair(parent):
+    source = reference_source(parent)
+    scope = grammar.Scope.of(source)
+    g = gbnf.parse(grammar.render("full", scope=scope))
+    rng = random.Random(19)
+    programs = [PoolDerivation(rng, g, scope).program() for _ in range(300)]
+    before = _causes(programs)
+    after = _causes([repair(p, [source])[0] for p in programs])
+    # Measured (seed 19, 300 each): 0 rejected after the repair for adam, muon and ademamix;
+    # before it 26, 26 and 3 read an hp.x their HPARAMS lacks. The bound is the issue's 5%.
+    assert sum(after.values()) < 15, after.most_common(5)
+    assert set(before) <= {"attribute access"}  # hp.x not declared: the binding the repair does
+    assert len(set(programs)) > 290
+
+
+def test_unsteered_derivations_of_a_scoped_grammar_fail_only_on_binding():
+    """Without steering names, what fails after the repair is only a read of a name the
+    function never assigns (or the like): never syntax, layout, an unknown op or hp.x."""
+    scope = grammar.Scope.of(ADAM)
+    g = gbnf.parse(grammar.render("full", scope=scope))
+    rng = random.Random(7)
+    programs = [repair(gbnf.derive(g, rng, "program", max_depth=16), [ADAM])[0] for _ in range(200)]
+    causes = _causes(programs)
+    assert set(causes) <= {"unknown name"}, causes
