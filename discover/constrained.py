@@ -32,6 +32,7 @@ from typing import Any, Callable, Sequence
 import openai
 
 from discover import grammar
+from discover.budget import BudgetExhausted
 from sandbox import contract, vocabulary
 from discover.llm import Completion, LLMClient, LLMError, is_local_endpoint
 
@@ -139,7 +140,18 @@ class ConstrainedDecoding:
             self._dialect, self.fell_back = None, cause
             self._warn(f"constrained decoding: {self.base_url or 'the server'} rejected the {dialect} grammar "
                        f"({' '.join(str(cause).split())[:160]}); continuing without it")
-            return llm.complete(messages, role=role, seed=seed)
+            # Attempts with the grammar that timed out before the rejection were computed by the
+            # server: they stay on the answer (or on the error) so that the campaign archives them.
+            try:
+                completion = llm.complete(messages, role=role, seed=seed)
+            except (LLMError, BudgetExhausted) as again:
+                again.abandoned = exc.abandoned + again.abandoned
+                raise
+            if exc.abandoned:
+                from dataclasses import replace
+
+                completion = replace(completion, abandoned=exc.abandoned + completion.abandoned)
+            return completion
         if dialect == "ollama":
             completion = _unwrapped(completion)
         return completion

@@ -283,3 +283,25 @@ def test_unsteered_derivations_of_a_scoped_grammar_fail_only_on_binding():
     programs = [repair(gbnf.derive(g, rng, "program", max_depth=16), [ADAM])[0] for _ in range(200)]
     causes = _causes(programs)
     assert set(causes) <= {"unknown name"}, causes
+
+
+# --- the fallback keeps what the server computed ------------------------------------------
+
+from discover.constrained import ConstrainedDecoding  # noqa: E402
+from discover.llm import LLMClient, LLMSettings  # noqa: E402
+from tests.fake_openai import Delay, Reply, Status, fake_llm_server  # noqa: E402,F401 (fixture)
+
+
+def test_a_timeout_before_the_grammar_is_rejected_stays_on_the_answer(fake_llm_server):
+    """With the grammar the first attempt times out and the second is refused (HTTP 400 naming
+    the grammar); `auto` falls back, and the timed-out attempt is on the answer it returns."""
+    fake_llm_server.script([Delay(3.0, Reply("runaway")), Status(400, message="failed to parse grammar"),
+                            Reply("plain", 40, 3)])
+    client = LLMClient(LLMSettings(base_url=fake_llm_server.base_url, models={"proposer": "tiny"}, cache_mode="off",
+                                   max_attempts=2, timeout=0.5, backoff_base=0.01, prices={"tiny": (0.0, 0.0)}))
+    lines: list[str] = []
+    answer = ConstrainedDecoding("auto", fake_llm_server.base_url, warn=lines.append).complete(
+        client, [{"role": "user", "content": "Write an optimizer."}], "full", seed=1)
+    assert answer.text == "plain" and len(lines) == 1 and "rejected the gbnf grammar" in lines[0]
+    assert [a["reason"] for a in answer.abandoned] == ["timeout"]
+    assert ["grammar" in r for r in fake_llm_server.requests] == [True, True, False]
