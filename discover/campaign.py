@@ -183,6 +183,7 @@ class Campaign:
         self._record_checks(checked or [])
         self._context_error: str | None = None  # a prompt did not fit the server's context: stop
         self._carried: list[tuple[int, str]] = []  # on resume: a batch's programs archived before a kill
+        self._ahead = None  # ((indices, contexts), future): the next batch, generated while one is evaluated
         self._llm_down = 0  # batches in a row whose every LLM request failed
         self._llm_failure: str | None = None
         weights = dict(config.search.proposers)
@@ -326,7 +327,7 @@ class Campaign:
             self._seed_references()
             # The next batch's proposals, generated while this batch is evaluated (on resume:
             # a batch a kill left unarchived, from its saved contexts).
-            ahead = self._saved_batch()
+            self._ahead = self._saved_batch()
             self._finish_pending()
             self._confirm_unchecked()
             stalled = 0
@@ -337,7 +338,7 @@ class Campaign:
                     if reason:
                         stop_reason = reason
                         break
-                    exhausted, proposed, evaluated, ahead = self._run_batch(ahead)
+                    exhausted, proposed, evaluated = self._run_batch()
                     if self._context_error:
                         stop_reason, status = self._context_error, "stopped"
                         break
@@ -357,9 +358,11 @@ class Campaign:
                                        "see `discover archive list --status failed`")
                         break
             finally:
+                # The batch generated ahead and not archived yet (never one _run_batch already
+                # archived, whatever stopped the loop): proposals already paid for are archived
+                # (pending), never dropped; `--resume` with a larger budget evaluates them.
+                ahead, self._ahead = self._ahead, None
                 if ahead is not None:
-                    # Proposals already paid for are archived (pending), never dropped:
-                    # `--resume` with a larger budget evaluates them.
                     self._archive_batch(*ahead[0], ahead[1].result())
             if not self._context_error:
                 self._final_checks()
@@ -469,10 +472,12 @@ class Campaign:
                 charged += 1
         return charged
 
-    def _run_batch(self, ahead=None) -> tuple[str | None, int, int, Any]:
-        """One batch of proposals: generate (or collect the ones generated ahead), archive,
-        evaluate. Returns (budget-exhausted reason if an LLM call hit the budget, proposals made,
-        new programs evaluated, the next batch if it is being generated ahead)."""
+    def _run_batch(self) -> tuple[str | None, int, int]:
+        """One batch of proposals: generate (or collect the ones generated ahead, ``self._ahead``),
+        archive, evaluate; the next batch may be generated ahead meanwhile (``self._ahead`` again).
+        Returns (budget-exhausted reason if an LLM call hit the budget, proposals made, new
+        programs evaluated)."""
+        ahead, self._ahead = self._ahead, None  # taken: an exception from here on cannot archive it twice
         if ahead is None:
             indices = self._batch_indices(self._next_index(), 0)
             contexts = self._contexts(indices)
@@ -482,7 +487,6 @@ class Campaign:
             proposals = future.result()
         exhausted, to_evaluate = self._archive_batch(indices, contexts, proposals)
         to_evaluate, self._carried = self._carried + to_evaluate, []
-        ahead = None
         if self.pipeline and exhausted is None and self._context_error is None:
             # Batch k+1 is built from the archive as it is now (batch k archived, not yet
             # evaluated): a fixed point in the sequence, so reruns still agree; its LLM requests
@@ -490,10 +494,10 @@ class Campaign:
             next_indices = self._batch_indices(indices[-1] + 1, len(to_evaluate))
             if next_indices:
                 next_contexts = self._contexts(next_indices)
-                ahead = ((next_indices, next_contexts),
-                         self._ahead_pool.submit(self._generate, next_indices, next_contexts))
+                self._ahead = ((next_indices, next_contexts),
+                               self._ahead_pool.submit(self._generate, next_indices, next_contexts))
         evaluated = self._evaluate_all(to_evaluate, count_budget=True, kind="candidate")
-        return exhausted, len(indices), evaluated, ahead
+        return exhausted, len(indices), evaluated
 
     def _batch_indices(self, first: int, committed: int) -> list[int]:
         """Proposal indices of the next batch, no more than the evaluation budget has room for

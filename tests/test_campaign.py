@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import archive
-from discover.campaign import Campaign
+from discover.campaign import Campaign, Event
 from discover.config import load_config
 from tests.fake_openai import Delay, Reply, Status, fake_llm_server  # noqa: F401 (fixture)
 
@@ -278,3 +278,34 @@ def test_an_llm_campaign_sends_each_answer_its_grammar_and_falls_back_when_refus
     assert summary.spend["evaluations"] >= 1
     later = [r for r in fake_llm_server.requests if "messages" in r][-1]
     assert "grammar" not in later
+
+
+def test_ctrl_c_while_a_pipelined_batch_is_evaluated_archives_each_proposal_once(tmp_path, fake_llm_server):
+    # With an LLM, batch k+1 is generated while batch k is evaluated. A Ctrl-C (KeyboardInterrupt
+    # in the main thread) during batch 2's evaluation must archive batch 3, which was generated
+    # ahead, and must not archive batch 2 a second time.
+    fake_llm_server.responder = responder
+    config = load_config(overrides=[SMALL, {"output_dir": str(tmp_path)}, {
+        "budget": {"max_evaluations": 12}, "search": {"in_flight": 2, "proposers": {"full": 1}},
+        "llm": {"base_url": fake_llm_server.base_url, "timeout": 5.0, "backoff_base": 0.01}}])
+    holder: dict[str, Campaign] = {}
+
+    def interrupt(event: Event) -> None:
+        if event.kind == "evaluated" and event.program_id is not None:
+            index = holder["campaign"].archive.program(event.program_id).meta.get("proposal_index")
+            if index is not None and index >= 2:  # a program of the second batch
+                raise KeyboardInterrupt
+
+    campaign = Campaign.create(config, on_event=interrupt)
+    holder["campaign"] = campaign
+    try:
+        summary = campaign.run()
+    finally:
+        campaign.close()
+    assert summary.status == "stopped" and "interrupted" in summary.stop_reason
+    with archive.open(campaign.directory) as store:
+        indices = [p.meta["proposal_index"] for p in store.programs() if "proposal_index" in p.meta]
+        assert len(indices) == len(set(indices)), f"a proposal was archived twice: {sorted(indices)}"
+        assert {0, 1, 2, 3} <= set(indices)
+        assert {4, 5} & set(indices), "the batch generated ahead was archived (pending), not dropped"
+        assert len(store.llm_calls()) == len(fake_llm_server.answered)
