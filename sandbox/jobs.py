@@ -215,7 +215,7 @@ def evaluate_population_job(payload: dict, device: str = "cpu") -> dict[str, Any
     """Several candidates on one task in one batched pass (:func:`sandbox.population.run_population`).
 
     Payload: ``task``, ``steps``, ``device``, ``task_modules`` as for ``evaluate``, optional
-    ``exact`` (default True), and ``programs``: ``[{"source", "configs": [[lr, seed], ...]}, ...]``.
+    ``share`` (one of :data:`sandbox.population.SHARE_MODES`, default ``auto``), and ``programs``: ``[{"source", "configs": [[lr, seed], ...]}, ...]``.
     Returns ``{"programs": [...]}``, one entry per program in order: ``{"ok": true, "runs": [...],
     "shared": bool}`` with the very records ``evaluate`` returns for that program alone, or
     ``{"ok": false, "reason", "message"}`` with the failure ``evaluate`` reports for it. One
@@ -247,7 +247,7 @@ def evaluate_population_job(payload: dict, device: str = "cpu") -> dict[str, Any
         where.append(index)
     if programs:
         outcome = train_population(programs, task, configs, steps=payload.get("steps"),
-                                   device=payload.get("device") or device, exact=payload.get("exact", True))
+                                   device=payload.get("device") or device, share=payload.get("share", "auto"))
         for index, result, shared in zip(where, outcome.results, outcome.shared):
             if isinstance(result, CandidateError):
                 reason, message = classify_exception(result)

@@ -25,7 +25,15 @@ config different last bits depending on its batch-mates. So before a shared pass
 population checks, once per task and row layout in this process, that the gradient, scoring
 loss and validation value of each program's rows alone, of a few smaller row counts and of a
 rotated batch equal the corresponding rows of the whole batch; if any bit differs, every
-program runs alone (``exact=False`` skips the check and accepts last-bit differences).
+program runs alone.
+
+Sharing a pass saves the per-call cost of the forward/backward (Python, vmap, kernel launches)
+but not its arithmetic, and a bigger batch can be slower per row on a CPU (its working set
+leaves the cache: cnn_digits, one thread, 86-122 ms a step for 176 rows in one pass against
+54 ms in passes of 22). So the same check also times the shared forward/backward against the
+programs' own ones (process CPU time) and, by default (``share="auto"``), shares the pass only
+when it is faster. ``share="independent"`` shares whenever the rows are independent, and
+``share="always"`` skips the check (results may then differ in the last bits).
 
 A program leaves the population, and is run on its own by ``run_candidate`` afterwards, when
 vmap cannot trace its ``init`` or ``update`` or they raise (``run_candidate`` then falls back to
@@ -41,6 +49,7 @@ programs are grouped by that: one pass for all multi-seed programs, one per sing
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -55,13 +64,26 @@ from sandbox.tasks.base import Batch, Params, Task
 
 PopulationResult = list[RunResult] | CandidateError
 
+
+def _cpu_seconds(device: torch.device) -> float:
+    """CPU time of this process (one torch thread in a worker: the work done, whatever else runs
+    on the machine); on a GPU, wall time after the queued work finished."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        return time.perf_counter()
+    return time.process_time()
+
 PROBE_COUNTS = (1, 2, 3, 7, 15, 17, 31, 33)
 """Row counts the independence check tries besides each program's own (prefixes of the batch):
 both sides of the kernel and vector-width boundaries measured on CPU (16 GEMM columns, 32 rows
 of a reduction), where a dropped config moves a program's pass during a run."""
 
+SHARE_MODES = ("auto", "independent", "always")
+"""When programs share a pass: when their rows are independent and sharing measured faster (auto),
+whenever their rows are independent, or always (see the module docstring)."""
+
 _NOT_INDEPENDENT: set[tuple] = set()  # (task, layout) whose rows were found to depend on the count
-_INDEPENDENT: set[tuple] = set()  # (task, layout, program row counts) already checked
+_CHECKED: dict[tuple, tuple[float, float]] = {}  # (task, layout, row counts) -> (shared, alone) CPU seconds
 
 
 @dataclass
@@ -72,8 +94,10 @@ class PopulationOutcome:
     shared: list[bool]
     """``shared[i]``: program i was trained in a shared pass (else by ``run_candidate`` alone)."""
     independent: bool | None
-    """The row-independence check's verdict (None: not run, because nothing could be shared or
-    ``exact`` was False)."""
+    """The row-independence check's verdict over all passes (None: no check ran, because nothing
+    could be shared or ``share`` was "always")."""
+    faster: bool | None
+    """Whether every checked pass measured faster shared than alone (None: nothing measured)."""
 
 
 def run_population(
@@ -84,7 +108,8 @@ def run_population(
     steps: int | None = None,
     device: str | torch.device = "cpu",
     hparam_overrides: Sequence[Mapping[str, float] | None] | None = None,
-    exact: bool = True,
+    share: str = "auto",
+    max_rows: int | None = None,
 ) -> list[PopulationResult]:
     """Train every program on ``task``; entry i is what ``run_candidate(programs[i], task,
     configs_i, steps=steps, device=device, hparam_overrides=overrides_i)`` returns, or the
@@ -93,11 +118,11 @@ def run_population(
     ``configs`` is one list of RunConfig for all programs, or one list per program.
     ``hparam_overrides`` is None or one mapping (or None) per program. Bad arguments raise
     ``ValueError`` as ``run_candidate`` does; any error that is not a candidate's propagates.
-    ``exact=False`` shares passes even where rows are not computed independently of their
-    batch-mates (results then differ from ``run_candidate``'s in the last bits).
+    ``share`` (:data:`SHARE_MODES`) says when programs share a pass; ``max_rows`` caps the rows of
+    one shared pass (the programs are then split into consecutive passes under it).
     """
     return train_population(programs, task, configs, steps=steps, device=device,
-                            hparam_overrides=hparam_overrides, exact=exact).results
+                            hparam_overrides=hparam_overrides, share=share, max_rows=max_rows).results
 
 
 def train_population(
@@ -108,12 +133,17 @@ def train_population(
     steps: int | None = None,
     device: str | torch.device = "cpu",
     hparam_overrides: Sequence[Mapping[str, float] | None] | None = None,
-    exact: bool = True,
+    share: str = "auto",
+    max_rows: int | None = None,
 ) -> PopulationOutcome:
     """:func:`run_population`, also saying which programs shared a pass."""
     programs = list(programs)
     if not programs:
         raise ValueError("run_population needs at least one program")
+    if share not in SHARE_MODES:
+        raise ValueError(f"share must be one of {', '.join(SHARE_MODES)}; got {share!r}")
+    if max_rows is not None and max_rows < 2:
+        raise ValueError(f"max_rows must be at least 2, got {max_rows}")
     per_program = _per_program_configs(configs, len(programs))
     overrides = list(hparam_overrides) if hparam_overrides is not None else [None] * len(programs)
     if len(overrides) != len(programs):
@@ -135,13 +165,13 @@ def train_population(
         key = ("seed", seeds.pop()) if task.stochastic and len(seeds) == 1 else "shared"
         groups.setdefault(key, []).append(index)
     verdicts = []
-    for members in groups.values():
+    for members in (part for group in groups.values() for part in _split(group, runs, max_rows)):
         if len(members) == 1:  # nothing to share: the per-program path is the same pass
             alone.extend(members)
             continue
-        population = _Population([runs[i] for i in members], exact)
+        population = _Population([runs[i] for i in members], share)
         done, failed = population.train()
-        verdicts.append(population.independent)
+        verdicts.append((population.independent, population.faster))
         for local, result in done.items():
             results[members[local]] = result
             shared[members[local]] = True
@@ -152,8 +182,28 @@ def train_population(
                                            hparam_overrides=overrides[index])
         except CandidateError as exc:
             results[index] = exc
-    checked = [v for v in verdicts if v is not None]
-    return PopulationOutcome(results, shared, all(checked) if checked else None)  # type: ignore[arg-type]
+    independent = [v for v, _ in verdicts if v is not None]
+    faster = [v for _, v in verdicts if v is not None]
+    return PopulationOutcome(results, shared, all(independent) if independent else None,  # type: ignore[arg-type]
+                             all(faster) if faster else None)
+
+
+def _split(members: list[int], runs: list[_Run], limit: int | None) -> list[list[int]]:
+    """Consecutive parts of ``members`` with at most ``limit`` rows each (a program larger than
+    that is a part by itself)."""
+    if limit is None:
+        return [members]
+    parts: list[list[int]] = []
+    rows = 0
+    for index in members:
+        size = len(runs[index].configs)
+        if parts and rows + size <= limit:
+            parts[-1].append(index)
+            rows += size
+        else:
+            parts.append([index])
+            rows = size
+    return parts
 
 
 def _per_program_configs(configs, count: int) -> list[list[RunConfig]]:
@@ -217,14 +267,15 @@ class _Member:
 class _Population:
     """Several programs' batched runs on one task, stepped together (see the module docstring)."""
 
-    def __init__(self, runs: list[_Run], exact: bool):
-        self.runs, self.exact = runs, exact
+    def __init__(self, runs: list[_Run], share: str):
+        self.runs, self.share = runs, share
         first = runs[0]
         self.task, self.device, self.steps = first.task, first.device, first.steps
         self.eval_batch = first.eval_batch
         self.val_at, self.check_every = first.val_at, first.check_every
         self.seeds = sorted({c.seed for run in runs for c in run.configs})
         self.independent: bool | None = None
+        self.faster: bool | None = None
 
     def train(self) -> tuple[dict[int, list[RunResult]], list[int]]:
         """``(results by member index, members that must run alone)``."""
@@ -247,9 +298,9 @@ class _Population:
         val_loss = vmap(task.val_loss)
         try:
             params = self._assemble(members)
-            if self.exact:
-                self.independent = self._rows_independent(members, params)
-                if not self.independent:
+            if self.share != "always":
+                self.independent, self.faster = self._check(members, params)
+                if not self.independent or (self.share == "auto" and not self.faster):
                     return done, sorted(failed + list(members))
             if not full_batch:
                 self._spread(members, 0, eval_loss(params), "pending")
@@ -336,35 +387,53 @@ class _Population:
 
     # --- the row-independence check ------------------------------------------------------------
 
-    def _rows_independent(self, members: dict[int, _Member], params: Params) -> bool:
-        """Whether each row's gradient, scoring loss and validation value come out the same
-        whatever rows share the batch (see the module docstring); remembered per process."""
+    def _check(self, members: dict[int, _Member], params: Params) -> tuple[bool, bool | None]:
+        """``(independent, faster)``: whether each row's gradient, scoring loss and validation
+        value come out the same whatever rows share the batch (see the module docstring), and
+        whether one shared forward/backward took less CPU time than the programs' own ones.
+        Both remembered per process (the timing per set of row counts)."""
         task = self.task
         layout = "full" if not task.stochastic else ("one_seed" if len(self.seeds) == 1 else "per_seed")
         key = (type(task), task.key, str(self.device), layout)
         sizes = tuple(len(m.active) for m in members.values())
         if key in _NOT_INDEPENDENT:
-            return False
-        if (key, sizes) in _INDEPENDENT:
-            return True
+            return False, None
+        if (key, sizes) in _CHECKED:
+            shared, alone = _CHECKED[key, sizes]
+            return True, shared < alone
         total = sum(sizes)
         batch, dims = (self.eval_batch, None) if not task.stochastic else self._stacked_batch(1, members)
-        reference = self._row_outputs(params, batch, dims)
-        subsets, offset = [], 0
-        for size in sizes:  # each program's rows alone, as its own pass has them at the start
-            subsets.append(torch.arange(offset, offset + size, device=self.device))
-            offset += size
-        subsets += [torch.arange(count, device=self.device) for count in PROBE_COUNTS if count < total]
-        subsets.append(torch.arange(total, device=self.device).roll(1))  # every row at another position
-        for rows in subsets:
+        reference = self._row_outputs(params, batch, dims)  # also warms up what is timed below
+
+        def rows_alone(rows: torch.Tensor) -> list[torch.Tensor]:
             part = {name: p[rows] for name, p in params.items()}
             part_batch = batch if dims is None else {k: v if dims[k] is None else v[rows] for k, v in batch.items()}
-            got = self._row_outputs(part, part_batch, dims)
-            if not all(torch.equal(a, b[rows]) for a, b in zip(got, reference)):
+            return self._row_outputs(part, part_batch, dims)
+
+        def same(rows: torch.Tensor, outputs: list[torch.Tensor]) -> bool:
+            return all(torch.equal(a, b[rows]) for a, b in zip(outputs, reference))
+
+        alone, offset = 0.0, 0
+        for size in sizes:  # each program's rows alone, as its own pass has them at the start
+            rows = torch.arange(offset, offset + size, device=self.device)
+            offset += size
+            started = _cpu_seconds(self.device)
+            outputs = rows_alone(rows)
+            alone += _cpu_seconds(self.device) - started
+            if not same(rows, outputs):
                 _NOT_INDEPENDENT.add(key)
-                return False
-        _INDEPENDENT.add((key, sizes))
-        return True
+                return False, None
+        started = _cpu_seconds(self.device)
+        self._row_outputs(params, batch, dims)
+        shared = _cpu_seconds(self.device) - started
+        subsets = [torch.arange(count, device=self.device) for count in PROBE_COUNTS if count < total]
+        subsets.append(torch.arange(total, device=self.device).roll(1))  # every row at another position
+        for rows in subsets:
+            if not same(rows, rows_alone(rows)):
+                _NOT_INDEPENDENT.add(key)
+                return False, None
+        _CHECKED[key, sizes] = (shared, alone)
+        return True, shared < alone
 
     def _row_outputs(self, params: Params, batch: Batch, dims) -> list[torch.Tensor]:
         """Everything the shared pass computes per row: gradients, training-batch loss (full

@@ -98,7 +98,7 @@ def test_population_equals_each_program_alone_bit_for_bit(name, steps):
     steps, one vmap cannot trace."""
     task = get_task(name)
     programs = [load_program(source) for source in PROGRAMS.values()]
-    outcome = train_population(programs, task, CONFIGS, steps=steps)
+    outcome = train_population(programs, task, CONFIGS, steps=steps, share="independent")
     expected = [alone(p, task, CONFIGS, steps) for p in programs]
     assert_identical(outcome.results, expected)
     assert outcome.independent is True
@@ -126,7 +126,7 @@ def test_each_program_keeps_its_own_configs_hparams_and_seeds():
         [RunConfig(1e-2, 200), RunConfig(1e-1, 200)],  # the only program on seed 200: alone
     ]
     overrides = [None, {"momentum": 0.5}, {"weight_decay": 0.3}, None, None, None]
-    outcome = train_population(programs, task, configs, steps=15, hparam_overrides=overrides)
+    outcome = train_population(programs, task, configs, steps=15, hparam_overrides=overrides, share="independent")
     expected = [alone(p, task, c, 15, hparam_overrides=o) for p, c, o in zip(programs, configs, overrides)]
     assert_identical(outcome.results, expected)
     assert outcome.shared == [True, True, True, True, False, False]
@@ -149,17 +149,32 @@ def test_tasks_whose_rows_depend_on_their_batch_mates_run_each_program_alone():
     programs = [load_reference(name) for name in ("adamw", "sgd_momentum", "lion")]
     configs = CONFIGS[:4]
     expected = [run_candidate(p, task, configs, steps=10) for p in programs]
-    outcome = train_population(programs, task, configs, steps=10)
+    outcome = train_population(programs, task, configs, steps=10, share="independent")
     assert outcome.independent is False and not any(outcome.shared)
     assert_identical(outcome.results, expected)
     # Sharing anyway gives the same runs up to the last bits, and not bit for bit.
-    loose = train_population(programs, task, configs, steps=10, exact=False)
-    assert all(loose.shared) and loose.independent is None
+    loose = train_population(programs, task, configs, steps=10, share="always")
+    assert all(loose.shared) and loose.independent is None and loose.faster is None
     for got, want in zip(loose.results, expected):
         for a, b in zip(got, want):
             assert (a.status, a.stopped_at, a.val_steps) == (b.status, b.stopped_at, b.val_steps)
             assert a.losses == pytest.approx(b.losses, rel=1e-5)
     assert any(a.losses != b.losses for got, want in zip(loose.results, expected) for a, b in zip(got, want))
+
+
+def test_auto_mode_and_row_cap_give_the_same_runs():
+    """Whatever the speed check decides (it is timing, so either way) and however the programs
+    are split into passes, each program's runs are its own."""
+    task = get_task("rosenbrock")
+    programs = [load_reference(name) for name in ("adamw", "sgd_momentum", "lion", "adam")]
+    expected = [run_candidate(p, task, CONFIGS, steps=20) for p in programs]
+    auto = train_population(programs, task, CONFIGS, steps=20)
+    assert auto.independent is True and auto.faster in (True, False)
+    assert auto.shared == [auto.faster] * 4
+    assert_identical(auto.results, expected)
+    capped = train_population(programs, task, CONFIGS, steps=20, share="independent", max_rows=2 * len(CONFIGS))
+    assert all(capped.shared)  # two passes of two programs
+    assert_identical(capped.results, expected)
 
 
 def test_bad_arguments_are_rejected():
@@ -173,6 +188,8 @@ def test_bad_arguments_are_rejected():
         run_population([adamw], task, CONFIGS, hparam_overrides=[None, None])
     with pytest.raises(ValueError, match="positive"):
         run_population([adamw, adamw], task, [RunConfig(-1.0, 0)])
+    with pytest.raises(ValueError, match="share"):
+        run_population([adamw, adamw], task, CONFIGS, share="sometimes")
     with pytest.raises(ValueError, match="beta9"):
         run_population([adamw, adamw], task, CONFIGS, hparam_overrides=[None, {"beta9": 1.0}])
 
@@ -185,7 +202,8 @@ def test_population_job_returns_what_each_evaluate_job_returns():
                reference_source("sgd_momentum")]
     configs = [[1e-3, 0], [3e-2, 1], [30.0, 0]]
     common = {"task": "mlp_digits", "steps": 8, "device": "cpu"}
-    reply = run_job("evaluate_population", {**common, "programs": [{"source": s, "configs": configs} for s in sources]})
+    reply = run_job("evaluate_population", {**common, "share": "independent",
+                                            "programs": [{"source": s, "configs": configs} for s in sources]})
     assert reply["ok"], reply
     entries = reply["value"]["programs"]
     for source, entry in zip(sources, entries):
@@ -215,5 +233,5 @@ def test_population_job_rejects_a_bad_payload():
 def test_population_equals_each_program_alone_on_cuda():
     task = get_task("mlp_digits")
     programs = [load_program(source) for source in PROGRAMS.values()]
-    outcome = train_population(programs, task, CONFIGS, steps=20, device="cuda")
+    outcome = train_population(programs, task, CONFIGS, steps=20, device="cuda", share="independent")
     assert_identical(outcome.results, [alone(p, task, CONFIGS, 20, device="cuda") for p in programs])
