@@ -33,13 +33,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
+from throughput import adamw_mutants  # noqa: E402
 
 from sandbox.contract import CandidateError, load_program  # noqa: E402
 from sandbox.evaluate import EvalSettings  # noqa: E402
 from sandbox.harness import RunConfig, run_candidate  # noqa: E402
 from sandbox.population import SHARE_MODES, train_population  # noqa: E402
 from sandbox.tasks import suite  # noqa: E402
-from throughput import adamw_mutants  # noqa: E402
 
 
 def per_program(programs, task, configs, steps):

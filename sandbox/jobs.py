@@ -238,7 +238,7 @@ def evaluate_population_job(payload: dict, device: str = "cpu") -> dict[str, Any
         member_configs = [RunConfig(float(lr), int(seed)) for lr, seed in member["configs"]]
         try:
             program = load_program(member["source"])
-        except Exception as exc:  # the failure `evaluate` would report for this program alone
+        except Exception as exc:  # noqa: BLE001 (the failure `evaluate` reports for this program alone)
             reason, message = classify_exception(exc)
             entries[index] = {"ok": False, "reason": reason, "message": message[:2000]}
             continue

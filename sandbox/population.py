@@ -59,19 +59,18 @@ from torch.func import grad, grad_and_value, vmap
 from torch.utils._pytree import tree_map
 
 from sandbox.contract import CandidateError, HParams, Program
-from sandbox.harness import RunConfig, RunResult, _apply_update, _init_states, _Run, resolve_device, run_candidate
+from sandbox.harness import (
+    RunConfig,
+    RunResult,
+    _apply_update,
+    _init_states,
+    _Run,
+    resolve_device,
+    run_candidate,
+)
 from sandbox.tasks.base import Batch, Params, Task
 
 PopulationResult = list[RunResult] | CandidateError
-
-
-def _cpu_seconds(device: torch.device) -> float:
-    """CPU time of this process (one torch thread in a worker: the work done, whatever else runs
-    on the machine); on a GPU, wall time after the queued work finished."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        return time.perf_counter()
-    return time.process_time()
 
 PROBE_COUNTS = (1, 2, 3, 7, 15, 17, 31, 33)
 """Row counts the independence check tries besides each program's own (prefixes of the batch):
@@ -216,6 +215,15 @@ def _per_program_configs(configs, count: int) -> list[list[RunConfig]]:
     return [list(c) for c in configs]
 
 
+def _cpu_seconds(device: torch.device) -> float:
+    """CPU time of this process (one torch thread in a worker: the work done, whatever else runs
+    on the machine); on a GPU, wall time after the queued work finished."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        return time.perf_counter()
+    return time.process_time()
+
+
 def _update_rows(program: Program, hp: HParams, step: int, grads: Params, params: Params, states: dict[str, dict],
                  lr: torch.Tensor) -> tuple[Params, dict[str, dict]]:
     """One program's update of one row (vmapped over its rows): _train_step without the gradient."""
@@ -289,7 +297,7 @@ class _Population:
         for index, run in enumerate(self.runs):
             try:
                 members[index] = _Member(run, self.seeds)
-            except Exception:  # init could not be vmapped or raised: run_candidate decides
+            except Exception:  # noqa: BLE001 (init could not be vmapped or raised: run_candidate decides)
                 failed.append(index)
         done: dict[int, list[RunResult]] = {}
         if len(members) < 2:  # nothing left to share
@@ -322,7 +330,7 @@ class _Population:
                     try:
                         member.params, member.states = vmap(fn)(mine, member.params, member.states,
                                                                 run.lr_table[step - 1, member.rows])
-                    except Exception:  # not vmappable, or the program's own failure: it runs alone
+                    except Exception:  # noqa: BLE001 (not vmappable, or the program's own failure: it runs alone)
                         del members[index]
                         failed.append(index)
                 if not members:
@@ -347,7 +355,7 @@ class _Population:
             for index, member in members.items():
                 member.run._flush_batched(member.pending, member.pending_val, known=self.steps)
                 done[index] = member.results()
-        except Exception:
+        except Exception:  # noqa: BLE001
             # The shared forward/backward raised: no single program is to blame, so every program
             # still in the pass runs alone (where its own error, if any, surfaces).
             failed.extend(members)
