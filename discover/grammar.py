@@ -49,7 +49,8 @@ FORMATS = ("gbnf", "lark", "regex")
 
 INDENT = "    "
 MAX_BLOCK_LEVEL = 4  # function body at level 1; if/for bodies up to three levels further in
-MAX_DOC_LINES = 40
+MAX_DOC_LINES = 30
+MAX_DOC_LINE_CHARS = 200
 MAX_LINE_CHARS = 120
 # Bounds on the answer's size. The contract's own limits (8,000 characters, 3,000 syntax nodes)
 # are far above what a proposal needs, and a small model under a grammar that lets it go on
@@ -65,8 +66,9 @@ MAX_CONSTANTS = 8
 MAX_HPARAMS = 16
 MAX_INTRO_LINES = 2
 MAX_INTRO_CHARS = 200
-MAX_DIFF_BLOCKS = 4
-MAX_REPLACE_LINES = 16
+MAX_DIFF_BLOCKS = 3
+MAX_SEARCH_LINES = 6  # a small model otherwise copies the whole parent into SEARCH, then REPLACE
+MAX_REPLACE_LINES = 10
 CRITIQUE_LINE_CHARS = 200
 LARK_MAX_BOUND = 1
 
@@ -486,7 +488,7 @@ def _line_rules(rules: dict[str, Node]) -> None:
         "}")
     rules["body-line"] = body_line
     rules["top-line"] = top_line
-    rules["any-line"] = seq(opt(alt(Ref("body-line"), Ref("top-line"))), "\n")
+    rules["any-line"] = seq(opt(alt(Ref("body-line"), Ref("top-line"))), Ref("eol"))
 
 
 def _statement_rules(rules: dict[str, Node], c: str) -> None:
@@ -496,15 +498,17 @@ def _statement_rules(rules: dict[str, Node], c: str) -> None:
         indent = INDENT * level
         for loops in range(contract.MAX_LOOP_DEPTH + 1):
             name = f"block-{level}-{loops}-{c}"
-            options: list[Node] = [seq(Ref(f"simple-{c}"), "\n")]
+            eol = Ref("eol")  # a line's end, after an optional comment
+            options: list[Node] = [seq(Ref(f"simple-{c}"), eol)]
             if level < MAX_BLOCK_LEVEL:
                 inner = Ref(f"block-{level + 1}-{loops}-{c}")
-                options.append(seq("if ", test, ":\n", inner, rep(seq(indent, "elif ", test, ":\n", inner), 0, 3),
-                                   opt(indent, "else:\n", inner)))
+                options.append(seq("if ", test, ":", eol, inner, rep(seq(indent, "elif ", test, ":", eol, inner), 0, 3),
+                                   opt(indent, "else:", eol, inner)))
                 if loops < contract.MAX_LOOP_DEPTH:
-                    options.append(seq("for ", Ref("store-name"), " in range(", Ref("range-args"), "):\n",
+                    options.append(seq("for ", Ref("store-name"), " in range(", Ref("range-args"), "):", eol,
                                        Ref(f"block-{level + 1}-{loops + 1}-{c}")))
-            rules[name] = rep(seq(opt(indent, Ref("comment"), "\n"), indent, alt(*options)), 1, MAX_STATEMENTS)
+            comments = rep(seq(indent, Ref("comment"), "\n"), 0, 4)
+            rules[name] = rep(seq(comments, indent, alt(*options)), 1, MAX_STATEMENTS)
 
 
 def build(kind: str = "full", parent: str | None = None, regular: bool = False, scope: Scope | None = None) -> Grammar:
@@ -522,6 +526,8 @@ def build(kind: str = "full", parent: str | None = None, regular: bool = False, 
     _program_rules(rules, regular, scope)
     if kind in ("full", "crossover"):
         rules["root"] = seq(opt(Ref("intro")), "```python\n", Ref("program"), "```")
+    elif scope is not None and not regular and parent is not None and _structured_diff_rules(rules, parent):
+        rules["root"] = seq(opt(Ref("intro")), Ref("diff-block"))
     else:
         _diff_rules(rules, parent)
         rules["root"] = seq(opt(Ref("intro")), Ref("diff-block"), rep(seq(opt("\n"), Ref("diff-block")), 0, MAX_DIFF_BLOCKS - 1))
@@ -571,10 +577,11 @@ def _program_rules(rules: dict[str, Node], regular: bool = False, scope: Scope |
         *first, Ref("init-def"), Ref("gap"), *helpers, Ref("update-def"), Ref("gap"), *helpers)
     rules["gap"] = rep("\n", 0, 2)
     doc_char = alt(text_chars('"\\'), seq('"', text_chars('"\\')))
-    rules["doc-line"] = rep(doc_char, 0, MAX_LINE_CHARS)
+    rules["doc-line"] = rep(doc_char, 0, MAX_DOC_LINE_CHARS)
     rules["docstring"] = seq('"""', Ref("doc-line"), rep(seq("\n", Ref("doc-line")), 0, MAX_DOC_LINES - 1), '"""\n')
     rules["fdoc"] = seq('"""', rep(text_chars('"\\'), 1, MAX_LINE_CHARS), '"""')
     rules["comment"] = seq("#", rep(text_chars(), 0, MAX_LINE_CHARS))
+    rules["eol"] = seq(opt(rep(" ", 1, 2), Ref("comment")), "\n")
     # HPARAMS: "lr" first and positive; keys are lowercase identifiers (hp.key must read them).
     entry_sep = seq(",", alt(" ", f"\n{INDENT}"))
     rules["hparams"] = seq("HPARAMS = {", opt(f"\n{INDENT}"), '"lr": ', Ref("pos-number"),
@@ -624,21 +631,67 @@ def _program_rules(rules: dict[str, Node], regular: bool = False, scope: Scope |
     _statement_rules(rules, "f")
 
 
+def _structured_diff_rules(rules: dict[str, Node], parent: str) -> bool:
+    """SEARCH/REPLACE blocks that keep the program's structure (a scoped diff with a parent):
+    a SEARCH section is a run of whole statements of one function body (at most
+    :data:`MAX_SEARCH_LINES` lines, or one statement), copied from the parent, and its REPLACE
+    section is statements of that same body at its indentation (nested blocks included), or
+    SEARCH is the HPARAMS statement and REPLACE a new HPARAMS. So the edited program parses
+    and keeps its layout; its names are the scope's. One block: a small model repeats the
+    first block's SEARCH in the next, which no longer matches once the first is applied.
+    False when the parent does not parse (the line-based rules are used then)."""
+    try:
+        tree = ast.parse(parent)
+    except (SyntaxError, ValueError):
+        return False
+    lines = parent.split("\n")
+
+    def text(first: ast.stmt, last: ast.stmt) -> str:
+        return "\n".join(lines[first.lineno - 1:last.end_lineno]) + "\n"
+
+    blocks: list[Node] = []
+    for stmt in tree.body:
+        if (isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name)
+                and stmt.targets[0].id == "HPARAMS"):
+            blocks.append(seq("<<<<<<< SEARCH\n", text(stmt, stmt), "=======\n", Ref("hparams"), ">>>>>>> REPLACE\n"))
+        elif isinstance(stmt, ast.FunctionDef):
+            body = stmt.body[1:] if stmt.body and isinstance(stmt.body[0], ast.Expr) and isinstance(
+                getattr(stmt.body[0], "value", None), ast.Constant) else stmt.body
+            if not body or any(s.col_offset != len(INDENT) for s in body):
+                continue
+            runs = []
+            for i in range(len(body)):
+                for j in range(i, len(body)):
+                    if j > i and body[j].end_lineno - body[i].lineno + 1 > MAX_SEARCH_LINES:
+                        break
+                    runs.append(text(body[i], body[j]))
+            context = "u" if stmt.name == "update" else "f"
+            blocks.append(seq("<<<<<<< SEARCH\n", alt(*dict.fromkeys(runs)), "=======\n", Ref(f"block-1-0-{context}"),
+                              ">>>>>>> REPLACE\n"))
+    if not blocks:
+        return False
+    rules["diff-block"] = alt(*blocks)
+    return True
+
+
 def _diff_rules(rules: dict[str, Node], parent: str | None) -> None:
     # Each REPLACE line is a line the program grammar allows on its own (no import, method
     # call or comprehension can appear); whether the edited whole validates is checked after.
     rules["replace-line"] = Ref("any-line")
     rules["replace"] = rep(Ref("replace-line"), 0, MAX_REPLACE_LINES)
     if parent is None:
-        rules["search"] = rep(seq(chars("\n=<>", negated=True), rep(chars("\n", negated=True), 0, 200), "\n"), 1, 60)
+        rules["search"] = rep(seq(chars("\n=<>", negated=True), rep(chars("\n", negated=True), 0, 200), "\n"), 1,
+                              MAX_SEARCH_LINES)
     else:
         lines = parent.rstrip("\n").split("\n")
         starts = []
         for i in range(len(lines) - 1, -1, -1):
-            rest = [opt(Ref(f"search-{i + 1}"))] if i + 1 < len(lines) else []
-            rules[f"search-{i}"] = seq(lines[i] + "\n", *rest)
+            # search-i-k: parent line i, then at most k - 1 lines more
+            for k in range(1, MAX_SEARCH_LINES + 1):
+                rest = [opt(Ref(f"search-{i + 1}-{k - 1}"))] if i + 1 < len(lines) and k > 1 else []
+                rules[f"search-{i}-{k}"] = seq(lines[i] + "\n", *rest)
             if lines[i].strip():
-                starts.append(Ref(f"search-{i}"))
+                starts.append(Ref(f"search-{i}-{MAX_SEARCH_LINES}"))
         rules["search"] = alt(*reversed(starts))
     rules["diff-block"] = seq("<<<<<<< SEARCH\n", Ref("search"), "=======\n", Ref("replace"), ">>>>>>> REPLACE\n")
 

@@ -305,3 +305,67 @@ def test_a_timeout_before_the_grammar_is_rejected_stays_on_the_answer(fake_llm_s
     assert answer.text == "plain" and len(lines) == 1 and "rejected the gbnf grammar" in lines[0]
     assert [a["reason"] for a in answer.abandoned] == ["timeout"]
     assert ["grammar" in r for r in fake_llm_server.requests] == [True, True, False]
+
+
+# --- structured diffs ----------------------------------------------------------------------
+
+import ast  # noqa: E402
+
+from discover import parsing  # noqa: E402
+
+
+class DiffDerivation(PoolDerivation):
+    """A scoped diff's REPLACE statements read the names the edited function has (its
+    arguments and what the parent assigns in it)."""
+
+    def __init__(self, rng: random.Random, g: grammar.Grammar, scope: grammar.Scope, parent: str):
+        super().__init__(rng, g, scope)
+        self.names = {fn.name: [a.arg for a in fn.args.args] + sorted(
+            {n.id for n in ast.walk(fn) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)})
+            for fn in ast.parse(parent).body if isinstance(fn, ast.FunctionDef)}
+
+    def on_enter(self, rule: str) -> None:
+        if rule == "block-1-0-u":
+            self.scope = list(self.names["update"])
+        elif rule == "block-1-0-f":
+            self.scope = list(self.names["init"])
+
+
+def structured_diff(parent: str) -> gbnf.Recogniser:
+    return gbnf.Recogniser(gbnf.parse(grammar.render("diff", parent=parent, scope=grammar.Scope.of(parent))))
+
+
+def test_a_structured_diff_replaces_whole_statements_of_one_body():
+    g = structured_diff(ADAM)
+    edit = "<<<<<<< SEARCH\n    bias1 = 1 - hp.beta1 ** step\n=======\n{}>>>>>>> REPLACE\n"
+    assert g.accepts("Drop the bias correction.\n" + edit.format("    bias1 = 1\n"))
+    assert g.accepts(edit.format("    if step > 10:\n        bias1 = 1\n    else:\n        bias1 = 1 - hp.beta1 ** step\n"))
+    assert not g.accepts(edit.format("  bias1 = 1\n"))  # the body's indentation
+    assert not g.accepts(edit.format("def update(x):\n"))  # not a statement of the body
+    assert not g.accepts(edit.format("    bias1 = 1\n") * 2)  # one block
+    assert not g.accepts(edit.replace("    bias1 = 1 - hp.beta1 ** step\n", "    bias1 = 1 - hp.beta1 **\n").format(""))
+    hparams = '<<<<<<< SEARCH\n{}\n=======\nHPARAMS = {{"lr": 0.01, "beta1": 0.8}}\n>>>>>>> REPLACE\n'
+    line = next(line for line in ADAM.split("\n") if line.startswith("HPARAMS"))
+    assert g.accepts(hparams.format(line))
+    # a SEARCH section of a docstring line or a part of a statement is not offered
+    assert not g.accepts(edit.replace("    bias1 = 1 - hp.beta1 ** step\n", '"""\n').format("    x = 1\n"))
+
+
+@pytest.mark.parametrize("parent", ["adam", "sgd_momentum", "ademamix"])
+def test_random_structured_diffs_apply_and_validate_after_the_repair(parent):
+    source = reference_source(parent)
+    scope = grammar.Scope.of(source)
+    g = gbnf.parse(grammar.render("diff", parent=source, scope=scope))
+    rng = random.Random(5)
+    edited = []
+    for _ in range(200):
+        answer = gbnf.derive(g, rng, "root", max_depth=16, hook=(d := DiffDerivation(rng, g, scope, source)).hook,
+                             on_enter=d.on_enter, on_exit=d.on_exit, allow=d.allow)
+        edited.append(repair(parsing.apply_diff(source, parsing.parse_diff(answer)), [source])[0])
+    causes = _causes(edited)
+    # What is left is binding a grammar cannot see: a REPLACE that drops the only assignment of
+    # a name read later. Measured (seed 5, 200 each): adam 38, sgd_momentum 14, ademamix 31 (all
+    # unknown name); never syntax, layout, an unknown op or hp.x. The proposer re-asks for those.
+    assert set(causes) <= {"unknown name"}, causes
+    assert sum(causes.values()) < 50
+    assert sum(1 for e in edited if e != source) > 190  # real edits, not the parent again
