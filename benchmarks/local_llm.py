@@ -23,12 +23,15 @@ enough; nothing here needs a paid API.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import re
 import statistics
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
@@ -99,7 +102,7 @@ def answer_program(kind: str, text: str, parent: str, mend: bool) -> tuple[str, 
 
 
 def run_arm(arm: Arm, llm: LLMClient, constrained: ConstrainedDecoding, plan: list[tuple[str, str]],
-            compact: bool = False, retries: int = 0) -> None:
+            compact: bool = False, retries: int = 0, save: TextIO | None = None) -> None:
     """Each proposal as the campaign's proposers make it: one request, then up to ``retries``
     re-asks in the same conversation with the validator's message (``search.parse_retries``);
     under a grammar the request is scoped to the parent's names and the answer repaired."""
@@ -120,15 +123,21 @@ def run_arm(arm: Arm, llm: LLMClient, constrained: ConstrainedDecoding, plan: li
                 break
             arm.answers += 1
             arm.tokens.append(answer.completion_tokens)
+            record = {"arm": arm.name, "proposal": index, "kind": kind, "answer": attempt + 1, "text": answer.text,
+                      "tokens": answer.completion_tokens, "finish_reason": answer.finish_reason}
             try:
                 program, notes = answer_program(kind, answer.text, parent, mend=scoped)
             except (parsing.ParseError, contract.CandidateError) as exc:
                 why = cause(exc)
+                if save:
+                    save.write(json.dumps({**record, "outcome": str(exc)}) + "\n")
                 print(f"  [{arm.name}] #{index} {kind} answer {attempt + 1}: {why} ({answer.completion_tokens} tokens, "
                       f"{answer.finish_reason})", file=sys.stderr)
                 messages = messages + [{"role": "assistant", "content": answer.text},
                                        {"role": "user", "content": render("retry", error=str(exc))}]
                 continue
+            if save:
+                save.write(json.dumps({**record, "outcome": "valid", "repairs": notes}) + "\n")
             arm.first_valid += attempt == 0
             arm.repaired += bool(notes)
             print(f"  [{arm.name}] #{index} {kind} answer {attempt + 1}: valid ({answer.completion_tokens} tokens)"
@@ -207,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps-scale", type=float, default=0.5)
     parser.add_argument("--compact", action="store_true", help="the short system prompt (llm.compact_prompt = on)")
     parser.add_argument("--arms", default="off,grammar", help="which arms: off (no grammar), grammar, or both")
+    parser.add_argument("--save-answers", metavar="FILE", help="append every answer, with its outcome, to FILE (JSON lines)")
     parser.add_argument("--retries", type=int, default=1,
                         help="re-asks after an invalid answer, as search.parse_retries (default 1, the campaign's)")
     args = parser.parse_args(argv)
@@ -226,7 +236,8 @@ def main(argv: list[str] | None = None) -> int:
             continue
         arm = Arm(name)
         constrained = ConstrainedDecoding(mode, args.base_url)
-        run_arm(arm, LLMClient(settings), constrained, plan, args.compact, args.retries)
+        with open(args.save_answers, "a") if args.save_answers else contextlib.nullcontext() as save:
+            run_arm(arm, LLMClient(settings), constrained, plan, args.compact, args.retries, save)
         if constrained.fell_back:
             arm.name += " [server refused it]"
         arms.append(arm)
