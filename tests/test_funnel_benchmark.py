@@ -88,8 +88,9 @@ def test_a_change_to_an_lr_that_scores_as_well_is_not_harmful_and_tiers_pool():
     assert (everywhere["pairs"], everywhere["changed"], everywhere["harmful"]) == (4, 2, 1)
     assert everywhere["crossed"] == ["test:late"]
     # harmless on the search tier alone, but it pushes a program below the bar on another tier
-    assert funnel.recommend([alone], [alone])["label"] == alone["label"]
-    assert funnel.recommend([alone], [everywhere]) is None
+    assert funnel.recommend([alone], [alone]) is None  # it drops the full grid's pick in 1 of 2 pairs
+    assert funnel.recommend([alone], [alone], key="harmful_rate")["label"] == alone["label"]  # at no cost
+    assert funnel.recommend([alone], [everywhere], key="harmful_rate") is None
 
 
 def test_an_unscored_alternative_is_reported_not_guessed():
@@ -133,3 +134,11 @@ def test_screen_noise_from_the_two_seeds_screens():
     assert noise["p_drop"]["at_threshold"] == pytest.approx(0.5)
     assert noise["p_drop"]["one_sigma_above"] == pytest.approx(0.5 * (1 + math.erf(-1 / math.sqrt(2))))
     assert noise["expected_false"] == pytest.approx((0.5 + noise["p_drop"]["one_sigma_above"]) / 2)
+
+
+def test_screen_ratio_risk_reads_the_librarys_screen_to_full_ratios():
+    rows = {"a": _row(0.2, 0.8, [0.8]), "b": _row(0.5, 0.5, [0.5]), "c": _row(0.3, 0.9, [0.9]),
+            "floor": _row(0.05, 0.6, [0.6])}  # at the score floor: no ratio
+    risk = funnel.screen_ratio_risk(rows, 0.3, 0.8)  # ratios 0.25, 1.0, 0.33 against 0.375
+    assert (risk["n"], risk["below"]) == (3, 2) and risk["rate"] == pytest.approx(2 / 3)
+    assert funnel.screen_ratio_risk(rows, 0.2, 0.8)["below"] == 0  # 0.25 is not below 0.25
