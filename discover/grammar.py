@@ -207,7 +207,8 @@ class Grammar:
 # The keys of every reference program join these (hp_defaults), with the first value seen.
 EXTRA_HP_DEFAULTS = {"beta": 0.9, "gamma": 0.99, "decay": 0.99, "clip": 1.0, "scale": 1.0, "tau": 0.01,
                      "warmup": 100.0}
-# Short local names a scoped grammar offers besides the parents' own.
+# Short local names a scoped grammar lets a function assign besides the parents' own (not read:
+# SmolLM2-135M read `x` without assigning it; a parent's name it reads is more often assigned).
 GENERIC_LOCALS = ("a", "b", "c", "d", "g", "m", "u", "v", "x", "y", "z")
 
 
@@ -238,16 +239,17 @@ class Scope:
     is in HPARAMS (the validator's binding rules). Under the general grammar a 135M model
     invents names freely (``numer``, ``mbeta4d``, ``hp.bias_decay``) and most answers fail on
     them. A scoped grammar lets functions assign and read only the parents' names and a few
-    short generic ones, call only the parents' helpers, and read ``hp.`` only for keys with a
-    known default (the parents' and :func:`hp_defaults`), which the repair then declares.
-    Reading a name of the pool that the function never assigns is still possible; the
-    validator names it, and the proposer re-asks.
+    short generic ones (``locals``; only the parents' own, ``readable``, may be read), call only
+    the parents' helpers, and read ``hp.`` only for keys with a known default (the parents'
+    and :func:`hp_defaults`), which the repair then declares. Reading a parent's name that the
+    function never assigns is still possible; the validator names it, and the proposer re-asks.
     """
 
     locals: tuple[str, ...]
     constants: tuple[str, ...] = ()
     helpers: tuple[str, ...] = ()
     hparams: tuple[str, ...] = ()
+    readable: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, *sources: str | None) -> "Scope":
@@ -276,9 +278,11 @@ class Scope:
                                        and k.value.islower() and not keyword.iskeyword(k.value))
         helpers = {h for h in helpers if _usable(h)}
         constants = {c for c in constants if _usable(c)} - helpers
-        pool = {n for n in stores | set(GENERIC_LOCALS) if _usable(n)} - helpers - constants
+        readable = {n for n in stores if _usable(n)} - helpers - constants
+        pool = readable | {n for n in GENERIC_LOCALS if _usable(n)} - helpers - constants
         hparams = {h for h in hparams if not hasattr(contract.HParams, h)}
-        return cls(tuple(sorted(pool)), tuple(sorted(constants)), tuple(sorted(helpers)), tuple(sorted(hparams)))
+        return cls(tuple(sorted(pool)), tuple(sorted(constants)), tuple(sorted(helpers)), tuple(sorted(hparams)),
+                   tuple(sorted(readable)))
 
 
 # --- building the grammar from the contract -------------------------------------------------
@@ -551,9 +555,10 @@ def _scoped_name_rules(rules: dict[str, Node], scope: Scope) -> None:
     def words(*groups) -> Node:
         return alt(*sorted(set().union(*map(set, groups))))
 
-    rules["store-name"] = rules["param-name"] = words(scope.locals)
-    rules["load-name-u"] = words(scope.locals, scope.constants, contract.UPDATE_ARGS)
-    rules["load-name-f"] = words(scope.locals, scope.constants, contract.INIT_ARGS)
+    rules["store-name"] = words(scope.locals)
+    rules["param-name"] = words(scope.readable or scope.locals)
+    rules["load-name-u"] = words(scope.readable, scope.constants, contract.UPDATE_ARGS)
+    rules["load-name-f"] = words(scope.readable, scope.constants, contract.INIT_ARGS)
     if scope.constants:
         rules["const-name"] = words(scope.constants)
     if scope.helpers:

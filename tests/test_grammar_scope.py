@@ -77,6 +77,9 @@ def test_a_scoped_grammar_keeps_to_the_parents_names(adam_scoped, general, old, 
 def test_a_scoped_grammar_allows_the_generic_names_and_known_hyperparameters(adam_scoped):
     program = ADAM.replace("    bias1 = 1", "    u = sign(m) * hp.beta\n    bias1 = 1", 1)
     assert adam_scoped.accepts(program, "program")
+    # a generic name may be assigned, not read: only the parents' names are read
+    assert not adam_scoped.accepts(program.replace("    bias1 = 1", "    m = u\n    bias1 = 1", 1), "program")
+    assert adam_scoped.accepts(program.replace("    bias1 = 1", "    u = m\n    bias1 = 1", 1), "program")
     assert "beta" in grammar.hp_defaults() and "beta" in grammar.EXTRA_HP_DEFAULTS
     # every key a reference declares has a default, with the first reference's value
     for name in reference_names():
@@ -204,9 +207,11 @@ class PoolDerivation:
     def hook(self, rule: str) -> str | None:
         rng = self.rng
         if rule in ("load-name-u", "load-name-f"):
-            return rng.choice(self.scope + self.constants)
+            readable = set(self.pool.readable) | set(contract.UPDATE_ARGS) | set(contract.INIT_ARGS)
+            return rng.choice([n for n in self.scope if n in readable] + self.constants)
         if rule in ("store-name", "param-name"):
-            fresh = [n for n in self.pool.locals if n not in self.scope]
+            names = self.pool.locals if rule == "store-name" else self.pool.readable
+            fresh = [n for n in names if n not in self.scope]
             name = rng.choice(self.scope if (rule == "store-name" and self.scope and rng.random() < 0.5) or not fresh
                               else fresh)
             self.scope.append(name)
@@ -240,7 +245,8 @@ class PoolDerivation:
         if isinstance(node, Ref) and node.name.startswith("helper-call"):
             return bool(self.helpers)
         if isinstance(node, Ref) and (node.name.startswith("load-name") or node.name.startswith("subscript")):
-            return bool(self.scope or self.constants)
+            readable = set(self.pool.readable) | set(contract.UPDATE_ARGS) | set(contract.INIT_ARGS)
+            return bool(set(self.scope) & readable or self.constants)
         return True
 
     def program(self) -> str:
@@ -268,7 +274,7 @@ def test_random_derivations_of_a_scoped_grammar_validate_after_the_repair(parent
     before = _causes(programs)
     after = _causes([repair(p, [source])[0] for p in programs])
     # Measured (seed 19, 300 each): 0 rejected after the repair for adam, muon and ademamix;
-    # before it 26, 26 and 3 read an hp.x their HPARAMS lacks. The bound is the issue's 5%.
+    # before it 24, 16 and 27 read an hp.x their HPARAMS lacks. The bound is the issue's 5%.
     assert sum(after.values()) < 15, after.most_common(5)
     assert set(before) <= {"attribute access"}  # hp.x not declared: the binding the repair does
     assert len(set(programs)) > 290
@@ -276,7 +282,8 @@ def test_random_derivations_of_a_scoped_grammar_validate_after_the_repair(parent
 
 def test_unsteered_derivations_of_a_scoped_grammar_fail_only_on_binding():
     """Without steering names, what fails after the repair is only a read of a name the
-    function never assigns (or the like): never syntax, layout, an unknown op or hp.x."""
+    function never assigns: never syntax, layout, an unknown op or hp.x (measured, seed 7:
+    35 of 200; before the repair 33 of those and 13 hp.x)."""
     scope = grammar.Scope.of(ADAM)
     g = gbnf.parse(grammar.render("full", scope=scope))
     rng = random.Random(7)
@@ -364,7 +371,7 @@ def test_random_structured_diffs_apply_and_validate_after_the_repair(parent):
         edited.append(repair(parsing.apply_diff(source, parsing.parse_diff(answer)), [source])[0])
     causes = _causes(edited)
     # What is left is binding a grammar cannot see: a REPLACE that drops the only assignment of
-    # a name read later. Measured (seed 5, 200 each): adam 38, sgd_momentum 14, ademamix 31 (all
+    # a name read later. Measured (seed 5, 200 each): adam 41, sgd_momentum 11, ademamix 28 (all
     # unknown name); never syntax, layout, an unknown op or hp.x. The proposer re-asks for those.
     assert set(causes) <= {"unknown name"}, causes
     assert sum(causes.values()) < 50
