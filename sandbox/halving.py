@@ -99,6 +99,12 @@ def survivors(values: Mapping[Hashable, float], count: int) -> list[Hashable]:
     return sorted(sorted(values, key=rank)[:count])
 
 
+def rung_survivors(runs: Mapping[Hashable, Sequence[Mapping]], at: int, schedule: Schedule) -> list[Hashable]:
+    """The one call a harness makes at a rung: the configs (keys of ``runs``, the alive ones,
+    each with its seeds' records so far) that go on training past step ``at``."""
+    return survivors(config_values(runs, at), schedule.keep_count(len(runs)))
+
+
 @dataclass(frozen=True)
 class HalvingResult:
     chosen: Hashable  # the config with the best final value among the last survivors
@@ -121,8 +127,7 @@ def successive_halving(runs: Mapping[Hashable, Sequence[Mapping]], steps: int, p
         done = at
         history.append(list(alive))
         decided.append(at)
-        values = config_values({k: runs[k] for k in alive}, at)
-        alive = survivors(values, schedule.keep_count(len(alive)))
+        alive = rung_survivors({k: runs[k] for k in alive}, at, schedule)
     trained += sum(seeds[k] for k in alive) * (steps - done)
     history.append(list(alive))
     decided.append(steps)

@@ -12,6 +12,7 @@ from sandbox.halving import (
     Schedule,
     config_values,
     partial_value,
+    rung_survivors,
     successive_halving,
     survivors,
 )
@@ -147,3 +148,13 @@ def test_a_run_that_diverged_before_a_rung_is_dropped_there():
     result = successive_halving(runs, steps, points, Schedule((0.125, 0.25, 0.5)))
     assert 1.0 in result.alive[2] and 1.0 not in result.alive[3]  # survives 48 and 96, dropped at 200
     assert result.chosen != 1.0
+
+
+def test_rung_survivors_is_the_harness_call_at_one_rung():
+    steps = 400
+    rates = {lr: 4.0 for lr in GRID}
+    ends = {lr: 0.1 + abs(math.log10(lr) + 2) for lr in GRID}  # best at 1e-2, then 3e-2 and 3e-3 ...
+    _, runs = _grid_runs(steps, rates, ends)
+    kept = rung_survivors(runs, 48, Schedule((0.125,)))
+    assert len(kept) == 6 and 1e-2 in kept and kept == sorted(kept)
+    assert rung_survivors({lr: runs[lr] for lr in kept}, 96, Schedule((0.125,), min_keep=3)) == [3e-3, 1e-2, 3e-2]
