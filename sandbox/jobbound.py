@@ -31,10 +31,22 @@ CALIBRATION_STEPS = 40
 """Steps of each timing run (fewer when the task's budget is smaller), scaled to the budget."""
 
 
+BOUNDED_JOBS = ("evaluate", "evaluate_population")
+_POPULATION_KEYS = ("programs", "share")
+
+
+def _runs(payload: dict[str, Any]) -> int:
+    """The runs of an ``evaluate`` job, or of every program of an ``evaluate_population`` job."""
+    if "programs" in payload:
+        return sum(len(member.get("configs") or ()) for member in payload["programs"])
+    return len(payload.get("configs") or ())
+
+
 class TimeBoundExecutor(Executor):
-    """An executor whose ``evaluate`` jobs get a limit of ``factor`` x tuned AdamW's time on the
-    job's task (per run, times the job's runs), at least ``floor`` seconds and at most the
-    timeout the caller asked for. Other jobs pass through unchanged."""
+    """An executor whose ``evaluate`` (and ``evaluate_population``) jobs get a limit of ``factor``
+    x tuned AdamW's time on the job's task (per run, times the job's runs, over all its programs),
+    at least ``floor`` seconds and at most the timeout the caller asked for. Other jobs pass
+    through unchanged."""
 
     def __init__(self, inner: Executor, *, factor: float = 10.0, floor: float = 30.0):
         if not factor > 0 or not floor > 0:
@@ -68,7 +80,8 @@ class TimeBoundExecutor(Executor):
         if mine:
             steps = payload.get("steps")
             short = min(steps, CALIBRATION_STEPS) if isinstance(steps, int) and steps > 0 else None
-            probe = {**payload, "source": reference_source("adamw"), "configs": [[CALIBRATION_LR, 0]], "batched": False}
+            probe = {**{k: v for k, v in payload.items() if k not in _POPULATION_KEYS},
+                     "source": reference_source("adamw"), "configs": [[CALIBRATION_LR, 0]], "batched": False}
             if short is not None:
                 probe["steps"] = short  # time per step is what is measured: a short run says it
             # A worker's first job on a task also imports the harness and builds the task
@@ -90,10 +103,10 @@ class TimeBoundExecutor(Executor):
         per_run = self.seconds_per_run(payload, timeout)
         if per_run is None:
             return timeout
-        runs = max(1, len(payload.get("configs") or ()))
+        runs = max(1, _runs(payload))
         return min(timeout, max(self.floor, self.factor * per_run * runs))
 
     def submit(self, job_name: str, payload: dict[str, Any], timeout: float = 60.0) -> Future[JobResult]:
-        if job_name == "evaluate":
+        if job_name in BOUNDED_JOBS:
             timeout = self.limit(payload, timeout)
         return self.inner.submit(job_name, payload, timeout)

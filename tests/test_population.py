@@ -235,3 +235,26 @@ def test_population_equals_each_program_alone_on_cuda():
     programs = [load_program(source) for source in PROGRAMS.values()]
     outcome = train_population(programs, task, CONFIGS, steps=20, device="cuda", share="independent")
     assert_identical(outcome.results, [alone(p, task, CONFIGS, 20, device="cuda") for p in programs])
+
+
+def test_a_population_job_is_bounded_by_all_its_programs_runs():
+    """TimeBoundExecutor gives an evaluate_population job factor x AdamW's time per run x every
+    program's runs, so a hanging program cannot hold the worker for the caller's whole timeout."""
+    from pathlib import Path
+
+    from sandbox.executor import LocalExecutor
+    from sandbox.jobbound import TimeBoundExecutor
+
+    slow = (Path(__file__).parent / "hostile" / "nested_loops_bigint.py").read_text()  # passes validation
+    common = {"task": "noisy_quadratic", "steps": 20, "device": "cpu"}
+    members = [{"source": reference_source("sgd_momentum"), "configs": [[1e-3, 0], [1e-2, 1]]},
+               {"source": reference_source("adamw"), "configs": [[1e-3, 0]]}]
+    with TimeBoundExecutor(LocalExecutor(size=1), factor=10.0, floor=1.0) as executor:
+        ok = executor.submit("evaluate_population", {**common, "programs": members}, 120).result()
+        assert ok.ok, ok.message
+        assert [len(p["runs"]) for p in ok.value["programs"]] == [2, 1]
+        per_run = executor.seconds_per_run({**common, "configs": [[1e-3, 0]]}, 120)
+        assert executor.limit({**common, "programs": members}, 120) == pytest.approx(max(1.0, 10 * 3 * per_run))
+        hung = [members[0], {"source": slow, "configs": [[1e-3, 0], [1e-2, 1]]}]
+        result = executor.submit("evaluate_population", {**common, "programs": hung}, 120).result()
+    assert result.reason == "timeout"
