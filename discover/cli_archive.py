@@ -1,4 +1,4 @@
-"""`discover archive list|show|diff|lineage` and `discover campaigns`: browse what a campaign found.
+"""`discover archive list|show|diff|lineage|calls` and `discover campaigns`: browse what a campaign found.
 
 A thin layer over :mod:`archive`: every command opens the archive read-only (a running campaign
 can keep writing; nothing here ever modifies a file) and prints a table that fits the terminal,
@@ -642,6 +642,36 @@ def time_report(
         console.print(escape(line))
 
 
+# --- archive calls ------------------------------------------------------------------------
+
+
+def list_calls(
+    campaign: CampaignArgument = None,
+    db: DbOption = None,
+    all_calls: Annotated[bool, typer.Option("--all", help="Every LLM call, not only those that made no program.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """LLM calls that made no program: failed, timed-out or cancelled requests (`show ID` has a program's own)."""
+    with _opened(_campaign(campaign, db)) as archive:
+        calls = [c for c in archive.llm_calls() if all_calls or c.program_id is None]
+        path = archive.path
+    if as_json:
+        _print_json([{k: v for k, v in asdict(c).items() if k != "prompt"} for c in calls])
+        return
+    console = _console()
+    if not calls:
+        console.print(f"no LLM calls{'' if all_calls else ' without a program'} in {path}")
+        return
+    columns: list[Column] = [("id", 4, "right"), ("program", 7, "right"), ("role", 9, "left"), ("outcome", 9, "left"),
+                             ("tokens", 11, "right"), ("created", 16, "left"), ("answer", None, "left")]
+    table = _fitted_table(columns, console.width, caption=str(path), caption_style="dim", caption_justify="left")
+    for c in calls:
+        answer = " ".join((c.response or "").split()) or "-"
+        table.add_row(str(c.id), str(c.program_id) if c.program_id is not None else "-", escape(c.role),
+                      escape(c.outcome), f"{c.tokens_in:,}+{c.tokens_out:,}", _when(c.created_at), escape(answer))
+    console.print(table)
+
+
 # --- registration -------------------------------------------------------------------------
 
 
@@ -654,5 +684,6 @@ def register(app: typer.Typer) -> None:
     group.command("diff")(diff_programs)
     group.command("lineage")(lineage)
     group.command("time")(time_report)
+    group.command("calls")(list_calls)
     app.add_typer(group, name="archive")
     app.command("campaigns")(campaigns)
