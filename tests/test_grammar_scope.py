@@ -376,3 +376,34 @@ def test_random_structured_diffs_apply_and_validate_after_the_repair(parent):
     assert set(causes) <= {"unknown name"}, causes
     assert sum(causes.values()) < 50
     assert sum(1 for e in edited if e != source) > 190  # real edits, not the parent again
+
+
+# --- proposers under a grammar: scoped requests, repaired answers -------------------------
+
+
+def test_a_proposer_under_a_grammar_scopes_the_request_and_repairs_the_answer(fake_llm_server):
+    from discover.proposers import DiffProposer, FullProgramProposer, ProposalContext
+
+    lion = reference_source("lion")
+    slipped = ADAM.replace('"eps": 1e-8, ', "").replace("hp.eps", "hp.aux_eps")  # declared nowhere
+    fake_llm_server.script([Reply(f"Adam.\n\n```python\n{slipped}```"),
+                            Reply("<<<<<<< SEARCH\n    direction = sign(interp(grad, state[\"m\"], hp.beta1))\n=======\n"
+                                  "    direction = sign(interp(grad, state[\"m\"], gamma))\n>>>>>>> REPLACE\n")])
+    client = LLMClient(LLMSettings(base_url=fake_llm_server.base_url, models={"proposer": "tiny"}, cache_mode="off",
+                                   max_attempts=1, prices={"tiny": (0.0, 0.0)}))
+    constrained = ConstrainedDecoding("gbnf", fake_llm_server.base_url)
+    parent = {"id": 1, "code": lion}
+    ctx = ProposalContext(parents=[parent], parent_of=lambda p: None, top=[parent], failure_counts={},
+                          rng=random.Random(0))
+    full = FullProgramProposer(client, constrained, compact=True).propose(ctx)
+    assert full.error is None, full.error
+    assert contract.load_program(full.source).hparams["aux_eps"] == grammar.hp_defaults()["aux_eps"]
+    assert full.edits == [f"repair: declared aux_eps = {grammar.hp_defaults()['aux_eps']!r} in HPARAMS"]
+    assert full.response.startswith("Adam.")  # the archived answer is the model's own text
+    diff = DiffProposer(client, constrained, compact=True).propose(ctx)
+    assert diff.error is None, diff.error
+    assert 'sign(interp(grad, state["m"], hp.gamma))' in diff.source
+    assert diff.edits == ["repair: read `gamma` as hp.gamma", "repair: declared gamma = 0.99 in HPARAMS"]
+    first, second = (r["grammar"] for r in fake_llm_server.requests)
+    assert '"direction"' in first and '"bias1"' not in first  # lion's names, not adam's
+    assert "=======\\n\" block-1-0-u" in second  # the structured diff of lion
