@@ -50,6 +50,7 @@ FORMATS = ("gbnf", "lark", "regex")
 INDENT = "    "
 MAX_BLOCK_LEVEL = 4  # function body at level 1; if/for bodies up to three levels further in
 MAX_DOC_LINES = 30
+MAX_SCOPED_DOC_LINES = 3
 MAX_DOC_LINE_CHARS = 200
 MAX_LINE_CHARS = 120
 # Bounds on the answer's size. The contract's own limits (8,000 characters, 3,000 syntax nodes)
@@ -583,7 +584,10 @@ def _program_rules(rules: dict[str, Node], regular: bool = False, scope: Scope |
     rules["gap"] = rep("\n", 0, 2)
     doc_char = alt(text_chars('"\\'), seq('"', text_chars('"\\')))
     rules["doc-line"] = rep(doc_char, 0, MAX_DOC_LINE_CHARS)
-    rules["docstring"] = seq('"""', Ref("doc-line"), rep(seq("\n", Ref("doc-line")), 0, MAX_DOC_LINES - 1), '"""\n')
+    # A scoped grammar (sent to a model) keeps the module docstring to a few lines naming the
+    # idea: SmolLM2-135M copied its parent's 10-line docstring and ran out of tokens inside it.
+    doc_lines = MAX_DOC_LINES if scope is None or regular else MAX_SCOPED_DOC_LINES
+    rules["docstring"] = seq('"""', Ref("doc-line"), rep(seq("\n", Ref("doc-line")), 0, doc_lines - 1), '"""\n')
     rules["fdoc"] = seq('"""', rep(text_chars('"\\'), 1, MAX_LINE_CHARS), '"""')
     rules["comment"] = seq("#", rep(text_chars(), 0, MAX_LINE_CHARS))
     rules["eol"] = seq(opt(rep(" ", 1, 2), Ref("comment")), "\n")

@@ -24,6 +24,16 @@ from sandbox.references import reference_names, reference_source
 ADAM = reference_source("adam")
 
 
+def short_doc(source: str) -> str:
+    """``source`` with its module docstring cut to its first line (a scoped grammar allows
+    :data:`grammar.MAX_SCOPED_DOC_LINES` lines: the idea's name, not the parent's essay)."""
+    body = source[source.index('"""', 3) + 3:]
+    return f'"""{contract.first_doc_line(source)}"""{body}'
+
+
+SHORT_ADAM = short_doc(ADAM)
+
+
 def recogniser(kind: str = "full", *sources: str) -> gbnf.Recogniser:
     scope = grammar.Scope.of(*sources) if sources else None
     return gbnf.Recogniser(gbnf.parse(grammar.render(kind, scope=scope)))
@@ -44,14 +54,17 @@ def general() -> gbnf.Recogniser:
 
 @pytest.mark.parametrize("name", reference_names())
 def test_every_reference_is_in_the_grammar_scoped_to_it(name):
-    source = reference_source(name)
-    g = recogniser("full", source)
+    source = short_doc(reference_source(name))
+    g = recogniser("full", reference_source(name))
     assert g.accepts(source, "program")
     assert g.accepts(f"An idea.\n\n```python\n{source}```")
+    lines = grammar.MAX_SCOPED_DOC_LINES
+    assert g.accepts(source.replace('"""\n', "\nmore" * (lines - 1) + '"""\n', 1), "program")
+    assert not g.accepts(source.replace('"""\n', "\nmore" * lines + '"""\n', 1), "program")
 
 
 def test_a_crossover_grammar_takes_both_parents_names():
-    muon, adam = reference_source("muon"), ADAM
+    muon, adam = short_doc(reference_source("muon")), short_doc(ADAM)
     g = recogniser("crossover", muon, adam)
     assert g.accepts(f"```python\n{muon}```") and g.accepts(f"```python\n{adam}```")
     assert not recogniser("crossover", adam).accepts(f"```python\n{muon}```")  # newton_schulz, NS_STEPS
@@ -68,14 +81,15 @@ def test_a_crossover_grammar_takes_both_parents_names():
     ("    bias1 = 1", "    x" + "y" * 30 + " = grad\n    bias1 = 1", False),   # a 31-character name
 ])
 def test_a_scoped_grammar_keeps_to_the_parents_names(adam_scoped, general, old, new, in_general):
-    assert old in ADAM
-    program = ADAM.replace(old, new, 1)
+    assert old in SHORT_ADAM
+    program = SHORT_ADAM.replace(old, new, 1)
     assert not adam_scoped.accepts(program, "program")
     assert general.accepts(program, "program") == in_general
+    assert adam_scoped.accepts(SHORT_ADAM, "program")
 
 
 def test_a_scoped_grammar_allows_the_generic_names_and_known_hyperparameters(adam_scoped):
-    program = ADAM.replace("    bias1 = 1", "    u = sign(m) * hp.beta\n    bias1 = 1", 1)
+    program = SHORT_ADAM.replace("    bias1 = 1", "    u = sign(m) * hp.beta\n    bias1 = 1", 1)
     assert adam_scoped.accepts(program, "program")
     # a generic name may be assigned, not read: only the parents' names are read
     assert not adam_scoped.accepts(program.replace("    bias1 = 1", "    m = u\n    bias1 = 1", 1), "program")
@@ -89,7 +103,7 @@ def test_a_scoped_grammar_allows_the_generic_names_and_known_hyperparameters(ada
 
 
 def test_a_helper_of_the_parent_can_be_called_and_defined_once():
-    ademamix = reference_source("ademamix")
+    ademamix = short_doc(reference_source("ademamix"))
     g = recogniser("full", ademamix)
     assert "half_life(hp.beta1)" in ademamix and g.accepts(ademamix, "program")
     assert not recogniser("full", ADAM).accepts(ademamix, "program")
