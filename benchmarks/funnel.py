@@ -91,7 +91,8 @@ def collect(labels: Sequence[str], programs: Mapping[str, str], evaluator, tier:
         t0 = time.perf_counter()
         screen = evaluator.evaluate(programs[label], suite=tier, stage="screen") if tier == "search" else None
         full = evaluator.evaluate(programs[label], suite=tier, stage="full")
-        row = {"full": full.fitness, "spread": full.fitness_spread, "failed": full.failure is not None, "tasks": {}}
+        row = {"hash": full.program_hash, "full": full.fitness, "spread": full.fitness_spread,
+               "failed": full.failure is not None, "tasks": {}}
         if screen is not None:
             row["screen"] = screen.fitness
             row["screen_replica"] = replica.evaluate(programs[label], suite=tier, stage="screen").fitness
@@ -423,12 +424,16 @@ def main() -> None:
     if not args.report:
         from transfer import library
 
+        from sandbox.contract import program_hash
         from sandbox.evaluate import Evaluator
         from sandbox.executor import make_executor
         from sandbox.runcache import RunCache
 
         programs = library()
         labels = list(programs)[: args.limit] if args.limit else list(programs)
+        for tier in tiers:  # a program that left the library or changed its code is scored afresh
+            data[tier] = {k: row for k, row in data[tier].items()
+                          if k in programs and row.get("hash") == program_hash(programs[k])}
         # The seeds transfer.py measures each tier on, so its cached runs answer.
         seeds = {"search": settings.measure_seeds, "validation": settings.confirm_seeds, "test": settings.test_seeds}
         executor = make_executor("local", device=args.device, size=args.workers)
