@@ -25,7 +25,10 @@ config different last bits depending on its batch-mates. So before a shared pass
 population checks, once per task and row layout in this process, that the gradient, scoring
 loss and validation value of each program's rows alone, of a few smaller row counts and of a
 rotated batch equal the corresponding rows of the whole batch; if any bit differs, every
-program runs alone.
+program runs alone. One exception is kept: on several tasks (teacher_student, rnn_adding,
+fourier_signal, siren_image, flow_moons) only a batch of a single row comes out differently (a
+batch of one takes another kernel); those share the pass, and a program down to one row (its
+other configs stopped) gets a forward/backward of its own, as in its own pass.
 
 Sharing a pass saves the per-call cost of the forward/backward (Python, vmap, kernel launches)
 but not its arithmetic, and a bigger batch can be slower per row on a CPU (its working set
@@ -82,7 +85,9 @@ SHARE_MODES = ("auto", "independent", "always")
 whenever their rows are independent, or always (see the module docstring)."""
 
 _NOT_INDEPENDENT: set[tuple] = set()  # (task, layout) whose rows were found to depend on the count
-_CHECKED: dict[tuple, tuple[float, float]] = {}  # (task, layout, row counts) -> (shared, alone) CPU seconds
+_CHECKED: dict[tuple, tuple[float, float, frozenset[int]]] = {}
+"""(task, layout, row counts) -> CPU seconds of the shared and the programs' own forward/backward,
+and the row counts computed in a block of their own."""
 
 
 @dataclass
@@ -284,6 +289,7 @@ class _Population:
         self.seeds = sorted({c.seed for run in runs for c in run.configs})
         self.independent: bool | None = None
         self.faster: bool | None = None
+        self.solo_counts: frozenset[int] = frozenset()  # row counts computed in a block of their own
 
     def train(self) -> tuple[dict[int, list[RunResult]], list[int]]:
         """``(results by member index, members that must run alone)``."""
@@ -305,53 +311,65 @@ class _Population:
         eval_loss = vmap(lambda params: task.loss(params, self.eval_batch))
         val_loss = vmap(task.val_loss)
         try:
-            params = self._assemble(members)
             if self.share != "always":
-                self.independent, self.faster = self._check(members, params)
+                self.independent, self.faster = self._check(members, self._assemble(members))
                 if not self.independent or (self.share == "auto" and not self.faster):
                     return done, sorted(failed + list(members))
-            if not full_batch:
-                self._spread(members, 0, eval_loss(params), "pending")
-            self._spread(members, 0, val_loss(params), "pending_val")
+            blocks = self._blocks(members)
+            params = [self._assemble(block) for block in blocks]
+            for block, block_params in zip(blocks, params):
+                if not full_batch:
+                    self._spread(block, 0, eval_loss(block_params), "pending")
+                self._spread(block, 0, val_loss(block_params), "pending_val")
             for step in range(1, self.steps + 1):
-                if full_batch:
-                    grads, value = vmap(grad_and_value(task.loss), in_dims=(0, None))(params, self.eval_batch)
-                    self._spread(members, step - 1, value, "pending")
-                else:
-                    batch, dims = self._stacked_batch(step, members)
-                    grads = vmap(grad(task.loss), in_dims=(0, dims))(params, batch)
-                offset = 0
+                grads: dict[int, Params] = {}
+                for block, block_params in zip(blocks, params):
+                    if full_batch:
+                        block_grads, value = vmap(grad_and_value(task.loss), in_dims=(0, None))(block_params,
+                                                                                                self.eval_batch)
+                        self._spread(block, step - 1, value, "pending")
+                    else:
+                        batch, dims = self._stacked_batch(step, block)
+                        block_grads = vmap(grad(task.loss), in_dims=(0, dims))(block_params, batch)
+                    offset = 0
+                    for index, member in block.items():
+                        count = len(member.active)
+                        grads[index] = {name: g[offset:offset + count] for name, g in block_grads.items()}
+                        offset += count
                 for index, member in list(members.items()):
-                    count = len(member.active)
-                    mine = {name: g[offset:offset + count] for name, g in grads.items()}
-                    offset += count
                     run = member.run
                     fn = partial(_update_rows, run.program, run.hp, step)
                     try:
-                        member.params, member.states = vmap(fn)(mine, member.params, member.states,
+                        member.params, member.states = vmap(fn)(grads[index], member.params, member.states,
                                                                 run.lr_table[step - 1, member.rows])
                     except Exception:  # noqa: BLE001 (not vmappable, or the program's own failure: it runs alone)
                         del members[index]
                         failed.append(index)
                 if not members:
                     break
-                params = self._assemble(members)
-                if not full_batch:
-                    self._spread(members, step, eval_loss(params), "pending")
-                if step in self.val_at:
-                    self._spread(members, step, val_loss(params), "pending_val")
+                blocks = self._blocks(members)
+                params = [self._assemble(block) for block in blocks]
+                for block, block_params in zip(blocks, params):
+                    if not full_batch:
+                        self._spread(block, step, eval_loss(block_params), "pending")
+                    if step in self.val_at:
+                        self._spread(block, step, val_loss(block_params), "pending_val")
                 if step % self.check_every == 0 or step == self.steps:
                     # A full-batch run learns step t's loss one step later (as in _train_batched).
                     known = step - 1 if full_batch else step
+                    counts = [len(m.active) for m in members.values()]
                     for index, member in list(members.items()):
                         if not member.check(known):
                             done[index] = member.run._results(member.finals, batched=True)
                             del members[index]
                     if not members:
                         break
-                    params = self._assemble(members)
+                    if counts != [len(m.active) for m in members.values()]:
+                        blocks = self._blocks(members)
+                        params = [self._assemble(block) for block in blocks]
             if members and full_batch:
-                self._spread(members, self.steps, eval_loss(params), "pending")
+                for block, block_params in zip(blocks, params):
+                    self._spread(block, self.steps, eval_loss(block_params), "pending")
             for index, member in members.items():
                 member.run._flush_batched(member.pending, member.pending_val, known=self.steps)
                 done[index] = member.results()
@@ -362,6 +380,13 @@ class _Population:
             for index in members:
                 done.pop(index, None)
         return done, sorted(failed)
+
+    def _blocks(self, members: dict[int, _Member]) -> list[dict[int, _Member]]:
+        """The members grouped for the forward/backward: one shared block, and a block of its own
+        for each member whose row count the check found computed differently in a batch."""
+        solo = {i for i, m in members.items() if len(m.active) in self.solo_counts}
+        shared = {i: m for i, m in members.items() if i not in solo}
+        return ([shared] if shared else []) + [{i: members[i]} for i in sorted(solo)]
 
     def _assemble(self, members: dict[int, _Member]) -> Params:
         """Every member's rows stacked into one model, in member order."""
@@ -399,7 +424,10 @@ class _Population:
         """``(independent, faster)``: whether each row's gradient, scoring loss and validation
         value come out the same whatever rows share the batch (see the module docstring), and
         whether one shared forward/backward took less CPU time than the programs' own ones.
-        Both remembered per process (the timing per set of row counts)."""
+        A task whose rows differ only when a row is alone (count 1: a batch of one takes another
+        kernel on several tasks) still counts as independent: a program down to one row then
+        gets a forward/backward of its own, as in its own pass (``solo_counts``). Both verdicts
+        are remembered per process (the timing per set of row counts)."""
         task = self.task
         layout = "full" if not task.stochastic else ("one_seed" if len(self.seeds) == 1 else "per_seed")
         key = (type(task), task.key, str(self.device), layout)
@@ -407,7 +435,7 @@ class _Population:
         if key in _NOT_INDEPENDENT:
             return False, None
         if (key, sizes) in _CHECKED:
-            shared, alone = _CHECKED[key, sizes]
+            shared, alone, self.solo_counts = _CHECKED[key, sizes]
             return True, shared < alone
         total = sum(sizes)
         batch, dims = (self.eval_batch, None) if not task.stochastic else self._stacked_batch(1, members)
@@ -421,13 +449,20 @@ class _Population:
         def same(rows: torch.Tensor, outputs: list[torch.Tensor]) -> bool:
             return all(torch.equal(a, b[rows]) for a, b in zip(outputs, reference))
 
-        # Small row counts first: where rows are not independent they fail, and cheaply.
-        subsets = [torch.arange(count, device=self.device) for count in PROBE_COUNTS if count < total]
-        subsets.append(torch.arange(total, device=self.device).roll(1))  # every row at another position
-        for rows in subsets:
+        def dependent() -> tuple[bool, None]:
+            _NOT_INDEPENDENT.add(key)
+            return False, None
+
+        # Small row counts first: where rows are not independent they fail there, and cheaply.
+        solo = set()
+        for count in (c for c in PROBE_COUNTS if c < total):
+            rows = torch.arange(count, device=self.device)
             if not same(rows, rows_alone(rows)):
-                _NOT_INDEPENDENT.add(key)
-                return False, None
+                if count != 1:
+                    return dependent()
+                solo.add(count)
+        if not same(rows := torch.arange(total, device=self.device).roll(1), rows_alone(rows)):
+            return dependent()  # every row at another position
         alone, offset = 0.0, 0
         for size in sizes:  # each program's rows alone, as its own pass has them at the start
             rows = torch.arange(offset, offset + size, device=self.device)
@@ -436,12 +471,12 @@ class _Population:
             outputs = rows_alone(rows)
             alone += _cpu_seconds(self.device) - started
             if not same(rows, outputs):
-                _NOT_INDEPENDENT.add(key)
-                return False, None
+                return dependent()
         started = _cpu_seconds(self.device)
         self._row_outputs(params, batch, dims)
         shared = _cpu_seconds(self.device) - started
-        _CHECKED[key, sizes] = (shared, alone)
+        self.solo_counts = frozenset(solo)
+        _CHECKED[key, sizes] = (shared, alone, self.solo_counts)
         return True, shared < alone
 
     def _row_outputs(self, params: Params, batch: Batch, dims) -> list[torch.Tensor]:

@@ -162,6 +162,26 @@ def test_tasks_whose_rows_depend_on_their_batch_mates_run_each_program_alone():
     assert any(a.losses != b.losses for got, want in zip(loose.results, expected) for a, b in zip(got, want))
 
 
+def test_a_program_down_to_one_row_gets_a_forward_backward_of_its_own():
+    """On teacher_student a batch of one row takes other kernels than a row in a bigger batch
+    (the check finds rows independent otherwise). Each program's high-LR config diverges at step
+    1, leaving one row: its own pass computes that row alone, so the shared pass must too."""
+    task = get_task("teacher_student")
+    programs = [load_reference(name) for name in ("adamw", "sgd_momentum", "lion")]
+    configs = [RunConfig(1e-2, 0), RunConfig(1e3, 1)]
+    expected = [run_candidate(p, task, configs, steps=20) for p in programs]
+    assert all([r.status for r in runs] == ["ok", "diverged"] for runs in expected)
+    outcome = train_population(programs, task, configs, steps=20, share="independent")
+    assert outcome.independent is True and all(outcome.shared)
+    assert_identical(outcome.results, expected)
+    # Without the check (share="always") the lone rows stay in the shared batch: last bits differ.
+    loose = train_population(programs, task, configs, steps=20, share="always")
+    assert all(loose.shared)
+    assert any(got[0].losses != want[0].losses for got, want in zip(loose.results, expected))
+    for got, want in zip(loose.results, expected):
+        assert got[0].losses == pytest.approx(want[0].losses, rel=1e-5)
+
+
 def test_auto_mode_and_row_cap_give_the_same_runs():
     """Whatever the speed check decides (it is timing, so either way) and however the programs
     are split into passes, each program's runs are its own."""
