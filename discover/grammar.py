@@ -61,6 +61,7 @@ MAX_LINE_CHARS = 120
 MAX_NAME_CHARS = 24
 MAX_NESTING = 4  # brackets (calls, parentheses, dicts) nested in one expression
 MAX_OPERANDS = 8  # operands of one chain of operators (a + b - c ...)
+MAX_NESTED_OPERANDS = 4  # the same inside brackets (a line's size grows with their product)
 MAX_STATEMENTS = 16  # statements in one block
 MAX_HELPERS = 2  # helper functions in each of the three places the layout allows them
 MAX_CONSTANTS = 8
@@ -70,6 +71,7 @@ MAX_INTRO_CHARS = 200
 MAX_DIFF_BLOCKS = 3
 MAX_SEARCH_LINES = 6  # a small model otherwise copies the whole parent into SEARCH, then REPLACE
 MAX_REPLACE_LINES = 10
+MAX_REPLACE_STATEMENTS = 6  # in a structured diff's REPLACE section
 CRITIQUE_LINE_CHARS = 200
 LARK_MAX_BOUND = 1
 
@@ -404,7 +406,7 @@ def _expression_level(rules: dict[str, Node], c: str, with_hp: bool, depth: int)
     add, mul, cmp, unary = _operator_texts()
     ws = opt(" ")
     sep = seq(",", ws)
-    more = MAX_OPERANDS - 1
+    more = (MAX_OPERANDS if depth == 0 else MAX_NESTED_OPERANDS) - 1
 
     def n(base: str, d: int = depth) -> str:
         return f"{base}-{c}{d or ''}"
@@ -513,7 +515,10 @@ def _statement_rules(rules: dict[str, Node], c: str) -> None:
                     options.append(seq("for ", Ref("store-name"), " in range(", Ref("range-args"), "):", eol,
                                        Ref(f"block-{level + 1}-{loops + 1}-{c}")))
             comments = rep(seq(indent, Ref("comment"), "\n"), 0, 4)
-            rules[name] = rep(seq(comments, indent, alt(*options)), 1, MAX_STATEMENTS)
+            rules[f"stmt-{level}-{loops}-{c}"] = seq(comments, indent, alt(*options))
+            rules[name] = rep(Ref(f"stmt-{level}-{loops}-{c}"), 1, MAX_STATEMENTS)
+    # A structured diff's REPLACE section: fewer statements than a whole body
+    rules[f"replace-{c}"] = rep(Ref(f"stmt-1-0-{c}"), 1, MAX_REPLACE_STATEMENTS)
 
 
 def build(kind: str = "full", parent: str | None = None, regular: bool = False, scope: Scope | None = None) -> Grammar:
@@ -675,7 +680,7 @@ def _structured_diff_rules(rules: dict[str, Node], parent: str) -> bool:
                         break
                     runs.append(text(body[i], body[j]))
             context = "u" if stmt.name == "update" else "f"
-            blocks.append(seq("<<<<<<< SEARCH\n", alt(*dict.fromkeys(runs)), "=======\n", Ref(f"block-1-0-{context}"),
+            blocks.append(seq("<<<<<<< SEARCH\n", alt(*dict.fromkeys(runs)), "=======\n", Ref(f"replace-{context}"),
                               ">>>>>>> REPLACE\n"))
     if not blocks:
         return False
