@@ -12,11 +12,12 @@ the LR-selection grid (the default LR grid x the two selection seeds, 22 configs
 
 The two are timed alternately ``--repeats`` times and the fastest of each is kept, in wall time
 and in this process's CPU time (with one thread, the CPU time is the work done, less disturbed
-than the wall time when other processes share the cores). The table also says how many programs shared the pass (the rest fell back to running
-alone: untraceable or crashing mutants, or a task whose rows are not computed independently of
-their batch-mates), whether every run came out bit for bit the same, and what the population's
-own speed check measured for one shared forward/backward against the programs' own ones (what
-``share="auto"``, the default, decides by).
+than the wall time when other processes share the cores). The table also says how many
+programs shared the pass (the rest fell back to running alone: untraceable or crashing mutants,
+or a task whose rows are not computed independently of their batch-mates), whether every run
+came out bit for bit the same, and what the population's own speed check measured for one
+shared forward/backward against the programs' own ones (what ``share="auto"``, the library's
+default, decides by; the benchmark's default ``independent`` shares wherever results stay exact).
 
     python benchmarks/population.py [--programs 8] [--suite search] [--stage select] [--steps-scale 0.2]
                                     [--share independent] [--max-rows N] [--repeats 2]
