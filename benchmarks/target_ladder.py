@@ -1,0 +1,108 @@
+"""What if a task score averaged several validation targets instead of one? Offline, from the run cache.
+
+The protocol scores a task by the speed-up to *one* target (tuned AdamW's best validation value at
+its budget). Near the end of a run the curves are flat, so a small difference in final value is a
+large difference in time, and per-task scores swing (0.2x to 2x between similar Adam variants).
+This re-scores the library of ``benchmarks/transfer.py`` on the search and test tiers with the task
+score replaced by the geometric mean of the speed-ups to a *ladder* of targets: the values tuned
+AdamW's measured curve reaches at the given fractions of its budget (1 = the protocol's target),
+the end-value cap unchanged; then prints the transfer figures and the test tier's split-half
+agreement for each ladder. Nothing runs: every run must already be in the run cache (run
+``benchmarks/transfer.py`` first); a program with a missing run raises.
+
+    python benchmarks/target_ladder.py [--ladder 1] [--ladder 0.5,1] [--ladder 0.25,0.5,0.75,1] ...
+
+The protocol itself is not changed by this script (it patches the score in its own process).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+from scipy.stats import kendalltau, spearmanr
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from sandbox import scoring  # noqa: E402
+from sandbox.evaluate import BaselineReference, EvalSettings, Evaluator, _CacheOnly  # noqa: E402
+from sandbox.runcache import RunCache  # noqa: E402
+from transfer import DECISION_REGION, library  # noqa: E402
+
+
+def ladder_score(levels: tuple[float, ...]):
+    """A ``BaselineReference.val_score`` that averages the speed-ups to ``levels`` (fractions of the
+    reference's budget; 1 is the protocol's target) geometrically, then applies the end-value cap."""
+    def val_score(self, points, values, ends, budget, cap_ends=None) -> float:
+        best = scoring.best_so_far(self.val_curve)
+        steps = np.asarray(self.val_steps, dtype=float)
+        scores = []
+        for f in levels:
+            if f >= 1.0:
+                level = self.target
+            else:
+                level = float(best[min(int(np.searchsorted(steps, f * budget)), len(best) - 1)])
+            scores.append(scoring.validation_score(points, values, self.val_steps, self.val_curve, level, budget))
+        score = scoring.geometric_mean(scores)
+        cap = scoring.end_value_cap(ends if cap_ends is None else cap_ends, self.ends, self.val_steps,
+                                    self.val_curve, budget)
+        return score if cap is None else min(score, cap)
+    return val_score
+
+
+def figures(programs: dict[str, str], levels: tuple[float, ...]) -> str:
+    BaselineReference.val_score = ladder_score(levels)
+    cache, base = RunCache(), EvalSettings(screen=False)
+    tiers = {"search": Evaluator(_CacheOnly(), cache, base),
+             "test": Evaluator(_CacheOnly(), cache, replace(base, measure_seeds=base.test_seeds))}
+    fitness: dict[str, list[float]] = {"search": [], "test": []}
+    per_task = []
+    for source in programs.values():
+        for tier, evaluator in tiers.items():
+            result = evaluator.evaluate(source, suite=tier, stage="full")
+            fitness[tier].append(result.fitness if result.failure is None else scoring.FAILED_SCORE)
+            if tier == "test":
+                per_task.append([result.tasks[k].score for k in sorted(result.tasks)])
+    s, t, matrix = np.array(fitness["search"]), np.array(fitness["test"]), np.array(per_task)
+    region = (s >= DECISION_REGION[0]) & (s <= DECISION_REGION[1])
+    rng, halves = np.random.default_rng(0), []
+    for _ in range(200):
+        order = rng.permutation(matrix.shape[1])
+        a, b = order[: matrix.shape[1] // 2], order[matrix.shape[1] // 2:]
+        halves.append(spearmanr(np.log(matrix[:, a]).mean(1), np.log(matrix[:, b]).mean(1)).statistic)
+    decision = spearmanr(s[region], t[region]).statistic if region.sum() >= 3 else float("nan")
+    return (f"{','.join(f'{x:g}' for x in levels):>16}  rho {spearmanr(s, t).statistic:.3f}  tau "
+            f"{kendalltau(s, t).statistic:.3f}  decision region {decision:.3f} (n={int(region.sum())})  "
+            f"announce {int((t[s > 1] > 1).sum())}/{int((s > 1).sum())}  test split-half {np.mean(halves):.3f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ladder", action="append", default=[],
+                        help="comma-separated budget fractions (repeatable; default: 1 and 0.5,1 and 0.25,0.5,0.75,1)")
+    args = parser.parse_args()
+    ladders = args.ladder or ["1", "0.5,1", "0.25,0.5,0.75,1"]
+    try:
+        parsed = [tuple(float(x) for x in spec.split(",")) for spec in ladders]
+    except ValueError:
+        print(f"bad --ladder {ladders!r}: comma-separated fractions such as 0.5,1", file=sys.stderr)
+        raise SystemExit(2)
+    if any(not 0 < x <= 1 for levels in parsed for x in levels):
+        print("bad --ladder: every fraction must be in (0, 1]", file=sys.stderr)
+        raise SystemExit(2)
+    programs = library()
+    print(f"{len(programs)} programs, per-task score = geometric mean of the speed-ups to each target")
+    for levels in parsed:
+        try:
+            print(figures(programs, levels), flush=True)
+        except LookupError:
+            print("a run is not in the run cache: run benchmarks/transfer.py first", file=sys.stderr)
+            raise SystemExit(2)
+
+
+if __name__ == "__main__":
+    main()
