@@ -27,6 +27,7 @@ task). The figures are written to ``--out`` so ``--report`` reprints them withou
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import sys
@@ -83,9 +84,21 @@ def collect(labels: Sequence[str], programs: Mapping[str, str], evaluator, tier:
     seeds = evaluator.settings.selection_seeds
     replica = type(evaluator)(evaluator.executor, evaluator.cache,
                               replace(evaluator.settings, selection_seeds=(*seeds[1:], *seeds[:1])))
+    # The screen on the whole grid (same seed and tasks): the screen takes every other point of
+    # the settings' grid, so a grid with the geometric midpoints added screens on the real one.
+    fine = type(evaluator)(evaluator.executor, evaluator.cache,
+                           replace(evaluator.settings, lr_grid=with_midpoints(evaluator.settings.lr_grid)))
+
+    def fine_screen(row: dict, source: str) -> None:
+        result = fine.evaluate(source, suite=tier, stage="screen")
+        row["screen_fine"] = result.fitness
+        row["screen_fine_run_steps"] = sum(_steps_of(evaluator, rec["task"]) for rec in result.run_records)
+
     for i, label in enumerate(labels, 1):
         if label in rows and tier == "search" and "screen_replica" not in rows[label]:
             rows[label]["screen_replica"] = replica.evaluate(programs[label], suite=tier, stage="screen").fitness
+        if label in rows and tier == "search" and "screen_fine" not in rows[label]:
+            fine_screen(rows[label], programs[label])
         if label in rows:
             continue
         t0 = time.perf_counter()
@@ -96,6 +109,7 @@ def collect(labels: Sequence[str], programs: Mapping[str, str], evaluator, tier:
         if screen is not None:
             row["screen"] = screen.fitness
             row["screen_replica"] = replica.evaluate(programs[label], suite=tier, stage="screen").fitness
+            fine_screen(row, programs[label])
             row["screen_run_steps"] = sum(_steps_of(evaluator, rec["task"]) for rec in screen.run_records)
         for name, result in full.tasks.items():
             by_lr: dict[str, list] = {}
@@ -114,6 +128,14 @@ def collect(labels: Sequence[str], programs: Mapping[str, str], evaluator, tier:
             + (f"screen {screen.fitness:.3f}  " if screen else "")
             + f"full {full.fitness:.3f}  ({executed} runs executed, {time.perf_counter() - t0:.1f} s)")
     return rows
+
+
+def with_midpoints(grid: Sequence[float]) -> tuple[float, ...]:
+    """``grid`` (sorted) with the geometric midpoint of each neighbouring pair inserted: its every
+    other point, the screen's coarse grid, is ``grid`` itself."""
+    points = sorted(grid)
+    mids = [math.sqrt(a * b) for a, b in itertools.pairwise(points)]
+    return tuple(sorted(points + mids))
 
 
 def _steps_of(evaluator, task_name: str) -> int:
@@ -151,17 +173,17 @@ def picks(task: Mapping, schedules: Iterable[Schedule]) -> dict[str, float]:
     return {s.label: successive_halving(runs, task["steps"], task["points"], s).chosen for s in schedules}
 
 
-def screen_figures(rows: Mapping[str, Mapping], threshold: float, bar: float) -> dict:
+def screen_figures(rows: Mapping[str, Mapping], threshold: float, bar: float, key: str = "screen") -> dict:
     """Programs the screen drops (screen fitness < threshold), those of them whose full fitness
     reaches ``bar`` (false drops), and the run-steps saved (a dropped program skips its full
     stage; a passing one pays nothing extra, since the screen's runs are a subset of the full
-    stage's: same seed, LRs, steps)."""
-    labels = [k for k in rows if rows[k]["tasks"]]  # a program failing outright costs no full stage
-    dropped = [k for k in labels if rows[k]["screen"] < threshold]
+    stage's: same seed, LRs, steps). ``key``: which screen (``screen_fine``: the whole grid)."""
+    labels = [k for k in rows if rows[k]["tasks"] and key in rows[k]]  # a program failing outright costs no full stage
+    dropped = [k for k in labels if rows[k][key] < threshold]
     reach = [k for k in labels if rows[k]["full"] >= bar]
     false = [k for k in dropped if rows[k]["full"] >= bar]
     full_cost = {k: _full_run_steps(rows[k]) for k in labels}
-    saved = sum(full_cost[k] - rows[k]["screen_run_steps"] for k in dropped)
+    saved = sum(full_cost[k] - rows[k][key + "_run_steps"] for k in dropped)
     return {"programs": len(labels), "dropped": len(dropped), "reach_bar": len(reach), "false": false,
             "false_rate": len(false) / len(reach) if reach else math.nan,
             "saved": saved / max(1, sum(full_cost.values()))}
@@ -242,8 +264,9 @@ def halving_figures(rows: Mapping[str, Mapping], schedule: Schedule, bar: float)
                 contender_changed += result.chosen != task["best_lr"]
             scores.append(score)
         fitness[label] = scoring.geometric_mean(scores) if all(math.isfinite(s) for s in scores) else math.nan
-    crossed = [k for k, f in fitness.items() if rows[k]["full"] >= bar and not f >= bar]
-    crossed_one = [k for k, f in fitness.items() if rows[k]["full"] > 1.0 and not f > 1.0]
+    # An unscored pick leaves the fitness unknown: counted under "missing", not as a drop.
+    crossed = [k for k, f in fitness.items() if rows[k]["full"] >= bar and f < bar]
+    crossed_one = [k for k, f in fitness.items() if rows[k]["full"] > 1.0 and f <= 1.0]
     reach = sum(rows[k]["full"] >= bar for k in fitness)
     factors = [f / rows[k]["full"] for k, f in fitness.items() if math.isfinite(f)]
     return {"label": schedule.label, "pairs": pairs, "changed": changed, "changed_rate": changed / max(1, pairs),
@@ -304,11 +327,13 @@ def report(tiers: Mapping[str, Mapping[str, Mapping]], order: Sequence[str], bar
     print(f"\nLibrary: {len(rows)} programs; bar = full fitness >= {bar:g} (also > 1.0: beats tuned AdamW); "
           f"tiers: {', '.join(f'{t} ({len(r)})' for t, r in tiers.items())}")
     print("\na. The screen (seed 0, every other LR, the first two tasks) against full search fitness")
-    print(f"   {'program':40} {'screen':>7} {'full':>7}")
+    print(f"   {'program':40} {'screen':>7} {'seed 1':>7} {'grid':>7} {'full':>7}   (seed 1: the screen on the other"
+          " selection seed; grid: on seed 0 with the whole LR grid)")
     for label in sorted(rows, key=lambda k: rows[k]["full"], reverse=True):
         r = rows[label]
         flag = "  dropped" if r["screen"] < threshold else ""
-        print(f"   {label:40} {r['screen']:7.3f} {r['full']:7.3f}{flag}")
+        print(f"   {label:40} {r['screen']:7.3f} {r.get('screen_replica', math.nan):7.3f} "
+              f"{r.get('screen_fine', math.nan):7.3f} {r['full']:7.3f}{flag}")
     at_bar = [r["screen"] for r in rows.values() if r["full"] >= bar]
     if at_bar:
         print(f"   lowest screen fitness of a program at the bar: {min(at_bar):.3f}")
@@ -323,6 +348,13 @@ def report(tiers: Mapping[str, Mapping[str, Mapping]], order: Sequence[str], bar
               f" {len(one['false']):>8d}/{one['reach_bar']:<3d} {f['saved']:15.1%}"
               f" {screen_ratio_risk(rows, t, bar)['rate']:10.1%} {noise['expected_false']:>10.2%} ({worst[0]} {worst[1]:.1%})"
               + (f"  {', '.join(f['false'])}" if f["false"] else ""))
+    if all("screen_fine" in r for r in rows.values() if r["tasks"]):
+        print("   the same screen on the whole LR grid (seed 0, the first two tasks; 22 runs instead of 12, all reused by"
+              " the full stage):")
+        for t in sorted(set(SCREEN_THRESHOLDS) | {threshold}):
+            f = screen_figures(rows, t, bar, key="screen_fine")
+            print(f"   {t:10.2f} {f['dropped']:8d} {len(f['false']):>10d}/{f['reach_bar']:<3d} ({f['false_rate']:5.1%})"
+                  f" {'':12} {f['saved']:15.1%}" + (f"  {', '.join(f['false'])}" if f["false"] else ""))
     noise = screen_noise(rows, threshold, bar)
     if noise["n"] >= 3:
         risk = screen_ratio_risk(rows, threshold, bar)
@@ -341,7 +373,7 @@ def report(tiers: Mapping[str, Mapping[str, Mapping]], order: Sequence[str], bar
               f" {'fitness < bar':>13} {'fitness x':>12} {'saved: select':>13} {'all':>6}")
         for h in results[name]:
             ratio = f"{h['ratio_median']:.2f} ({h['ratio_min']:.2f})" if not math.isnan(h["ratio_median"]) else "-"
-            print(f"   {h['label']:34} {h['changed']:5d}/{h['pairs']:<4d}{h['changed_rate']:5.1%}"
+            print(f"   {h['label']:34} {h['changed']:5d}/{h['pairs']:<5d}{h['changed_rate']:5.1%}"
                   f" {h['harmful']:4d} ({h['harmful_rate']:5.1%})"
                   f" {h['contender_changed']:4d}/{h['contender_pairs']:<4d}{h['contender_rate']:5.1%} {ratio:>15}"
                   f" {len(h['crossed']):>6d}/{h['reach_bar']:<3d}   {h['worst_factor']:5.2f}-{h['best_factor']:<5.2f}"

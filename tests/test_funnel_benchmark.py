@@ -142,3 +142,21 @@ def test_screen_ratio_risk_reads_the_librarys_screen_to_full_ratios():
     risk = funnel.screen_ratio_risk(rows, 0.3, 0.8)  # ratios 0.25, 1.0, 0.33 against 0.375
     assert (risk["n"], risk["below"]) == (3, 2) and risk["rate"] == pytest.approx(2 / 3)
     assert funnel.screen_ratio_risk(rows, 0.2, 0.8)["below"] == 0  # 0.25 is not below 0.25
+
+
+def test_with_midpoints_makes_the_screens_coarse_grid_the_whole_grid():
+    grid = EvalSettings().lr_grid
+    fine = funnel.with_midpoints(grid)
+    assert len(fine) == 2 * len(grid) - 1
+    assert EvalSettings(lr_grid=fine).grid(coarse=True) == sorted(grid)  # the very floats: the same cache keys
+    assert fine[1] == pytest.approx(math.sqrt(grid[0] * grid[1]))
+
+
+def test_screen_figures_for_the_whole_grid_screen():
+    rows = {"a": {**_row(0.2, 0.9, [0.9]), "screen_fine": 0.5, "screen_fine_run_steps": 22 * STEPS},
+            "b": {**_row(0.1, 0.1, [0.1]), "screen_fine": 0.1, "screen_fine_run_steps": 22 * STEPS}}
+    coarse = funnel.screen_figures(rows, 0.3, 0.8)
+    whole = funnel.screen_figures(rows, 0.3, 0.8, key="screen_fine")
+    assert coarse["false"] == ["a"] and whole["false"] == [] and whole["dropped"] == 1
+    full = STEPS * (22 + 2)  # one task each
+    assert whole["saved"] == pytest.approx((full - 22 * STEPS) / (2 * full))
