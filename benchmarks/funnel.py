@@ -211,12 +211,12 @@ def screen_noise(rows: Mapping[str, Mapping], threshold: float, bar: float) -> d
             "expected_false": sum(p_drop.values()) / len(p_drop) if p_drop else math.nan}
 
 
-def screen_ratio_risk(rows: Mapping[str, Mapping], threshold: float, bar: float) -> dict:
+def screen_ratio_risk(rows: Mapping[str, Mapping], threshold: float, bar: float, key: str = "screen") -> dict:
     """The screen's false-drop rate for a program exactly at the bar, from the library's own
     screen/full fitness ratios (seed noise *and* the screen's bias: two tasks, a coarse grid): the
     fraction of programs, neither fitness at the score floor, whose ratio is below threshold/bar."""
-    ratios = [r["screen"] / r["full"] for r in rows.values()
-              if r["tasks"] and min(r["screen"], r["full"]) > FLOOR]
+    ratios = [r[key] / r["full"] for r in rows.values()
+              if r["tasks"] and key in r and min(r[key], r["full"]) > FLOOR]
     below = [x for x in ratios if x < threshold / bar]
     return {"n": len(ratios), "below": len(below), "rate": len(below) / len(ratios) if ratios else math.nan}
 
@@ -354,7 +354,8 @@ def report(tiers: Mapping[str, Mapping[str, Mapping]], order: Sequence[str], bar
         for t in sorted(set(SCREEN_THRESHOLDS) | {threshold}):
             f = screen_figures(rows, t, bar, key="screen_fine")
             print(f"   {t:10.2f} {f['dropped']:8d} {len(f['false']):>10d}/{f['reach_bar']:<3d} ({f['false_rate']:5.1%})"
-                  f" {'':12} {f['saved']:15.1%}" + (f"  {', '.join(f['false'])}" if f["false"] else ""))
+                  f" {'':12} {f['saved']:15.1%} {screen_ratio_risk(rows, t, bar, key='screen_fine')['rate']:10.1%}"
+                  + (f"  {', '.join(f['false'])}" if f["false"] else ""))
     noise = screen_noise(rows, threshold, bar)
     if noise["n"] >= 3:
         risk = screen_ratio_risk(rows, threshold, bar)
@@ -400,6 +401,20 @@ def report(tiers: Mapping[str, Mapping[str, Mapping]], order: Sequence[str], bar
                   + (f"  {', '.join(f['false'])}" if f["false"] else ""))
 
     print("\nc. Recommendation")
+    for key, name in (("screen", "the screen as it is (coarse grid)"), ("screen_fine", "the screen on the whole grid")):
+        if not all(key in r for r in rows.values() if r["tasks"]):
+            continue
+        fits = [(t, screen_figures(rows, t, bar, key), screen_ratio_risk(rows, t, bar, key)) for t in
+                sorted(set(SCREEN_THRESHOLDS) | {threshold})]
+        ok = [(t, f, r) for t, f, r in fits if not f["false"] and r["rate"] <= FALSE_DROP_GOAL]
+        if ok:
+            t, f, r = max(ok, key=lambda x: x[1]["saved"])
+            print(f"   {name}: threshold {t:g} saves {f['saved']:.0%} of the run-steps, drops no program at the bar here "
+                  f"and would drop one exactly at it {r['rate']:.1%} of the time (screen/full ratios)")
+        else:
+            t, f, r = next(x for x in fits if x[0] == threshold)
+            print(f"   {name}: no threshold drops no program at the bar with <= {FALSE_DROP_GOAL:.0%} risk; at {t:g} it "
+                  f"drops {len(f['false'])} of {f['reach_bar']} ({', '.join(f['false']) or '-'}), {r['rate']:.1%} at the bar")
     everywhere = results.get("all tiers", results["search"])
     labels = [h["label"] for h in results["search"]]
     for key, what in (("changed_rate", "drops the full grid's pick"), ("harmful_rate", "drops it at a cost of score")):
