@@ -158,3 +158,16 @@ def test_rung_survivors_is_the_harness_call_at_one_rung():
     kept = rung_survivors(runs, 48, Schedule((0.125,)))
     assert len(kept) == 6 and 1e-2 in kept and kept == sorted(kept)
     assert rung_survivors({lr: runs[lr] for lr in kept}, 96, Schedule((0.125,), min_keep=3)) == [3e-3, 1e-2, 3e-2]
+
+
+def test_the_recommended_schedule_is_one_rung_at_a_quarter_keeping_half():
+    from sandbox.halving import RECOMMENDED
+
+    assert RECOMMENDED.fractions == (0.25,) and RECOMMENDED.keep == 0.5
+    assert RECOMMENDED.keep_count(len(GRID)) == 6
+    # 2 seeds x (11 LRs to step 96 of 400, then 6 to the end): 34.5% of the full grid's run-steps saved
+    steps = 400
+    _, runs = _grid_runs(steps, {lr: 4.0 for lr in GRID}, {lr: 0.5 for lr in GRID})
+    result = successive_halving(runs, steps, val_steps(steps), RECOMMENDED)
+    assert result.run_steps == 2 * (11 * 96 + 6 * (400 - 96))  # the rung decides at the measurement at step 96
+    assert 1 - result.run_steps / result.full_run_steps == pytest.approx(1 - 2880 / 4400)
