@@ -1,27 +1,30 @@
 """The multi-fidelity funnel, measured on the reference library (issue 14 item 4).
 
 Over the library of ``benchmarks/transfer.py`` (references, re-parameterised references, seeded
-mutants, winners), scored on the search tier through the evaluator (the run cache answers
-nearly every run), this prints three things:
+mutants, winners), scored through the evaluator (the run cache answers nearly every run), this
+prints three things:
 
 a. **The screen** (one seed, every other LR, the suite's first two tasks, threshold 0.3): screen
-   fitness against full fitness per program; how many programs it drops whose full fitness
+   fitness against full search fitness per program; the programs it drops whose full fitness
    would have reached the bar (``--bar``, default 0.8 = the bottom of the decision region where
-   campaigns decide; beating 1.0 is printed beside it), and the run-steps it saves.
+   campaigns decide; beating 1.0 is printed beside it), the run-steps it saves, the chance a
+   program exactly at the bar is dropped (read off the library's screen/full ratios), and its
+   seed noise (the same screen on the other selection seed). The same for a screen on the whole
+   LR grid (seed 0, same tasks; every run reused by the full stage).
 b. **Successive halving over the LR grid**, simulated offline on the full-length selection runs
    (:mod:`sandbox.halving`; runs continued across rungs, so a rung sees the prefix of the full
-   run): per schedule, how often the LR the full grid picks is dropped, the measured task score
-   at the LR halving picks instead (its measurement seeds are run when not cached), the
-   programs whose fitness crosses the bar because of it, and the run-steps saved. Then the
-   **task funnel**: after the first k tasks of the suite, drop a program whose geometric mean
-   so far is below c; its false drops and savings.
-c. The recommendation the figures support: the schedule that saves the most run-steps while
-   changing no more than ~2% of the picks that matter.
+   run): per schedule and tier (``--tiers``; pooled over them too), how often the LR the full
+   grid picks is dropped, the measured task score at the LR halving picks instead (its
+   measurement runs are run when not cached), the programs whose fitness crosses the bar
+   because of it, and the run-steps saved. Then the **task funnel**: after the first k search
+   tasks, drop a program whose geometric mean so far is below c; its false drops and savings.
+c. The recommendation the figures support, for the screen and the LR grid.
 
 Run-steps are training steps summed over runs (a proxy for compute; per-step cost differs by
-task). The figures are written to ``--out`` so ``--report`` reprints them without running.
+task). The figures are written to ``--out`` (resumable; a program whose code changed is scored
+afresh) so ``--report`` reprints them without running.
 
-    python benchmarks/funnel.py [--workers 2] [--limit N] [--out funnel.json] [--report]
+    python benchmarks/funnel.py [--tiers search,validation,test] [--workers 2] [--out funnel.json] [--report]
 """
 
 from __future__ import annotations

@@ -44,6 +44,8 @@ class Schedule:
 
     @property
     def label(self) -> str:
+        if not self.fractions:
+            return "full grid (no rung)"
         rungs = ",".join(_fraction(f) for f in self.fractions) or "none"
         extra = f" min{self.min_keep}" if self.min_keep > 1 else ""
         return f"rungs {rungs} keep {self.keep:.2g}{extra}"
