@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from discover import parsing  # noqa: E402
 from discover.constrained import MODES, ConstrainedDecoding, repair  # noqa: E402
 from discover.llm import LLMClient, LLMError, LLMSettings  # noqa: E402
-from discover.proposers import compact_system_prompt  # noqa: E402
+from discover.proposers import COPY_MESSAGE, is_a_copy, compact_system_prompt  # noqa: E402
 from prompts import render, template  # noqa: E402
 from sandbox import contract, vocabulary  # noqa: E402
 from sandbox.references import reference_source  # noqa: E402
@@ -105,7 +105,8 @@ def run_arm(arm: Arm, llm: LLMClient, constrained: ConstrainedDecoding, plan: li
             compact: bool = False, retries: int = 0, save: TextIO | None = None) -> None:
     """Each proposal as the campaign's proposers make it: one request, then up to ``retries``
     re-asks in the same conversation with the validator's message (``search.parse_retries``);
-    under a grammar the request is scoped to the parent's names and the answer repaired."""
+    under a grammar the request is scoped to the parent's names, the answer repaired, and a copy
+    of the parent re-asked while re-asks are left (discover/proposers.py's ``_ask``)."""
     seen: set[str] = set()
     scoped = constrained.dialect is not None
     for index, (kind, parent) in enumerate(plan):
@@ -135,6 +136,15 @@ def run_arm(arm: Arm, llm: LLMClient, constrained: ConstrainedDecoding, plan: li
                       f"{answer.finish_reason})", file=sys.stderr)
                 messages = messages + [{"role": "assistant", "content": answer.text},
                                        {"role": "user", "content": render("retry", error=str(exc))}]
+                continue
+            if scoped and attempt < retries and is_a_copy(program, [parent]):
+                print(f"  [{arm.name}] #{index} {kind} answer {attempt + 1}: the parent unchanged, re-asked", file=sys.stderr)
+                arm.first_valid += attempt == 0  # valid, though not new
+                if save:
+                    save.write(json.dumps({**record, "outcome": "the parent unchanged", "repairs": notes}) + "\n")
+                messages = messages + [{"role": "assistant", "content": answer.text},
+                                       {"role": "user", "content": render("retry", error=COPY_MESSAGE)}]
+                program = None
                 continue
             if save:
                 save.write(json.dumps({**record, "outcome": "valid", "repairs": notes}) + "\n")

@@ -426,3 +426,29 @@ def test_a_proposer_under_a_grammar_scopes_the_request_and_repairs_the_answer(fa
     first, second = (r["grammar"] for r in fake_llm_server.requests)
     assert '"direction"' in first and '"bias1"' not in first  # lion's names, not adam's
     assert "=======\\n\" replace-u" in second  # the structured diff of lion
+
+
+def test_a_copy_of_the_parent_under_a_grammar_is_asked_again(fake_llm_server):
+    from discover.proposers import FullProgramProposer, ProposalContext
+
+    lion = reference_source("lion")
+    changed = lion.replace("hp.beta1))", "hp.beta2))", 1)
+    assert changed != lion
+    fake_llm_server.script([Reply(f"```python\n{lion}```"), Reply(f"```python\n{changed}```"),
+                            Reply(f"```python\n{lion}```"), Reply(f"```python\n{lion}```")])
+    client = LLMClient(LLMSettings(base_url=fake_llm_server.base_url, models={"proposer": "tiny"}, cache_mode="off",
+                                   max_attempts=1, prices={"tiny": (0.0, 0.0)}))
+    parent = {"id": 1, "code": lion}
+    ctx = ProposalContext(parents=[parent], parent_of=lambda p: None, top=[parent], failure_counts={},
+                          rng=random.Random(0), parse_retries=1)
+    proposer = FullProgramProposer(client, ConstrainedDecoding("gbnf", fake_llm_server.base_url), compact=True)
+    proposal = proposer.propose(ctx)
+    assert proposal.source == changed and [c.outcome for c in proposal.llm_calls] == ["duplicate", "ok"]
+    assert "unchanged" in fake_llm_server.requests[1]["messages"][-1]["content"]
+    # with no re-ask left, a copy is returned as it is (the campaign archives it as a duplicate)
+    again = proposer.propose(ctx)
+    assert again.source == lion and [c.outcome for c in again.llm_calls] == ["duplicate", "ok"]
+    # without a grammar nothing changes: the copy is the answer
+    fake_llm_server.script([Reply(f"```python\n{lion}```")])
+    plain = FullProgramProposer(client, None, compact=True).propose(ctx)
+    assert plain.source == lion and len(plain.llm_calls) == 1
