@@ -182,10 +182,10 @@ def repair(source: str, parents: Sequence[str] = ()) -> tuple[str, list[str]]:
 
     * ``hp.x`` read but not in HPARAMS: ``"x"`` is declared with the first parent's value, or
       :func:`grammar.hp_defaults`' (the scoped grammar lets ``hp.`` read only those keys);
-    * in ``update``, a bare name never assigned there that is a key of ``init``'s state:
-      ``state["x"]``;
-    * in ``update``, a bare name never assigned there that is a hyperparameter (declared, the
-      parents' or a default): ``hp.x`` (declared as above).
+    * in ``update``, a bare name never assigned there, or read before its first assignment,
+      that is a key of ``init``'s state: ``state["x"]``;
+    * in ``update``, such a name that is a hyperparameter (declared, the parents' or a
+      default): ``hp.x`` (declared as above).
 
     The source is returned unchanged when it does not parse or needs none of these; the
     validator judges the result as any other program.
@@ -215,6 +215,9 @@ def repair(source: str, parents: Sequence[str] = ()) -> tuple[str, list[str]]:
     assigned = {n.id for n in ast.walk(update) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
     assigned |= {a.arg for a in update.args.args}
     known = assigned | constants | set(functions)
+    # A name read before the function first assigns it (`m = interp(grad, m, ...)`) passes the
+    # validator (it is a local) and crashes the run with UnboundLocalError: the same slip.
+    early = {id(n) for n in _reads_before_assignment(update, {a.arg for a in update.args.args} | constants | set(functions))}
 
     def usable_key(name: str) -> bool:
         return (name.isidentifier() and name.islower() and not name.startswith("_") and not keyword.iskeyword(name)
@@ -229,8 +232,8 @@ def repair(source: str, parents: Sequence[str] = ()) -> tuple[str, list[str]]:
         if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "hp" and "hp" in params:
             if node.attr not in declared and node.attr in defaults:
                 wanted[node.attr] = defaults[node.attr]
-        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id not in known \
-                and node.id not in vocabulary.OPS:
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) \
+                and (node.id not in known or id(node) in early) and node.id not in vocabulary.OPS:
             span = (offsets[node.lineno - 1] + node.col_offset, offsets[node.end_lineno - 1] + node.end_col_offset)
             if node.id in state_keys and "state" in params:
                 edits.append((*span, f'state["{node.id}"]'))
@@ -256,6 +259,45 @@ def repair(source: str, parents: Sequence[str] = ()) -> tuple[str, list[str]]:
     for start, end, text in sorted(edits, reverse=True):
         out = out[:start] + text.encode() + out[end:]
     return out.decode(), notes
+
+
+def _reads_before_assignment(fn: ast.FunctionDef, bound: set[str]) -> list[ast.Name]:
+    """The names ``fn`` reads before any statement has assigned them, in execution order
+    (a value before its targets; a name assigned in an earlier branch or loop counts as
+    assigned, so only certain slips are found)."""
+    bound = set(bound)
+    early: list[ast.Name] = []
+
+    def read(node: ast.AST | None) -> None:
+        for n in ast.walk(node) if node is not None else ():
+            if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load) and n.id not in bound:
+                early.append(n)
+
+    def store(target: ast.AST) -> None:
+        bound.update(n.id for n in ast.walk(target) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store))
+
+    def block(statements: list[ast.stmt]) -> None:
+        for stmt in statements:
+            if isinstance(stmt, ast.Assign):
+                read(stmt.value)
+                for target in stmt.targets:
+                    store(target)
+            elif isinstance(stmt, ast.AugAssign):
+                read(stmt.value)
+                store(stmt.target)
+            elif isinstance(stmt, ast.For):
+                read(stmt.iter)
+                store(stmt.target)
+                block(stmt.body)
+            elif isinstance(stmt, ast.If):
+                read(stmt.test)
+                block(stmt.body)
+                block(stmt.orelse)
+            elif isinstance(stmt, (ast.Return, ast.Expr)):
+                read(stmt.value)
+
+    block(fn.body)
+    return early
 
 
 def _line_offsets(source: str) -> list[int]:

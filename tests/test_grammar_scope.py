@@ -452,3 +452,16 @@ def test_a_copy_of_the_parent_under_a_grammar_is_asked_again(fake_llm_server):
     fake_llm_server.script([Reply(f"```python\n{lion}```")])
     plain = FullProgramProposer(client, None, compact=True).propose(ctx)
     assert plain.source == lion and len(plain.llm_calls) == 1
+
+
+def test_the_repair_reads_the_state_a_name_read_before_its_assignment_meant():
+    source = SLIPS.replace("    m2 = interp(grad, m, hp.beta1)  # m: the state meant\n    return -hp.lr * m2 / (eps + 1), {\"m\": m2}",
+                           "    m = interp(grad, m, hp.beta1)\n    return -hp.lr * m, {\"m\": m}")
+    assert "m = interp(grad, m," in source
+    contract.validate(repair(source)[0])
+    fixed, notes = repair(source)
+    assert "    m = interp(grad, state[\"m\"], hp.beta1)\n    return -hp.lr * m, {\"m\": m}" in fixed
+    assert notes[0] == 'read `m` as state["m"]'
+    # a read after the assignment, or in a later branch after one, is the program's own
+    later = source.replace("    return -hp.lr * m,", "    if step > 1:\n        m = m * 2\n    return -hp.lr * m,")
+    assert repair(later)[0].count('state["m"]') == 1
