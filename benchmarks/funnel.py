@@ -312,6 +312,17 @@ def task_funnel_figures(rows: Mapping[str, Mapping], order: Sequence[str], k: in
             "saved": saved / max(1, total)}
 
 
+def bar_margin(rows: Mapping[str, Mapping], order: Sequence[str], k: int, bar: float) -> tuple[float, str]:
+    """The lowest geometric mean over the first ``k`` tasks of ``order`` among programs whose full
+    fitness reaches ``bar``, and whose it is: a task-funnel threshold above it drops that program."""
+    at_bar = {label: scoring.geometric_mean([r["tasks"][name]["score"] for name in order[:k]])
+              for label, r in rows.items() if r["tasks"] and r["full"] >= bar}
+    if not at_bar:
+        return math.nan, "-"
+    label = min(at_bar, key=at_bar.get)
+    return at_bar[label], label
+
+
 def recommend(search: Sequence[dict], everywhere: Sequence[dict], goal: float = FALSE_DROP_GOAL,
               key: str = "changed_rate") -> dict | None:
     """The schedule saving the most search-tier run-steps among those that, over every tier's
@@ -393,6 +404,9 @@ def report(tiers: Mapping[str, Mapping[str, Mapping]], order: Sequence[str], bar
     print(f"\n   Task funnel (search tier): after the first k tasks ({', '.join(order)}), drop when their geomean < c")
     print(f"   {'k':>3} {'c':>5} {'dropped':>8} {'false (>= bar)':>16} {'false > 1.0':>12} {'saved':>7}   "
           f"{'after the screen: dropped, false, saved'}")
+    margins = [(k, *bar_margin(rows, order, k, bar)) for k in range(1, len(order))]
+    print("   lowest geomean after k tasks of a program at the bar: "
+          + ", ".join(f"k={k} {m:.2f} ({label})" for k, m, label in margins))
     funnel = []
     for k in range(1, len(order)):
         for c in TASK_RULE_THRESHOLDS:
@@ -437,7 +451,8 @@ def report(tiers: Mapping[str, Mapping[str, Mapping]], order: Sequence[str], bar
     if safe:
         f, s = max(safe, key=lambda fs: fs[1]["saved"])
         print(f"   task funnel after the screen: k={f['k']} c={f['threshold']:g} saves {s['saved']:.0%} of the full stage's "
-              f"run-steps with no false drop here ({s['dropped']} of {s['programs']} dropped); with "
+              f"run-steps with no false drop here ({s['dropped']} of {s['programs']} dropped; the weakest program at the "
+              f"bar has {bar_margin(rows, order, f['k'], bar)[0]:.2f} there); with "
               f"{s['reach_bar']} programs at the bar a false-drop rate under ~{1 / max(1, s['reach_bar']):.0%} is not "
               "resolvable on this library")
     else:

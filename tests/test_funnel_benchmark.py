@@ -160,3 +160,11 @@ def test_screen_figures_for_the_whole_grid_screen():
     assert coarse["false"] == ["a"] and whole["false"] == [] and whole["dropped"] == 1
     full = STEPS * (22 + 2)  # one task each
     assert whole["saved"] == pytest.approx((full - 22 * STEPS) / (2 * full))
+
+
+def test_bar_margin_is_the_weakest_start_of_a_program_at_the_bar():
+    rows = {"weak_start": _row(0.9, 1.47, [0.2, 4.0, 4.0]), "weak": _row(0.2, 0.2, [0.2, 0.2, 0.2]),
+            "good": _row(0.9, 1.1, [1.1, 1.1, 1.1])}
+    assert funnel.bar_margin(rows, ["t0", "t1", "t2"], 1, 0.8) == (pytest.approx(0.2), "weak_start")
+    assert funnel.bar_margin(rows, ["t0", "t1", "t2"], 2, 0.8) == (pytest.approx(math.sqrt(0.8)), "weak_start")
+    assert funnel.bar_margin(rows, ["t0", "t1", "t2"], 2, 2.0)[1] == "-"
