@@ -33,8 +33,8 @@ import openai
 
 from discover import grammar
 from discover.budget import BudgetExhausted
-from sandbox import contract, vocabulary
 from discover.llm import Completion, LLMClient, LLMError, is_local_endpoint
+from sandbox import contract, vocabulary
 
 __all__ = ["MODES", "ConstrainedDecoding", "is_local", "repair", "request_fields"]
 
