@@ -12,10 +12,18 @@ The grammar is a context-free approximation of the contract. It enforces the mod
 (docstring, ``HPARAMS`` with a positive ``lr`` first, number constants, helpers, ``init``,
 ``update``), the exact signatures, 4-space indentation, the allowed statements and operators,
 each op's arity, bounded literal loops nested at most ``MAX_LOOP_DEPTH`` deep, identifiers that
-are not keywords and do not redefine ops, and ``hp.name`` only inside ``update``. What a
-context-free grammar cannot know is left to the validator, which still checks every answer:
-whether a name read was assigned, whether ``hp.x`` is in HPARAMS, whether a helper called is
-defined, and recursion.
+are not keywords and do not redefine ops, and ``hp.name`` only inside ``update``, and it
+bounds the answer's size (names, nesting, operands, statements, prose) so that a small model's
+answer ends before ``max_tokens``. What a context-free grammar cannot know is left to the
+validator, which still checks every answer: whether a name read was assigned, whether ``hp.x``
+is in HPARAMS, whether a helper called is defined, and recursion.
+
+The grammar sent with a proposal is *scoped* (:class:`Scope`) to the names of the programs it
+starts from, which narrows those gaps to one: functions assign and read the parents' names,
+call their helpers, read ``hp.`` keys with a known default (which
+:func:`discover.constrained.repair` declares), and a diff replaces whole statements of one body.
+What is left (a parent's name read but never assigned) the validator names and the proposer
+re-asks.
 
 One grammar object is emitted in several forms (:func:`render`):
 
