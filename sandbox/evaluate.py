@@ -13,14 +13,13 @@ The protocol (shared/DESIGN.md section 3), identical for candidates and baseline
    (:func:`sandbox.scoring.validation_score`, :func:`sandbox.scoring.end_value_cap`). The
    training-loss speed-up is reported beside it (``objective="train"`` scores on it instead:
    the protocol before validation targets, kept for comparison).
-3. *Funnel*: a cheap screen (one seed, a coarse grid, a few tasks) first; a program whose screen
-   fitness is clearly bad stops there.
+3. *Funnel*: a cheap screen (one seed, the first two tasks, the whole grid) first; a program whose
+   screen fitness is clearly bad stops there.
 
 The LR grid is log-spaced, absolute and *the same for every program*: half-decade steps from
 3e-5 to 3 by default (11 points), wide enough for Lion-like sign updates at the bottom and
 SGD-momentum at the top. A program's own ``HPARAMS["lr"]`` is only its default for export; it
-does not move the grid, so no baseline can be "badly tuned" relative to a candidate. The screen
-uses every other point.
+does not move the grid, so no baseline can be "badly tuned" relative to a candidate.
 
 Untrusted code runs only in executor workers; this module sees raw losses and scores them.
 Every run is cached by (normalised program hash, task, version, seed, lr, steps, device).
@@ -82,7 +81,8 @@ class EvalSettings:
     objective: str = "val"  # see OBJECTIVES
 
     def grid(self, coarse: bool = False) -> list[float]:
-        """The LR grid; ``coarse`` keeps every other point (the screen's), ends included."""
+        """The LR grid; ``coarse`` keeps every other point, ends included (the screen used it
+        until it dropped a good program whose best LRs fell between them; benchmarks use it)."""
         grid = sorted(self.lr_grid)
         if not coarse or len(grid) <= 3:
             return grid
@@ -209,11 +209,15 @@ class Evaluator:
 
     # --- one task ---------------------------------------------------------------------------
 
-    def _select(self, source, phash, task, seeds, coarse, steps, stats):
-        grid = self.settings.grid(coarse=coarse)
+    def _select(self, source, phash, task, seeds, screen, steps, stats):
+        # The screen runs the whole grid too (on fewer seeds and tasks): on every other point a
+        # program whose best LRs fall between them (Adamax: 0.1 and 1.0) screened at 0.27 and was
+        # dropped with a search fitness of 0.92. Its runs are the selection's seed-0 runs, so a
+        # program that passes pays nothing for them (benchmarks/funnel.py).
+        grid = self.settings.grid()
         configs = [(lr, seed) for lr in grid for seed in seeds]
         return grid, configs, self._submit_runs(source, phash, task, configs, steps, stats,
-                                                "screen" if coarse else "select")
+                                                "screen" if screen else "select")
 
     def _final_value(self, rec: dict, steps: int) -> float:
         """What LR selection minimises for one run: its final validation value (the mean of the
@@ -419,14 +423,14 @@ class Evaluator:
         return [source if i == 0 else with_hparams(source, {"weight_decay": wd})
                 for i, wd in enumerate(REFERENCE_WEIGHT_DECAYS)]
 
-    def _tune_baseline(self, name, task, seeds, coarse, steps, stats):
+    def _tune_baseline(self, name, task, seeds, screen, steps, stats):
         """(source, phash, best lr, lr at the grid's edge, the best runs): the LR grid on the
         selection ``seeds`` of every program of ``baseline_sources``; the best mean final value
         wins (ties: the earlier program, then the smaller LR)."""
         pending = []
         for source in self.baseline_sources(name):
             phash = program_hash(source)
-            pending.append((source, phash, self._select(source, phash, task, seeds, coarse, steps, stats)))
+            pending.append((source, phash, self._select(source, phash, task, seeds, screen, steps, stats)))
         best = None
         for source, phash, (grid, configs, sub) in pending:
             lr, edge, recs = self._best_lr(grid, configs, self._collect(sub), steps)
