@@ -42,6 +42,7 @@ from sandbox import scoring
 from sandbox.evaluate import EvalSettings, EvaluationResult, Evaluator, beats_adamw
 from sandbox.executor import ExecutorUnavailable, make_executor
 from sandbox.jobbound import TimeBoundExecutor
+from sandbox.population_executor import PopulationExecutor
 from sandbox.runcache import RunCache
 from sandbox.scoring import downsample
 from sandbox.tasks import get_task
@@ -953,7 +954,10 @@ def _make_executor(config: CampaignConfig, device: str):
         executor = make_executor(ev.executor, **options)
     except ExecutorUnavailable as exc:
         raise UserError(str(exc)) from None
-    return TimeBoundExecutor(executor, factor=ev.job_time_factor, floor=ev.job_time_floor)
+    bounded = TimeBoundExecutor(executor, factor=ev.job_time_factor, floor=ev.job_time_floor)
+    if ev.population == "on" or (ev.population == "auto" and device.startswith("cuda")):
+        return PopulationExecutor(bounded)
+    return bounded
 
 
 def in_flight_for(config: CampaignConfig, capacity: int) -> int:

@@ -287,7 +287,7 @@ def test_ctrl_c_while_a_pipelined_batch_is_evaluated_archives_each_proposal_once
     fake_llm_server.responder = responder
     config = load_config(overrides=[SMALL, {"output_dir": str(tmp_path)}, {
         "budget": {"max_evaluations": 12}, "search": {"in_flight": 2, "proposers": {"full": 1}},
-        "llm": {"base_url": fake_llm_server.base_url, "timeout": 5.0, "backoff_base": 0.01}}])
+        "llm": {"base_url": fake_llm_server.base_url, "timeout": 30.0, "backoff_base": 0.01}}])
     holder: dict[str, Campaign] = {}
 
     def interrupt(event: Event) -> None:

@@ -1,0 +1,82 @@
+"""Population batching at the scheduler (sandbox/population_executor.py): concurrent `evaluate`
+jobs on one task become one `evaluate_population` job, and every caller gets exactly what its
+own job would have given."""
+
+from __future__ import annotations
+
+import pytest
+
+from discover.campaign import Campaign
+from discover.config import load_config
+from sandbox.executor import make_executor
+from sandbox.population_executor import PopulationExecutor
+from sandbox.references import reference_source
+from tests.test_campaign import SMALL, private_run_cache  # noqa: F401 (autouse fixture)
+
+CONFIGS = [[1e-3, 0], [1e-2, 0], [1e-2, 1], [0.1, 1]]
+
+
+def payload(source: str, task: str = "rosenbrock") -> dict:
+    return {"source": source, "task": task, "configs": CONFIGS, "steps": 60, "device": "cpu"}
+
+
+@pytest.fixture(scope="module")
+def local():
+    executor = make_executor("local", size=2)
+    yield executor
+    executor.close()
+
+
+def test_concurrent_jobs_on_one_task_run_as_one_population_job_with_the_same_records(local):
+    sources = [reference_source(n) for n in ("adamw", "sgd_momentum", "lion")]
+    alone = [local.submit("evaluate", payload(s), 120).result() for s in sources]
+    other = local.submit("evaluate", payload(sources[0], "noisy_quadratic"), 120).result()
+    population = PopulationExecutor(local, window=0.5)
+    futures = [population.submit("evaluate", payload(s), 120) for s in sources]
+    lone = population.submit("evaluate", payload(sources[0], "noisy_quadratic"), 120)  # another task: its own job
+    results = [f.result() for f in futures]
+    assert population.stats["population_jobs"] == 1 and population.stats["programs_merged"] == 3
+    for got, want in zip(results, alone):
+        assert got.ok and want.ok
+        assert got.value["runs"] == want.value["runs"]  # bit for bit: the same floats, the same statuses
+    assert lone.result().value["runs"] == other.value["runs"]
+
+
+def test_a_broken_program_fails_alone_and_a_failed_population_job_reruns_each(local):
+    population = PopulationExecutor(local, window=0.5)
+    good, broken = reference_source("adamw"), "HPARAMS = {'lr': 0.1}\ndef init(param):\n    return {}\n"
+    futures = [population.submit("evaluate", payload(good), 120), population.submit("evaluate", payload(broken), 120)]
+    ok, bad = (f.result() for f in futures)
+    assert ok.ok and len(ok.value["runs"]) == len(CONFIGS)
+    assert not bad.ok and bad.reason == "invalid_code"
+    # A population job that fails as a whole (here: an unknown task) is not one program's fault:
+    # each job runs alone and reports its own outcome.
+    futures = [population.submit("evaluate", payload(good, "no_such_task"), 60) for _ in range(2)]
+    assert all(not f.result().ok for f in futures)
+    assert population.stats["rerun_alone"] == 2
+
+
+def test_other_jobs_and_unusual_payloads_pass_through(local):
+    population = PopulationExecutor(local, window=0.5)
+    probe = population.submit("probe", {"source": reference_source("adamw")}, 30).result()
+    sequential = population.submit("evaluate", {**payload(reference_source("adamw")), "batched": False}, 120).result()
+    assert probe.ok and sequential.ok and population.stats["evaluate_jobs"] == 0
+
+
+def test_a_campaign_scores_the_same_with_population_batching_on_and_off(tmp_path, monkeypatch):
+    fitness = {}
+    for mode in ("off", "on"):
+        monkeypatch.setenv("DISCOVER_CACHE_DIR", str(tmp_path / mode / "run-cache"))  # each computes its own runs
+        config = load_config(overrides=[SMALL, {"output_dir": str(tmp_path / mode), "seed": 5,
+                                                "evaluation": {"population": mode},
+                                                "search": {"in_flight": 3}, "budget": {"max_evaluations": 6}}])
+        campaign = Campaign.create(config)
+        try:
+            assert isinstance(campaign.executor, PopulationExecutor) == (mode == "on")
+            campaign.run()
+            fitness[mode] = {p.code: (p.fitness, p.fitness_spread, p.status) for p in campaign.archive.programs()}
+            if mode == "on":
+                assert campaign.executor.stats["population_jobs"] >= 1
+        finally:
+            campaign.close()
+    assert fitness["on"] == fitness["off"]
