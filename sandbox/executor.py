@@ -50,6 +50,26 @@ class Executor(ABC):
         self.close()
 
 
+class WrappingExecutor(Executor):
+    """An executor that adds a policy around another one (``inner``): ``capacity``, ``close`` and
+    every other attribute (``device``, ``slot_states``, ...) are the wrapped executor's."""
+
+    def __init__(self, inner: Executor):
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "inner":  # not set yet (during construction or unpickling)
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    @property
+    def capacity(self) -> int:
+        return self.inner.capacity
+
+    def close(self) -> None:
+        self.inner.close()
+
+
 class LocalExecutor(Executor):
     """Sandboxed worker processes on this machine. Options are :class:`WorkerPool`'s:
     ``size``, ``device`` (``cpu``, ``cuda``, ``cuda:N``), ``address_space_bytes``,

@@ -18,7 +18,7 @@ import threading
 from concurrent.futures import Future
 from typing import Any
 
-from sandbox.executor import Executor
+from sandbox.executor import Executor, WrappingExecutor
 from sandbox.references import reference_source
 from sandbox.worker import JobResult
 
@@ -42,7 +42,7 @@ def _runs(payload: dict[str, Any]) -> int:
     return len(payload.get("configs") or ())
 
 
-class TimeBoundExecutor(Executor):
+class TimeBoundExecutor(WrappingExecutor):
     """An executor whose ``evaluate`` (and ``evaluate_population``) jobs get a limit of ``factor``
     x tuned AdamW's time on the job's task (per run, times the job's runs, over all its programs),
     at least ``floor`` seconds and at most the timeout the caller asked for. Other jobs pass
@@ -51,23 +51,11 @@ class TimeBoundExecutor(Executor):
     def __init__(self, inner: Executor, *, factor: float = 10.0, floor: float = 30.0):
         if not factor > 0 or not floor > 0:
             raise ValueError(f"factor and floor must be positive, got {factor}, {floor}")
-        self.inner = inner
+        super().__init__(inner)
         self.factor = factor
         self.floor = floor
         self._lock = threading.Lock()
         self._costs: dict[tuple, Future] = {}  # (task, steps, device) -> seconds per run (None: unknown)
-
-    def __getattr__(self, name: str) -> Any:  # device, slot_states, ...: the wrapped executor's
-        if name == "inner":  # not set yet (during construction or unpickling)
-            raise AttributeError(name)
-        return getattr(self.inner, name)
-
-    @property
-    def capacity(self) -> int:
-        return self.inner.capacity
-
-    def close(self) -> None:
-        self.inner.close()
 
     def seconds_per_run(self, payload: dict[str, Any], timeout: float) -> float | None:
         """AdamW's measured wall time for one run of ``payload``'s task (None: not measurable)."""

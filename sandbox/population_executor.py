@@ -23,21 +23,21 @@ import threading
 from concurrent.futures import Future
 from typing import Any
 
-from sandbox.executor import Executor
+from sandbox.executor import Executor, WrappingExecutor
 from sandbox.worker import JobResult
 
 MERGEABLE_KEYS = frozenset({"source", "task", "configs", "steps", "device", "task_modules"})
 """An ``evaluate`` payload with anything else (``batched``, overrides) is passed through as is."""
 
 
-class PopulationExecutor(Executor):
+class PopulationExecutor(WrappingExecutor):
     """Wraps ``inner``; merges ``evaluate`` jobs that arrive within ``window`` seconds of each other
     on the same task into ``evaluate_population`` jobs of at most ``max_programs`` programs."""
 
     def __init__(self, inner: Executor, *, window: float = 0.05, max_programs: int = 8, share: str = "auto"):
         if window < 0 or max_programs < 1:
             raise ValueError(f"window must be >= 0 and max_programs >= 1, got {window}, {max_programs}")
-        self.inner = inner
+        super().__init__(inner)
         self.window = window
         self.max_programs = max_programs
         self.share = share
@@ -45,21 +45,12 @@ class PopulationExecutor(Executor):
         self._groups: dict[tuple, list[tuple[dict, float, Future]]] = {}
         self.stats = {"evaluate_jobs": 0, "population_jobs": 0, "programs_merged": 0, "rerun_alone": 0}
 
-    def __getattr__(self, name: str) -> Any:  # device, slot_states, seconds_per_run...: the wrapped executor's
-        if name == "inner":
-            raise AttributeError(name)
-        return getattr(self.inner, name)
-
-    @property
-    def capacity(self) -> int:
-        return self.inner.capacity
-
     def close(self) -> None:
         with self._lock:
             keys = list(self._groups)
         for key in keys:
             self._flush(key)
-        self.inner.close()
+        super().close()
 
     def submit(self, job_name: str, payload: dict[str, Any], timeout: float = 60.0) -> Future[JobResult]:
         if job_name != "evaluate" or not set(payload) <= MERGEABLE_KEYS:
