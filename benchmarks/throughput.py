@@ -1,6 +1,7 @@
-"""Evaluation throughput of the local worker pool and of Ray, side by side on this machine.
+"""Evaluation throughput of the local worker pool, of the same pool with population batching, and
+of Ray, side by side on this machine (issue 14: candidates fully scored per hour).
 
-Both executors get the same number of slots and the same work, and each is measured the same way:
+Every executor gets the same number of slots and the same work, and each is measured the same way:
 
 1. start-up: build the executor and wait until every slot has answered a trivial job (for Ray
    this includes starting a local Ray instance and one actor per slot);
@@ -12,8 +13,11 @@ Both executors get the same number of slots and the same work, and each is measu
    campaign batch would be. The run cache is an empty in-memory cache for each executor, so
    every run really executes; evaluations per minute = programs / wall time.
 
-The table ends with the Ray / local ratios and whether both executors gave identical fitness
-for every program (they should: the same sandbox runs the same deterministic jobs).
+The table ends with the population / local and Ray / local ratios and whether the executors gave
+identical fitness for every program (they should: the same sandbox runs the same deterministic
+jobs, and population batching is bit-exact on CPU). ``population`` is the local pool wrapped in
+:class:`sandbox.population_executor.PopulationExecutor` (a campaign's ``evaluation.population =
+"on"``); ``--device cuda`` measures the same on a GPU.
 
 Last, the controller's own overhead per candidate with an instant LLM and instant evaluation,
 against archives of ``--controller-sizes`` programs (benchmarks/controller_overhead.py; issue 14
@@ -21,7 +25,8 @@ asks for <= 0.03 s per candidate, flat up to 10,000 programs). ``--controller-si
 
     python benchmarks/throughput.py [--workers 2] [--programs 8] [--rounds 3] [--steps-scale 0.5]
                                     [--tasks noisy_quadratic,mlp_digits] [--echoes 200]
-                                    [--executors local,ray] [--controller-sizes 10,1000,10000]
+                                    [--executors local,population,ray] [--device cpu|cuda]
+                                    [--controller-sizes 10,1000,10000]
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from discover.mutation import MutationError, mutate  # noqa: E402
 from sandbox.contract import program_hash  # noqa: E402
 from sandbox.evaluate import EvalSettings, Evaluator  # noqa: E402
 from sandbox.executor import Executor, make_executor  # noqa: E402
+from sandbox.population_executor import PopulationExecutor  # noqa: E402
 from sandbox.references import reference_source  # noqa: E402
 from sandbox.runcache import MemoryRunCache  # noqa: E402
 from sandbox.tasks import get_task  # noqa: E402
@@ -76,7 +82,10 @@ def echo_round_trips(executor: Executor, count: int) -> list[float]:
 def measure(kind: str, workers: int, rounds: list[list[str]], settings: EvalSettings, echoes: int) -> dict:
     """Everything the table shows for one executor kind."""
     started = time.perf_counter()
-    executor = make_executor(kind, size=workers, device=settings.device)
+    if kind == "population":  # the local pool, with concurrent jobs on one task merged into one pass
+        executor = PopulationExecutor(make_executor("local", size=workers, device=settings.device))
+    else:
+        executor = make_executor(kind, size=workers, device=settings.device)
     try:
         # Every slot answers once before anything is timed (a slot's first job starts its worker).
         warm = [executor.submit("selftest", {"mode": "sleep", "seconds": 0.5}, 300.0) for _ in range(executor.capacity)]
@@ -119,7 +128,10 @@ def main() -> None:
     parser.add_argument("--tasks", default="noisy_quadratic,mlp_digits", help="comma-separated task names")
     parser.add_argument("--steps-scale", type=float, default=0.5, help="fraction of each task's step budget (default: 0.5)")
     parser.add_argument("--echoes", type=int, default=200, help="trivial jobs for the overhead measurement")
-    parser.add_argument("--executors", default="local,ray", help="which executors to run, in this order")
+    parser.add_argument("--executors", default="local,population,ray",
+                        help="which executors to run, in this order (population: the local pool with population "
+                             "batching, evaluation.population = on)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the mutants")
     parser.add_argument("--controller-sizes", default="10,1000,10000",
                         help="archive sizes for the controller-overhead table ('' skips it)")
@@ -129,7 +141,8 @@ def main() -> None:
     tasks = tuple(t.strip() for t in args.tasks.split(",") if t.strip())
     for name in tasks:
         get_task(name)  # a typo fails now, not after the executors started
-    settings = EvalSettings(tasks=tasks, lr_grid=LR_GRID, screen=False, steps_scale=args.steps_scale)
+    settings = EvalSettings(tasks=tasks, lr_grid=LR_GRID, screen=False, steps_scale=args.steps_scale,
+                            device=args.device)
     mutants = adamw_mutants(args.programs * args.rounds, args.seed)
     rounds = [mutants[i::args.rounds] for i in range(args.rounds)]
     runs_per_program = len(tasks) * (len(LR_GRID) * len(settings.selection_seeds) + len(settings.measure_seeds))
@@ -143,13 +156,20 @@ def main() -> None:
         rows.append(measure(kind, args.workers, rounds, settings, args.echoes))
 
     print()
-    print(f"{'executor':<9}{'slots':>6}{'start-up s':>12}{'echo ms (p50/p90)':>20}{'baselines s':>13}"
-          f"{'timed s':>9}{'evals/min':>11}{'runs/min':>10}{'failed':>8}")
+    print(f"{'executor':<11}{'slots':>6}{'start-up s':>12}{'echo ms (p50/p90)':>20}{'baselines s':>13}"
+          f"{'timed s':>9}{'evals/hour':>12}{'runs/min':>10}{'failed':>8}")
     for r in rows:
         echo = f"{1e3 * r['echo_median']:.2f} / {1e3 * r['echo_p90']:.2f}"
-        print(f"{r['kind']:<9}{r['slots']:>6}{r['startup']:>12.1f}{echo:>20}{r['baselines']:>13.1f}"
-              f"{r['timed']:>9.1f}{r['evals_per_min']:>11.1f}{r['runs_per_min']:>10.0f}{r['failures']:>8}")
+        print(f"{r['kind']:<11}{r['slots']:>6}{r['startup']:>12.1f}{echo:>20}{r['baselines']:>13.1f}"
+              f"{r['timed']:>9.1f}{60 * r['evals_per_min']:>12.0f}{r['runs_per_min']:>10.0f}{r['failures']:>8}")
     by_kind = {r["kind"]: r for r in rows}
+    if {"local", "population"} <= set(by_kind):
+        local, population = by_kind["local"], by_kind["population"]
+        same = local["fitness"] == population["fitness"]
+        print()
+        print(f"population / per-program batching ({args.device}): candidates fully scored per hour "
+              f"{population['evals_per_min'] / local['evals_per_min']:.2f}x; identical fitness for every program: "
+              f"{'yes' if same else 'NO'}")
     if {"local", "ray"} <= set(by_kind):
         local, ray = by_kind["local"], by_kind["ray"]
         print()
