@@ -955,7 +955,7 @@ def _make_executor(config: CampaignConfig, device: str):
     except ExecutorUnavailable as exc:
         raise UserError(str(exc)) from None
     bounded = TimeBoundExecutor(executor, factor=ev.job_time_factor, floor=ev.job_time_floor)
-    if ev.population == "on" or (ev.population == "auto" and ev.executor == "local"):
+    if ev.population == "on" or (ev.population == "auto" and ev.executor == "local" and device.startswith("cuda")):
         return PopulationExecutor(bounded)
     return bounded
 

@@ -103,8 +103,9 @@ class EvaluationConfig(_Strict):
     job_time_floor: float = Field(30.0, gt=0, description="seconds every evaluation job may take, however cheap its task")
     population: Literal["auto", "on", "off"] = Field("auto", description=(
         "population batching: the runs of candidates evaluated at the same time on the same task go to one worker job, "
-        "one batched pass (results identical to one job each); auto: on with the local executor (2 CPU cores: "
-        "1.2-1.7x candidates per hour, benchmarks/throughput.py), off on Ray (not measured there)"))
+        "one batched pass (results identical to one job each); auto: on CUDA, where small steps are launch-bound; off "
+        "on CPU, where the quick preset ran 145 s with it against 118 s without (2 cores), although 8 candidates in "
+        "flight score 1.2-1.7x faster with it (benchmarks/throughput.py)"))
     test_tier: bool = Field(True, validation_alias=AliasChoices("test_tier", "heldout"),
                             description="score the final best programs and the baselines on the test tier (reported only)")
 

@@ -15,8 +15,10 @@ It pays most where a step is launch-bound (a GPU running small models: the issue
 ~0.3 ms per step whatever the batch; not measured here yet). On 2 CPU cores, 8 candidates in
 flight, it scored 1.21-1.67x as many candidates per hour as one job per program, with identical
 fitness (``benchmarks/throughput.py --executors local,population``; the single-pass figures of
-``benchmarks/population.py`` are 1.0-1.25x: the gain is also fewer, larger jobs), so campaigns
-use it by default with the local executor (``evaluation.population = "auto"``).
+``benchmarks/population.py`` are 1.0-1.25x: the gain is also fewer, larger jobs). A whole quick
+campaign, though, ran slower with it (145 s against 118 s, cold run cache: the tuned baselines of
+a task merge into one job and leave the other slot idle, and 2 candidates in flight rarely
+coincide), so campaigns use it by default only on CUDA (``evaluation.population = "auto"``).
 """
 
 from __future__ import annotations

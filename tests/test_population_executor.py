@@ -82,9 +82,9 @@ def test_a_campaign_scores_the_same_with_population_batching_on_and_off(tmp_path
     assert fitness["on"] == fitness["off"]
 
 
-def test_campaigns_batch_populations_by_default_with_the_local_executor(tmp_path):
+def test_campaigns_batch_populations_by_default_only_on_cuda(tmp_path):
     campaign = Campaign.create(load_config(overrides=[SMALL, {"output_dir": str(tmp_path)}]))
     try:
-        assert isinstance(campaign.executor, PopulationExecutor)
+        assert campaign.device == "cpu" and not isinstance(campaign.executor, PopulationExecutor)
     finally:
         campaign.close()
