@@ -191,13 +191,13 @@ def repair(source: str, parents: Sequence[str] = ()) -> tuple[str, list[str]]:
     validator judges the result as any other program.
     """
     try:
-        tree = ast.parse(source)
+        tree = contract.parse_ast(source)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return source, []
     defaults = dict(grammar.hp_defaults())
     for parent in reversed(list(parents)):  # the first parent's values win
         try:
-            for stmt in ast.parse(parent).body:
+            for stmt in contract.parse_ast(parent).body:
                 declared = _hparams_dict(stmt)
                 if declared is not None:
                     defaults.update({k: v for k, v in _hparams_values(declared).items()})

@@ -271,7 +271,7 @@ class Scope:
         hparams: set[str] = set(hp_defaults())
         for source in sources:
             try:
-                tree = ast.parse(source or "")
+                tree = contract.parse_ast(source or "")
             except (SyntaxError, ValueError):
                 continue
             for stmt in tree.body:
@@ -663,7 +663,7 @@ def _structured_diff_rules(rules: dict[str, Node], parent: str) -> bool:
     first block's SEARCH in the next, which no longer matches once the first is applied.
     False when the parent does not parse (the line-based rules are used then)."""
     try:
-        tree = ast.parse(parent)
+        tree = contract.parse_ast(parent)
     except (SyntaxError, ValueError):
         return False
     lines = parent.split("\n")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import ast
 from importlib import resources
 
-from sandbox.contract import Program, load_program
+from sandbox.contract import Program, load_program, parse_ast
 
 
 def reference_names() -> list[str]:
@@ -33,7 +33,7 @@ def load_reference(name: str) -> Program:
 def with_hparams(source: str, overrides: dict[str, float]) -> str:
     """``source`` with some HPARAMS values replaced (the dict literal is rewritten in place);
     ``KeyError`` for a name HPARAMS does not declare."""
-    tree = ast.parse(source)
+    tree = parse_ast(source)  # not ast.parse: evaluation threads call this (see parse_ast)
     for node in tree.body:
         if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "HPARAMS" for t in node.targets):
             values = ast.literal_eval(node.value)
