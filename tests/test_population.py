@@ -12,21 +12,9 @@ from sandbox.jobs import evaluate_job, evaluate_population_job, run_job
 from sandbox.population import run_population, train_population
 from sandbox.references import load_reference, reference_source
 from sandbox.tasks import get_task
+from tests.test_harness import DATA_DEPENDENT_IF
 
 torch.set_num_threads(1)  # as in a sandbox worker: bit equality is a claim about this configuration
-
-# Python `if` on a tensor's value: fine one config at a time, untraceable under vmap.
-DATA_DEPENDENT_IF = '''
-HPARAMS = {"lr": 0.1}
-
-def init(param):
-    return {}
-
-def update(grad, param, state, step, hp):
-    if mean(grad) > 0:
-        return -hp.lr * grad, {}
-    return -hp.lr * sign(grad), {}
-'''
 
 # Traces and trains for three steps, then fails inside torch (matmul of two vectors' shapes).
 CRASHES_AT_STEP_4 = '''
@@ -59,7 +47,7 @@ PROGRAMS = {
     "lion": reference_source("lion"),
     "ascent": GRADIENT_ASCENT,
     "crashes": CRASHES_AT_STEP_4,
-    "untraceable": DATA_DEPENDENT_IF,
+    "untraceable": DATA_DEPENDENT_IF.source,  # test_harness's: a Python `if` on a tensor's value
 }
 # The top learning rates make SGD and AdamW diverge part-way; the others train.
 CONFIGS = [RunConfig(lr, seed) for lr in (1e-3, 3e-2, 3.0, 30.0) for seed in (0, 1)]
