@@ -23,7 +23,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import kendalltau, spearmanr
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -31,7 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sandbox import scoring  # noqa: E402
 from sandbox.evaluate import BaselineReference, EvalSettings, Evaluator, _CacheOnly  # noqa: E402
 from sandbox.runcache import RunCache  # noqa: E402
-from transfer import DECISION_REGION, library  # noqa: E402
+from transfer import library, rank_figures  # noqa: E402
+from transfer_tasks import split_half  # noqa: E402
 
 
 def ladder_score(levels: tuple[float, ...]):
@@ -67,18 +67,11 @@ def figures(programs: dict[str, str], levels: tuple[float, ...]) -> str:
             fitness[tier].append(result.fitness if result.failure is None else scoring.FAILED_SCORE)
             if tier == "test":
                 per_task.append([result.tasks[k].score for k in sorted(result.tasks)])
-    s, t, matrix = np.array(fitness["search"]), np.array(fitness["test"]), np.array(per_task)
-    region = (s >= DECISION_REGION[0]) & (s <= DECISION_REGION[1])
-    rng, halves = np.random.default_rng(0), []
-    for _ in range(200):
-        order = rng.permutation(matrix.shape[1])
-        a, b = order[: matrix.shape[1] // 2], order[matrix.shape[1] // 2:]
-        halves.append(spearmanr(np.log(matrix[:, a]).mean(1), np.log(matrix[:, b]).mean(1)).statistic)
-    decision = spearmanr(s[region], t[region]).statistic if region.sum() >= 3 else float("nan")
-    return (f"{','.join(f'{x:g}' for x in levels):>16}  rho {spearmanr(s, t).statistic:.3f}  tau "
-            f"{kendalltau(s, t).statistic:.3f}  decision region {decision:.3f} (n={int(region.sum())})  "
-            f"announce {int((t[s > 1] > 1).sum())}/{int((s > 1).sum())}  test split-half {np.mean(halves):.3f}")
-
+    # The same figures transfer.py and transfer_tasks.py print.
+    figs = rank_figures(fitness["search"], fitness["test"])
+    return (f"{','.join(f'{x:g}' for x in levels):>16}  rho {figs['rho']:.3f}  tau {figs['tau']:.3f}  "
+            f"decision region {figs['rho_decision']:.3f} (n={figs['n_decision']})  announce {figs['announced']}  "
+            f"test split-half {split_half(np.array(per_task)):.3f}")
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
