@@ -27,13 +27,13 @@ def local():
     executor.close()
 
 
-def test_concurrent_jobs_on_one_task_run_as_one_population_job_with_the_same_records(local):
+def test_jobs_waiting_on_one_task_run_as_one_population_job_with_the_same_records(local):
     sources = [reference_source(n) for n in ("adamw", "sgd_momentum", "lion")]
     alone = [local.submit("evaluate", payload(s), 120).result() for s in sources]
     other = local.submit("evaluate", payload(sources[0], "noisy_quadratic"), 120).result()
-    population = PopulationExecutor(local, window=0.5)
-    futures = [population.submit("evaluate", payload(s), 120) for s in sources]
-    lone = population.submit("evaluate", payload(sources[0], "noisy_quadratic"), 120)  # another task: its own job
+    population = PopulationExecutor(local, slots=1)
+    lone = population.submit("evaluate", payload(sources[0], "noisy_quadratic"), 120)  # takes the one slot
+    futures = [population.submit("evaluate", payload(s), 120) for s in sources]  # wait for it, together
     results = [f.result() for f in futures]
     assert population.stats["population_jobs"] == 1 and population.stats["programs_merged"] == 3
     for got, want in zip(results, alone):
@@ -43,21 +43,48 @@ def test_concurrent_jobs_on_one_task_run_as_one_population_job_with_the_same_rec
 
 
 def test_a_broken_program_fails_alone_and_a_failed_population_job_reruns_each(local):
-    population = PopulationExecutor(local, window=0.5)
+    population = PopulationExecutor(local, slots=1)
     good, broken = reference_source("adamw"), "HPARAMS = {'lr': 0.1}\ndef init(param):\n    return {}\n"
+    blocker = population.submit("evaluate", payload(good, "noisy_quadratic"), 120)
     futures = [population.submit("evaluate", payload(good), 120), population.submit("evaluate", payload(broken), 120)]
     ok, bad = (f.result() for f in futures)
+    assert blocker.result().ok and population.stats["programs_merged"] == 2
     assert ok.ok and len(ok.value["runs"]) == len(CONFIGS)
     assert not bad.ok and bad.reason == "invalid_code"
     # A population job that fails as a whole (here: an unknown task) is not one program's fault:
     # each job runs alone and reports its own outcome.
+    blocker = population.submit("evaluate", payload(good, "noisy_quadratic"), 120)
     futures = [population.submit("evaluate", payload(good, "no_such_task"), 60) for _ in range(2)]
     assert all(not f.result().ok for f in futures)
-    assert population.stats["rerun_alone"] == 2
+    assert population.stats["rerun_alone"] == 2 and population.stats["population_jobs"] == 2
+
+
+def test_a_job_never_waits_while_a_slot_is_free(local):
+    """Work-conserving: with as many slots as jobs nothing is merged (merging only what would wait
+    for a slot anyway cannot leave one idle)."""
+    population = PopulationExecutor(local)
+    sources = [reference_source(n) for n in ("adamw", "lion")]
+    assert population.slots == local.capacity == 2
+    results = [f.result() for f in [population.submit("evaluate", payload(s), 120) for s in sources]]
+    assert all(r.ok for r in results) and population.stats["population_jobs"] == 0
+
+
+def test_closing_cancels_the_jobs_still_waiting():
+    inner = make_executor("local", size=1)
+    population = PopulationExecutor(inner)
+    running = population.submit("evaluate", payload(reference_source("adamw")), 120)
+    waiting = [population.submit("evaluate", payload(reference_source("lion"), "noisy_quadratic"), 120)
+               for _ in range(2)]
+    population.close()
+    # Each is either finished (it had a slot before the close) or cancelled: none is left hanging.
+    assert all(f.done() and (f.cancelled() or f.result().ok) for f in [running, *waiting])
+    assert any(f.cancelled() for f in waiting)  # one slot: at least one of them was still waiting
+    with pytest.raises(RuntimeError, match="closed"):
+        population.submit("evaluate", payload(reference_source("adamw")), 120)
 
 
 def test_other_jobs_and_unusual_payloads_pass_through(local):
-    population = PopulationExecutor(local, window=0.5)
+    population = PopulationExecutor(local, slots=1)
     probe = population.submit("probe", {"source": reference_source("adamw")}, 30).result()
     sequential = population.submit("evaluate", {**payload(reference_source("adamw")), "batched": False}, 120).result()
     assert probe.ok and sequential.ok and population.stats["evaluate_jobs"] == 0
@@ -68,7 +95,7 @@ def test_a_campaign_scores_the_same_with_population_batching_on_and_off(tmp_path
     for mode in ("off", "on"):
         monkeypatch.setenv("DISCOVER_CACHE_DIR", str(tmp_path / mode / "run-cache"))  # each computes its own runs
         config = load_config(overrides=[SMALL, {"output_dir": str(tmp_path / mode), "seed": 5,
-                                                "evaluation": {"population": mode},
+                                                "evaluation": {"population": mode, "workers": 1},  # one slot: jobs wait, so they merge
                                                 "search": {"in_flight": 3}, "budget": {"max_evaluations": 6}}])
         campaign = Campaign.create(config)
         try:
