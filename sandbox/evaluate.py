@@ -14,7 +14,12 @@ The protocol (shared/DESIGN.md section 3), identical for candidates and baseline
    training-loss speed-up is reported beside it (``objective="train"`` scores on it instead:
    the protocol before validation targets, kept for comparison).
 3. *Funnel*: a cheap screen (one seed, the first two tasks, the whole grid) first; a program whose
-   screen fitness is clearly bad stops there.
+   screen fitness is clearly bad stops there. Then, inside selection, successive halving over the
+   LR grid (``EvalSettings.halving``, :mod:`sandbox.halving`): on the tasks the screen covers, the
+   screen's full-length seed-0 runs rank the LRs and only the better half runs the other seeds
+   (*seed-ranked*); on every other task all configs train to a rung (1/4 of the budget) and only
+   the better half of the LRs trains on (*rung*, in the worker job). The pick is the best LR
+   among the survivors, judged as above. The same for candidates and baselines.
 
 The LR grid is log-spaced, absolute and *the same for every program*: half-decade steps from
 3e-5 to 3 by default (11 points), wide enough for Lion-like sign updates at the bottom and
@@ -36,7 +41,9 @@ from typing import Any, Callable
 import numpy as np
 
 from sandbox import scoring
+from sandbox import halving as halving_rules
 from sandbox.contract import CandidateError, load_program, program_hash
+from sandbox.halving import PRUNED, RECOMMENDED, Schedule
 from sandbox.references import reference_source, with_hparams
 from sandbox.runcache import RunCache, run_key
 from sandbox.tasks import get_task, suite as suite_tasks, task_module_of
@@ -79,6 +86,10 @@ class EvalSettings:
     job_timeout: float = 300.0
     steps_scale: float = 1.0  # multiply every task budget (quick demos use < 1)
     objective: str = "val"  # see OBJECTIVES
+    halving: Schedule | None = RECOMMENDED
+    """Successive halving inside LR selection (None: the whole grid on every selection seed).
+    The rules (seed-ranked on the screened tasks, rung on the others) are in ``Evaluator._select``;
+    selection of the screen itself, and the ``train`` objective, never halve."""
 
     def grid(self, coarse: bool = False) -> list[float]:
         """The LR grid; ``coarse`` keeps every other point, ends included (the screen used it
@@ -166,9 +177,20 @@ class Evaluator:
         """
         return self._collect(self._submit_runs(source, phash, task, configs, steps, stats))
 
-    def _submit_runs(self, source, phash, task, configs, steps, stats, role=""):
-        keys = [run_key(phash, task.key, task.version, seed, lr, steps, self.settings.device) for lr, seed in configs]
-        cached = {k: self.cache.get(k) for k in keys}
+    def _keys(self, phash, task, configs, steps) -> list[str]:
+        return [run_key(phash, task.key, task.version, seed, lr, steps, self.settings.device) for lr, seed in configs]
+
+    def _submit_runs(self, source, phash, task, configs, steps, stats, role="", *, halving: Schedule | None = None,
+                     accept_pruned: bool = False, cached: dict | None = None):
+        """Submit the configs the cache does not answer as one job (``halving``: halved in it).
+        A cached ``pruned`` record (a config some halving selection stopped at a rung) answers
+        only with ``accept_pruned``; otherwise that config runs again in full, and its full
+        record replaces the pruned one. ``cached``: the lookups, when the caller already made them."""
+        keys = self._keys(phash, task, configs, steps)
+        if cached is None:
+            cached = {k: self.cache.get(k) for k in keys}
+        if not accept_pruned:
+            cached = {k: None if r is not None and r.get("status") == PRUNED else r for k, r in cached.items()}
         missing = [(cfg, k) for cfg, k in zip(configs, keys) if cached[k] is None]
         stats["cached"] += len(configs) - len(missing)
         future = None
@@ -183,6 +205,8 @@ class Evaluator:
             module = task_module_of(task.name)
             if module is not None:  # a user's task: the worker imports its module first
                 payload["task_modules"] = [module]
+            if halving is not None:
+                payload["halving"] = halving.to_json()
             future = self.executor.submit("evaluate", payload, self.settings.job_timeout)
             stats["executed"] += len(missing)
         job = {"task": task.key, "stage": role, "program": phash, "runs": len(missing),
@@ -209,15 +233,104 @@ class Evaluator:
 
     # --- one task ---------------------------------------------------------------------------
 
-    def _select(self, source, phash, task, seeds, screen, steps, stats):
+    def _select(self, source, phash, task, seeds, screen, steps, stats) -> "_Selection":
+        """Submit the LR selection of one program on one task (collect it with :meth:`_choose`).
+
+        The whole grid on every seed of ``seeds``, unless ``settings.halving`` cuts it:
+
+        - *seed-ranked*, on the tasks the screen covers (``_screened``): the first seed runs the
+          whole grid to the end (the screen's own runs, so a program that passed the screen finds
+          them cached), and only the ``keep`` best LRs by that seed's final value run the other
+          seeds. No rung: the cut reads full-length runs.
+        - *rung*, on every other task: one job trains every config to the schedule's rungs and
+          continues only the surviving LRs (the harness); the rest come back ``pruned``. Which
+          LRs survive is replayed from the records (:func:`sandbox.halving.replay`), so a cache
+          holding them (pruned or full) answers without a job. When the cache holds only some of
+          them (another grid, an earlier protocol), the configs lacking a full record run in full
+          and the cut is replayed on full records: the same decision, no saving.
+
+        Either way the pick is the best mean final value among the survivors (ties: the smaller
+        LR), and the rule depends on the task and settings only, never on what is cached."""
         # The screen runs the whole grid too (on fewer seeds and tasks): on every other point a
         # program whose best LRs fall between them (Adamax: 0.1 and 1.0) screened at 0.27 and was
         # dropped with a search fitness of 0.92. Its runs are the selection's seed-0 runs, so a
         # program that passes pays nothing for them (benchmarks/funnel.py).
         grid = self.settings.grid()
-        configs = [(lr, seed) for lr in grid for seed in seeds]
-        return grid, configs, self._submit_runs(source, phash, task, configs, steps, stats,
-                                                "screen" if screen else "select")
+        sel = _Selection(source, phash, task, grid, tuple(seeds), steps, stats, "screen" if screen else "select",
+                         self._halving_rule(task, seeds, screen, grid))
+        schedule = self.settings.halving
+        if sel.rule == "seed":
+            sel.first = self._submit_runs(source, phash, task, [(lr, seeds[0]) for lr in grid], steps, stats, sel.role)
+            if sel.first[3] is None:  # all cached (the screen ran): the cut is known, the rest goes out now
+                self._submit_ranked(sel)
+        elif sel.rule == "rung":
+            sel.configs = [(lr, seed) for lr in grid for seed in seeds]
+            keys = self._keys(phash, task, sel.configs, steps)
+            cached = {k: self.cache.get(k) for k in keys}
+            records = [cached[k] for k in keys]
+            if all(r is not None for r in records) and self._replay(sel, records) is not None:
+                sel.sub = self._submit_runs(source, phash, task, sel.configs, steps, stats, sel.role,
+                                            accept_pruned=True, cached=cached)
+            elif all(r is None for r in records):
+                sel.sub = self._submit_runs(source, phash, task, sel.configs, steps, stats, sel.role,
+                                            halving=schedule, accept_pruned=True, cached=cached)
+            else:
+                sel.sub = self._submit_runs(source, phash, task, sel.configs, steps, stats, sel.role, cached=cached)
+        else:
+            sel.configs = [(lr, seed) for lr in grid for seed in seeds]
+            sel.sub = self._submit_runs(source, phash, task, sel.configs, steps, stats, sel.role)
+        return sel
+
+    def _halving_rule(self, task, seeds, screen, grid) -> str | None:
+        """``seed`` (seed-ranked), ``rung`` or None (the whole grid) for one selection."""
+        if self.settings.halving is None or screen or self.settings.objective != "val" or len(grid) < 2:
+            return None
+        if len(seeds) > 1 and task.key in self._screened():
+            return "seed"
+        return "rung"
+
+    def _screened(self) -> frozenset[str]:
+        """The task keys the settings' screen covers (none when the screen is off): the
+        seed-ranked rule's tasks, whatever stage an evaluation asks for, so that a task's
+        protocol never depends on the stage or the cache."""
+        if not self.settings.screen:
+            return frozenset()
+        if self.settings.screen_tasks:
+            return frozenset(get_task(name).key for name in self.settings.screen_tasks)
+        return frozenset(t.key for t in self.tasks_for(self.settings.suite)[:2])
+
+    def _submit_ranked(self, sel: "_Selection") -> None:
+        """The seed-ranked rule's second half: the first seed's records decide which LRs run the
+        other selection seeds."""
+        sel.first_recs = self._collect(sel.first)
+        kept = halving_rules.first_seed_survivors(dict(zip(sel.grid, sel.first_recs)), sel.steps, self.settings.halving)
+        rest = [(lr, seed) for lr in kept for seed in sel.seeds[1:]]
+        sel.candidates = kept
+        sel.configs = [(lr, sel.seeds[0]) for lr in sel.grid] + rest
+        sel.sub = self._submit_runs(sel.source, sel.phash, sel.task, rest, sel.steps, sel.stats, sel.role)
+
+    def _replay(self, sel: "_Selection", records: list[dict]):
+        runs: dict[float, list[dict]] = {lr: [] for lr in sel.grid}
+        for (lr, _), rec in zip(sel.configs, records):
+            runs[lr].append(rec)
+        return halving_rules.replay(runs, sel.steps, val_steps(sel.steps), self.settings.halving)
+
+    def _choose(self, sel: "_Selection") -> tuple[list, list[dict], float, bool, list[dict]]:
+        """Wait for a selection: (configs, their records, best LR, at the grid's edge, the best
+        LR's records). Raises ``CandidateError`` when a job reports a candidate failure."""
+        if sel.rule == "seed":
+            if sel.sub is None:
+                self._submit_ranked(sel)
+            recs = sel.first_recs + self._collect(sel.sub)
+        else:
+            recs = self._collect(sel.sub)
+            if sel.rule == "rung":
+                result = self._replay(sel, recs)
+                if result is None:  # every record is there and full or pruned where the cut left it
+                    raise RuntimeError(f"halving records of {sel.task.key} do not replay; this is a bug")
+                sel.candidates = result.alive[-1]
+        best, edge, best_recs = self._best_lr(sel.grid, sel.configs, recs, sel.steps, candidates=sel.candidates)
+        return sel.configs, recs, best, edge, best_recs
 
     def _final_value(self, rec: dict, steps: int) -> float:
         """What LR selection minimises for one run: its final validation value (the mean of the
@@ -233,12 +346,17 @@ class Evaluator:
         tail = values[-END_POINTS:]
         return float(np.mean(tail)) if all(math.isfinite(v) for v in tail) else math.inf
 
-    def _best_lr(self, grid, configs, records, steps) -> tuple[float, bool, list[dict]]:
-        by_lr: dict[float, list[float]] = {lr: [] for lr in grid}
+    def _best_lr(self, grid, configs, records, steps, candidates=None) -> tuple[float, bool, list[dict]]:
+        """The LR of ``candidates`` (default: the whole grid; halving's survivors) with the best
+        mean final value over its runs (ties: the smaller LR), whether it is on the grid's edge,
+        and its records."""
+        pool = sorted(grid if candidates is None else candidates)
+        by_lr: dict[float, list[float]] = {lr: [] for lr in pool}
         for (lr, _), rec in zip(configs, records):
-            by_lr[lr].append(self._final_value(rec, steps))
-        means = {lr: float(np.mean(v)) for lr, v in by_lr.items()}
-        best = min(grid, key=lambda lr: (means[lr], lr))
+            if lr in by_lr:
+                by_lr[lr].append(self._final_value(rec, steps))
+        means = {lr: float(np.mean(v)) if v else math.inf for lr, v in by_lr.items()}
+        best = min(pool, key=lambda lr: (means[lr], lr))
         return best, best in (grid[0], grid[-1]), [r for (lr, _), r in zip(configs, records) if lr == best]
 
     def _measure(self, source, phash, task, lr, seeds, steps, stats):
@@ -293,10 +411,9 @@ class Evaluator:
             steps = self.settings.steps_for(task)
             pending[name] = (task, steps, self._select(source, phash, task, seed, True, steps, stats))
         results: dict[str, TaskResult] = {}
-        for name, (task, steps, (grid, configs, sub)) in pending.items():
-            recs = self._collect(sub)
+        for name, (task, steps, sel) in pending.items():
+            configs, recs, best, edge, best_recs = self._choose(sel)
             records.extend(_tagged(recs, configs, task, "screen"))
-            best, edge, best_recs = self._best_lr(grid, configs, recs, steps)
             base = self.baseline_reference(REFERENCE_BASELINE, task, screen=True)
             results[name] = self._task_result(task, best, edge, best_recs, steps, {REFERENCE_BASELINE: base})
         scores = [r.score for r in results.values()]
@@ -310,10 +427,9 @@ class Evaluator:
             steps = self.settings.steps_for(task)
             selections[task.key] = (task, steps, self._select(source, phash, task, seeds, False, steps, stats))
         measures = {}
-        for name, (task, steps, (grid, configs, sub)) in selections.items():
-            recs = self._collect(sub)
+        for name, (task, steps, sel) in selections.items():
+            configs, recs, best, edge, _ = self._choose(sel)
             records.extend(_tagged(recs, configs, task, "select"))
-            best, edge, _ = self._best_lr(grid, configs, recs, steps)
             measures[name] = (task, steps, best, edge, self._measure(source, phash, task, best, measure_seeds, steps, stats))
         results: dict[str, TaskResult] = {}
         for name, (task, steps, best, edge, sub) in measures.items():
@@ -432,8 +548,8 @@ class Evaluator:
             phash = program_hash(source)
             pending.append((source, phash, self._select(source, phash, task, seeds, screen, steps, stats)))
         best = None
-        for source, phash, (grid, configs, sub) in pending:
-            lr, edge, recs = self._best_lr(grid, configs, self._collect(sub), steps)
+        for source, phash, sel in pending:
+            _, _, lr, edge, recs = self._choose(sel)
             value = float(np.mean([self._final_value(r, steps) for r in recs]))
             if best is None or value < best[0]:
                 best = (value, source, phash, lr, edge, recs)
@@ -504,6 +620,26 @@ def cached_target(cache: RunCache, task, settings: EvalSettings = EvalSettings()
     except LookupError:
         return None
     return float(scoring.best_so_far(scoring.mean_val_curve(best_recs, val_steps(steps)))[-1])
+
+
+@dataclass
+class _Selection:
+    """One LR selection in flight (``Evaluator._select`` submits it, ``_choose`` collects it)."""
+
+    source: str
+    phash: str
+    task: Any
+    grid: list[float]
+    seeds: tuple[int, ...]
+    steps: int
+    stats: dict
+    role: str  # screen | select
+    rule: str | None  # seed | rung | None (the whole grid)
+    configs: list[tuple[float, int]] = field(default_factory=list)  # every config whose record it returns
+    sub: Any = None  # the pending _submit_runs of configs (seed rule: of the other seeds)
+    first: Any = None  # seed rule: the pending first-seed runs, then their records
+    first_recs: list[dict] | None = None
+    candidates: list[float] | None = None  # the LRs the pick is among (None: the whole grid)
 
 
 @dataclass(frozen=True)

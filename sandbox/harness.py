@@ -31,13 +31,26 @@ and every ``T // 50`` steps (:func:`~sandbox.tasks.base.val_steps`), in the same
 A run stops early when its scoring loss becomes NaN/inf (status ``nan``) or rises above
 ``DIVERGENCE_FACTOR`` times its starting loss (status ``diverged``). The batched path drops
 stopped configs from the batch and ends when none is left.
+
+*Successive halving* (``halving``, a :class:`~sandbox.halving.Schedule`): at each rung step (a
+validation step) the configs, grouped by learning rate (a group's value: the mean over its
+seeds of :func:`sandbox.halving.partial_value`), are cut to the schedule's survivors
+(:func:`sandbox.halving.rung_survivors`, over every LR still in the race, stopped ones counting
+as worst); the others stop there with status ``pruned`` (``stopped_at`` = the rung step, their
+curves the prefix of the full run up to and including it). Survivors are continued, not
+restarted, so their records are the full runs' records: bit for bit wherever a config's row does
+not depend on the batch's size (it does on a few matmul tasks under MKL, as when a diverged run
+leaves the batch). The batched path drops pruned rows like stopped ones; the sequential path
+trains every config to the rung, one at a time, keeps their parameters and state, decides,
+and continues the survivors. A full-batch run learns step t's loss one step later, so it
+decides after step t + 1 (the pruned configs' extra step is discarded).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 
 import torch
@@ -45,9 +58,10 @@ from torch.func import grad, grad_and_value, vmap
 from torch.utils._pytree import tree_map
 
 from sandbox.contract import CandidateError, HParams, Program, run_init, run_update
+from sandbox.halving import PRUNED, Schedule, rung_survivors
 from sandbox.tasks.base import Batch, Params, Task, val_steps
 
-STATUSES = ("ok", "nan", "diverged")
+STATUSES = ("ok", "nan", "diverged", PRUNED)
 
 DIVERGENCE_FACTOR = 100.0
 """A run whose scoring loss exceeds this multiple of its starting loss has diverged. Losses are
@@ -75,7 +89,8 @@ class RunResult:
     lr: float
     seed: int
     status: str
-    """``ok``, ``nan`` (the loss became NaN/inf) or ``diverged`` (see DIVERGENCE_FACTOR)."""
+    """``ok``, ``nan`` (the loss became NaN/inf), ``diverged`` (see DIVERGENCE_FACTOR) or
+    ``pruned`` (halted at a successive-halving rung: not a candidate, not a finished run)."""
     losses: list[float]
     """One scoring loss per step run; for a stopped run the last entry is the offending one."""
     initial_loss: float
@@ -88,7 +103,8 @@ class RunResult:
     test_metric: float | None
     """The task's test metric of the final parameters; None for a run that did not finish."""
     stopped_at: int | None
-    """The step at which a failed run was stopped; None for ``ok``."""
+    """The step at which a failed run was stopped (a pruned one: its rung step, the last step it
+    trained); None for ``ok``."""
     batched: bool
     """Whether the run went through the vmapped path (False after a fallback)."""
 
@@ -131,14 +147,16 @@ def run_candidate(
     device: str | torch.device = "cpu",
     batched: bool = True,
     hparam_overrides: Mapping[str, float] | None = None,
+    halving: Schedule | None = None,
 ) -> list[RunResult]:
     """Train ``program`` on ``task`` once per config; results come back in config order.
 
     ``steps`` overrides the task's budget (the schedule stretches to fit). ``hparam_overrides``
-    replaces HPARAMS values other than ``lr`` (which comes from each config). Raises
-    ``CandidateError`` when the program breaks the contract or crashes.
+    replaces HPARAMS values other than ``lr`` (which comes from each config). ``halving``: cut
+    the learning rates at its rungs (module docstring); the configs should be a whole grid, each
+    LR on the same seeds. Raises ``CandidateError`` when the program breaks the contract or crashes.
     """
-    run = _Run(program, task, configs, steps, resolve_device(device), hparam_overrides)
+    run = _Run(program, task, configs, steps, resolve_device(device), hparam_overrides, halving)
     if batched and len(run.configs) > 1:
         try:
             return run.batched()
@@ -146,7 +164,7 @@ def run_candidate(
             # vmap could not trace this program (data-dependent control flow, an op without a
             # batching rule) or it broke the contract; the sequential path is the authority on
             # both, and raises the candidate's own error if there is one.
-            run = _Run(program, task, configs, steps, run.device, hparam_overrides)
+            run = _Run(program, task, configs, steps, run.device, hparam_overrides, halving)
     return run.sequential()
 
 
@@ -246,6 +264,20 @@ class _Monitor:
     def running(self, index: int) -> bool:
         return self.stopped_at[index] is None
 
+    def prune(self, index: int, step: int) -> None:
+        """Halt a running config after ``step`` (a rung): its records so far stand, nothing after."""
+        self.status[index], self.stopped_at[index] = PRUNED, step
+
+
+@dataclass
+class _Progress:
+    """One config's run in progress on the sequential path (kept across a rung)."""
+
+    params: Params | None = None
+    states: dict | None = None
+    pending: list = field(default_factory=list)  # (step, loss) awaiting the divergence check
+    pending_val: list = field(default_factory=list)  # (step, validation value)
+
 
 class _DeviceCache:
     """Moves task tensors to the device. The evaluation batch's tensors (data sets, fixed bases)
@@ -275,7 +307,8 @@ class _Run:
     """Everything one ``run_candidate`` call needs, and the two ways of carrying it out."""
 
     def __init__(self, program: Program, task: Task, configs: Sequence[RunConfig], steps: int | None,
-                 device: torch.device, hparam_overrides: Mapping[str, float] | None):
+                 device: torch.device, hparam_overrides: Mapping[str, float] | None,
+                 halving: Schedule | None = None):
         self.configs = [self._check_config(c) for c in configs]
         if not self.configs:
             raise ValueError("run_candidate needs at least one RunConfig")
@@ -300,6 +333,12 @@ class _Run:
         self.monitor = _Monitor(len(self.configs))
         self.check_every = CHECK_EVERY.get(device.type, 1)
         self.val_at = frozenset(val_steps(self.steps))
+        self.halving = halving
+        rungs = halving.rung_points(sorted(self.val_at), self.steps) if halving is not None else []
+        # decide_at[s] = the rung decided at the check after step s: the rung's own step, or the
+        # next one for a full-batch task (whose step-t loss is known one step later).
+        self.decide_at = {at + (0 if task.stochastic else 1): at for at in rungs}
+        self.alive_lrs = sorted({c.lr for c in self.configs})
 
     @staticmethod
     def _check_config(config: RunConfig) -> RunConfig:
@@ -321,22 +360,34 @@ class _Run:
     # --- the sequential reference path -------------------------------------------------------------
 
     def sequential(self) -> list[RunResult]:
-        finals = []
+        runs = [_Progress() for _ in self.configs]
         with torch.no_grad():
             for index, config in enumerate(self.configs):
-                finals.append(self._train_one(index, config))
-        return self._results(finals, batched=False)
+                self._start_one(config, runs[index])
+            done = 0
+            # One segment per rung (every config to the rung's decision step, then the cut), then
+            # the rest of the budget: without rungs, each config trains start to end in turn.
+            for end, at in [*sorted(self.decide_at.items()), (self.steps, None)]:
+                for index, config in enumerate(self.configs):
+                    if self.monitor.running(index):
+                        self._advance_one(index, config, runs[index], done, end)
+                if at is not None:
+                    self._rung(at)
+                done = end
+        return self._results([r.params for r in runs], batched=False)
 
-    def _train_one(self, index: int, config: RunConfig) -> Params:
+    def _start_one(self, config: RunConfig, run: "_Progress") -> None:
+        run.params = self._init_params(config.seed)
+        run.states = _init_states(self.program, run.params)
+        if self.task.stochastic:
+            run.pending.append((0, self._eval_loss(run.params)))
+        run.pending_val.append((0, self._val_loss(run.params)))
+
+    def _advance_one(self, index: int, config: RunConfig, run: "_Progress", start: int, end: int) -> None:
+        """Train config ``index`` from after step ``start`` through step ``end``, checking at ``end``."""
         task, monitor, full_batch = self.task, self.monitor, not self.task.stochastic
-        params = self._init_params(config.seed)
-        states = _init_states(self.program, params)
-        pending: list[tuple[int, torch.Tensor]] = []  # (step, loss) awaiting the divergence check
-        pending_val: list[tuple[int, torch.Tensor]] = []  # (step, validation value)
-        if not full_batch:
-            pending.append((0, self._eval_loss(params)))
-        pending_val.append((0, self._val_loss(params)))
-        for step in range(1, self.steps + 1):
+        params, states, pending, pending_val = run.params, run.states, run.pending, run.pending_val
+        for step in range(start + 1, end + 1):
             lr = self.lr_table[step - 1, index]
             if full_batch:
                 params, states, value = _train_step_with_loss(task, self.program, self.hp, step, params, states,
@@ -348,14 +399,26 @@ class _Run:
                 pending.append((step, self._eval_loss(params)))
             if step in self.val_at:
                 pending_val.append((step, self._val_loss(params)))
-            if step % self.check_every == 0 or step == self.steps:
+            if step % self.check_every == 0 or step == end:
                 self._flush_one(index, pending, pending_val)
                 if not monitor.running(index):
-                    return params
-        if full_batch:
+                    break
+        run.params, run.states = params, states
+        if full_batch and end == self.steps and monitor.running(index):
             pending.append((self.steps, self._eval_loss(params)))
             self._flush_one(index, pending, pending_val)
-        return params
+
+    def _rung(self, at: int) -> None:
+        """Cut the learning rates still in the race to the schedule's survivors at step ``at``
+        (every config's records through ``at`` are in the monitor); prune the others' runs."""
+        monitor = self.monitor
+        runs = {lr: [{"val_steps": monitor.val_steps[i], "val_losses": monitor.val[i],
+                      "stopped_at": monitor.stopped_at[i], "status": monitor.status[i]}
+                     for i, c in enumerate(self.configs) if c.lr == lr] for lr in self.alive_lrs}
+        self.alive_lrs = rung_survivors(runs, at, self.halving)
+        for index, config in enumerate(self.configs):
+            if config.lr not in self.alive_lrs and monitor.running(index):
+                monitor.prune(index, at)
 
     def _flush_one(self, index: int, pending: list[tuple[int, torch.Tensor]],
                    pending_val: list[tuple[int, torch.Tensor]]) -> None:
@@ -414,10 +477,13 @@ class _Run:
                 pending.append((step, list(active), eval_loss(params)))
             if step in self.val_at:
                 pending_val.append((step, list(active), val_loss(params)))
-            if step % self.check_every == 0 or step == self.steps:
+            rung = self.decide_at.get(step)
+            if step % self.check_every == 0 or step == self.steps or rung is not None:
                 # A full-batch run learns step t's loss one step later: its validation values up
                 # to there are decided, the rest wait for the next check.
                 self._flush_batched(pending, pending_val, known=step - 1 if full_batch else step)
+                if rung is not None:
+                    self._rung(rung)  # pruned configs leave the batch below, as stopped ones do
                 keep = [j for j, i in enumerate(active) if monitor.running(i)]
                 if len(keep) < len(active):
                     for j, i in enumerate(active):

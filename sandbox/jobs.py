@@ -182,11 +182,14 @@ def evaluate_job(payload: dict, device: str = "cpu") -> dict[str, Any]:
     """Train a candidate on one task for every ``(lr, seed)`` config; return raw run records.
 
     Payload: ``source``, ``task`` (a registered task name, or ``name@variant``), ``configs`` (``[[lr, seed], ...]``),
-    ``steps``, optional ``batched`` (default True), ``device`` (overrides the worker's) and
+    ``steps``, optional ``batched`` (default True), ``device`` (overrides the worker's),
     ``task_modules`` (``[{"ref", "path"}]``: the user's task modules, imported before the task
-    is looked up; see :func:`sandbox.tasks.load_task_module`). Only raw losses and metrics come
-    back; the controller scores them.
+    is looked up; see :func:`sandbox.tasks.load_task_module`) and ``halving`` (a
+    :meth:`sandbox.halving.Schedule.to_json`: successive halving over the configs' learning
+    rates; the configs dropped at a rung come back with status ``pruned``). Only raw losses and
+    metrics come back; the controller scores them.
     """
+    from sandbox.halving import Schedule
     from sandbox.harness import RunConfig, run_candidate
     from sandbox.tasks import get_task, load_task_module
 
@@ -195,8 +198,10 @@ def evaluate_job(payload: dict, device: str = "cpu") -> dict[str, Any]:
     program = load_program(payload["source"])
     task = get_task(payload["task"])
     configs = [RunConfig(float(lr), int(seed)) for lr, seed in payload["configs"]]
+    halving = Schedule.from_json(payload["halving"]) if payload.get("halving") is not None else None
     results = run_candidate(program, task, configs, steps=payload.get("steps"),
-                            device=payload.get("device") or device, batched=payload.get("batched", True))
+                            device=payload.get("device") or device, batched=payload.get("batched", True),
+                            halving=halving)
     return {"runs": _run_records(results)}
 
 

@@ -26,8 +26,10 @@ def test_the_screen_runs_every_lr_of_the_grid_and_the_full_stage_reuses_them(tmp
             assert sorted(r["lr"] for r in runs if r["task"] == task) == sorted(GRID)
         assert {r["seed"] for r in runs} == {settings.selection_seeds[0]}
         full = evaluator.evaluate(source, stage="full")
-        # What the full stage runs besides the screen: the other selection seed, and the measurement.
+        # What the full stage runs besides the screen: the other selection seed (on the LRs the
+        # screen's runs rank in the better half: halving's seed-ranked rule), and the measurement.
         assert full.runs_cached == len(runs)
-        assert full.runs_executed == len(settings.tasks) * (len(GRID) * (len(settings.selection_seeds) - 1) + 1)
+        kept = settings.halving.keep_count(len(GRID))
+        assert full.runs_executed == len(settings.tasks) * (kept * (len(settings.selection_seeds) - 1) + 1)
     finally:
         executor.close()
