@@ -36,7 +36,7 @@ import math
 import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # transfer.py, beside 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from sandbox import scoring
-from sandbox.halving import Schedule, successive_halving
+from sandbox.halving import RECOMMENDED, HalvingResult, Schedule, seed_ranked, successive_halving
 
 SCHEDULES = (
     Schedule(()),  # the full grid: the reference every other schedule is compared with
@@ -59,6 +59,48 @@ SCHEDULES = (
     Schedule((0.25, 0.5), min_keep=3),
     Schedule((0.125,), keep=1 / 3),
 )
+
+
+@dataclass(frozen=True)
+class EvaluatorRule:
+    """What the evaluator does (``sandbox.evaluate.Evaluator._select``): the seed-ranked rule on
+    the tasks its screen covers (``seeded``: their seed-0 runs rank the LRs, seed 1 runs the
+    better half), ``schedule`` at a rung on every other task."""
+
+    schedule: Schedule
+    seeded: frozenset[str]
+
+    @property
+    def label(self) -> str:
+        return f"evaluator: seed-ranked on {len(self.seeded)}, {self.schedule.label}"
+
+    @property
+    def fractions(self) -> tuple[float, ...]:
+        return self.schedule.fractions
+
+    def simulate(self, name: str, runs: Mapping, steps: int, points: Sequence[int]) -> HalvingResult:
+        if name in self.seeded:
+            return seed_ranked(runs, steps, self.schedule)
+        return successive_halving(runs, steps, points, self.schedule)
+
+
+def evaluator_rule() -> EvaluatorRule:
+    """The evaluator's rule under the default settings (the recommended schedule if they halve nothing)."""
+    from sandbox.evaluate import EvalSettings, Evaluator
+    from sandbox.runcache import MemoryRunCache
+
+    settings = EvalSettings()
+    return EvaluatorRule(settings.halving or RECOMMENDED, Evaluator(None, MemoryRunCache(), settings).screened_tasks())
+
+
+def simulate(rule: Schedule | EvaluatorRule, name: str, task: Mapping) -> HalvingResult:
+    """One rule on one task row (``name``: the task's key)."""
+    runs = {float(lr): recs for lr, recs in task["runs"].items()}
+    if isinstance(rule, EvaluatorRule):
+        return rule.simulate(name, runs, task["steps"], task["points"])
+    return successive_halving(runs, task["steps"], task["points"], rule)
+
+
 SCREEN_THRESHOLDS = (0.2, 0.3, 0.4, 0.5)
 TASK_RULE_THRESHOLDS = (0.3, 0.4, 0.5, 0.6)
 FALSE_DROP_GOAL = 0.02
@@ -154,7 +196,7 @@ def fill_alternatives(rows: dict, programs: Mapping[str, str], evaluator, tier: 
     scored = 0
     for label, row in rows.items():
         for name, task in row["tasks"].items():
-            for lr in sorted({pick for pick in picks(task, schedules).values() if pick != task["best_lr"]}):
+            for lr in sorted({pick for pick in picks(task, schedules, name).values() if pick != task["best_lr"]}):
                 if repr(lr) in task["alt_scores"]:
                     continue
                 settings = replace(evaluator.settings, suite=tier, tasks=(name,), lr_grid=(lr,), screen=False)
@@ -170,10 +212,9 @@ def fill_alternatives(rows: dict, programs: Mapping[str, str], evaluator, tier: 
 
 # --- pure analysis ------------------------------------------------------------------------------
 
-def picks(task: Mapping, schedules: Iterable[Schedule]) -> dict[str, float]:
-    """The LR each schedule picks on one task row."""
-    runs = {float(lr): recs for lr, recs in task["runs"].items()}
-    return {s.label: successive_halving(runs, task["steps"], task["points"], s).chosen for s in schedules}
+def picks(task: Mapping, schedules: Iterable[Schedule | EvaluatorRule], name: str = "") -> dict[str, float]:
+    """The LR each schedule picks on one task row (``name``: its task, for an EvaluatorRule)."""
+    return {s.label: simulate(s, name, task).chosen for s in schedules}
 
 
 def screen_figures(rows: Mapping[str, Mapping], threshold: float, bar: float, key: str = "screen") -> dict:
@@ -232,7 +273,7 @@ def _full_run_steps(row: Mapping) -> int:
     return sum(t["steps"] * (sum(len(v) for v in t["runs"].values()) + _measure_runs(t)) for t in row["tasks"].values())
 
 
-def halving_figures(rows: Mapping[str, Mapping], schedule: Schedule, bar: float) -> dict:
+def halving_figures(rows: Mapping[str, Mapping], schedule: Schedule | EvaluatorRule, bar: float) -> dict:
     """One schedule against the full grid over every (program, task) pair with selection runs: the
     picks it changes, the measured score at its pick over the full grid's (a change is *harmful*
     when that ratio is below ``HARM_RATIO``), the programs whose fitness it moves below ``bar``,
@@ -245,9 +286,8 @@ def halving_figures(rows: Mapping[str, Mapping], schedule: Schedule, bar: float)
         if not row["tasks"]:
             continue
         scores = []
-        for task in row["tasks"].values():
-            runs = {float(lr): recs for lr, recs in task["runs"].items()}
-            result = successive_halving(runs, task["steps"], task["points"], schedule)
+        for name, task in row["tasks"].items():
+            result = simulate(schedule, name, task)
             pairs += 1
             trained += result.run_steps
             full += result.full_run_steps
@@ -336,7 +376,8 @@ def recommend(search: Sequence[dict], everywhere: Sequence[dict], goal: float = 
 
 # --- printing -----------------------------------------------------------------------------------
 
-def report(tiers: Mapping[str, Mapping[str, Mapping]], order: Sequence[str], bar: float, threshold: float) -> None:
+def report(tiers: Mapping[str, Mapping[str, Mapping]], order: Sequence[str], bar: float, threshold: float,
+           rules: Sequence[Schedule | EvaluatorRule] = SCHEDULES) -> None:
     rows = tiers["search"]
     print(f"\nLibrary: {len(rows)} programs; bar = full fitness >= {bar:g} (also > 1.0: beats tuned AdamW); "
           f"tiers: {', '.join(f'{t} ({len(r)})' for t, r in tiers.items())}")
@@ -382,7 +423,7 @@ def report(tiers: Mapping[str, Mapping[str, Mapping]], order: Sequence[str], bar
     print("\nb. Successive halving over the 11-point LR grid (selection seeds; runs continued across rungs)")
     results = {}
     for name, tier_rows in list(tiers.items()) + ([("all tiers", pooled(tiers))] if len(tiers) > 1 else []):
-        results[name] = [halving_figures(tier_rows, s, bar) for s in SCHEDULES]
+        results[name] = [halving_figures(tier_rows, s, bar) for s in rules]
         print(f"   {name}:")
         print(f"   {'schedule':34} {'picks changed':>14} {'harmful':>13} {'of contenders':>14} {'alt/full score':>15}"
               f" {'fitness < bar':>13} {'fitness x':>12} {'saved: select':>13} {'all':>6}")
@@ -447,6 +488,13 @@ def report(tiers: Mapping[str, Mapping[str, Mapping]], order: Sequence[str], bar
               f"{e['harmful_rate']:.1%} harmfully (measured score ratio median {e['ratio_median']:.2f}, worst "
               f"{e['ratio_min']:.2f}); no program below {bar:g}; fitness moves by {e['worst_factor']:.2f}-"
               f"{e['best_factor']:.2f}x")
+    for tier, figures in results.items():
+        for h in figures:
+            if h["label"].startswith("evaluator:"):
+                print(f"   the evaluator's rule ({h['label']}) on {tier}: {h['changed']}/{h['pairs']} picks changed "
+                      f"({h['changed_rate']:.1%}), {h['harmful']} harmfully, score ratio worst {h['ratio_min']:.2f}, "
+                      f"{len(h['crossed'])} programs below {bar:g}, {h['missing']} unscored; saves {h['saved_select']:.1%}"
+                      f" of selection run-steps ({h['saved']:.1%} with measurement)")
     safe = [(f, s) for f, s in funnel if not s["false"] and s["saved"] > 0]
     if safe:
         f, s = max(safe, key=lambda fs: fs[1]["saved"])
@@ -482,7 +530,9 @@ def main() -> None:
     from sandbox.evaluate import EvalSettings
     from sandbox.tasks import suite as suite_tasks
 
-    settings = EvalSettings(device=args.device)
+    # Collection needs every LR's full-length selection runs: the evaluator's halving is off here.
+    settings = EvalSettings(device=args.device, halving=None)
+    rules = (*SCHEDULES, evaluator_rule())
     order = [t.key for t in suite_tasks(settings.suite)]
     saved = json.loads(out.read_text()) if out.exists() else {}
     data = {tier: saved.get(tier, {}) for tier in tiers}
@@ -513,14 +563,14 @@ def main() -> None:
                 collect(labels, programs, evaluator, tier, data[tier], save)
                 # Off the search tier the 1/16 rung (already far beyond the goal there) is not
                 # scored: its many changed picks would cost more CPU than the rest together.
-                scored = SCHEDULES if tier == "search" else [s for s in SCHEDULES if min(s.fractions, default=1) >= 0.125]
+                scored = rules if tier == "search" else [s for s in rules if min(s.fractions, default=1) >= 0.125]
                 fill_alternatives(data[tier], programs, evaluator, tier, scored, save)
         finally:
             executor.close()
     if not data["search"]:
         print(f"error: {out} holds no search-tier figures", file=sys.stderr)
         sys.exit(2)
-    report({t: r for t, r in data.items() if r}, order, args.bar, settings.screen_threshold)
+    report({t: r for t, r in data.items() if r}, order, args.bar, settings.screen_threshold, rules)
 
 
 if __name__ == "__main__":

@@ -162,8 +162,12 @@ def test_halving_picks_what_the_full_grid_picks_and_pruned_runs_are_never_reused
         assert halved.tasks[task].best_lr == whole.tasks[task].best_lr
         statuses = [r["status"] for r in _select_records(halved, task)]
         assert statuses.count(PRUNED) == (4 - kept) * 2 and len(statuses) == 8
-    # The survivors are the full grid's runs and the measurement runs the same: the same scores.
+    # The survivors are the full grid's runs and the measurement runs the same: the same scores,
+    # and tuned AdamW's validation targets (from its best LR's selection runs) are the same too.
     assert halved.fitness == whole.fitness
+    for task in SETTINGS.tasks:
+        spec = on.tasks_for("search")[SETTINGS.tasks.index(task)]
+        assert on.baseline_reference("adamw", spec).target == off.baseline_reference("adamw", spec).target
     assert halved.runs_executed == whole.runs_executed  # every config ran (pruned ones part of the way)
     # A request without halving treats the cached pruned records as missing and runs them in full ...
     off_same_cache = Evaluator(executor, cache, EvalSettings(**{**SETTINGS.__dict__, "halving": None}))
@@ -189,3 +193,27 @@ def test_screened_tasks_rank_lrs_by_the_first_seed_whatever_the_stage(tmp_path, 
         assert len([r for r in recs if r["seed"] == 1]) == kept
     auto = Evaluator(executor, cache, settings).evaluate(reference_source("adamw"))
     assert auto.runs_executed == 0 and auto.fitness == full.fitness
+
+
+def test_the_funnel_benchmark_simulates_the_evaluators_rule():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import funnel
+
+    rule = funnel.evaluator_rule()
+    assert rule.schedule == EvalSettings().halving == RECOMMENDED
+    assert rule.seeded == {t.key for t in Evaluator(None, None, EvalSettings()).tasks_for("search")[:2]}
+    points = val_steps(100)
+
+    def rec(end):
+        return {"val_steps": points, "val_losses": [end] * len(points), "stopped_at": None, "status": "ok"}
+
+    row = {"steps": 100, "points": points,
+           "runs": {repr(lr): [rec(e0), rec(e1)] for lr, (e0, e1) in
+                    {1e-3: (1.0, 0.9), 1e-2: (1.1, 1.1), 0.1: (1.2, 0.2), 1.0: (0.5, 5.0)}.items()}}
+    seeded, other = sorted(rule.seeded)[0], "mlp_digits"
+    assert funnel.simulate(rule, seeded, row).run_steps == 100 * (4 + 2)  # seed 1 on the better half by seed 0
+    assert funnel.simulate(rule, other, row).run_steps == funnel.simulate(RECOMMENDED, other, row).run_steps
+    assert funnel.picks(row, [rule, Schedule(())], seeded) == {rule.label: 1e-3, "full grid (no rung)": 0.1}
