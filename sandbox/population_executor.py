@@ -11,7 +11,10 @@ batched forward and backward, each program's update on its own rows). Each calle
 resolves to exactly the :class:`~sandbox.worker.JobResult` its own ``evaluate`` job would have
 given: the same run records (bit for bit on CPU, tests/test_population_executor.py), or that
 program's own failure. A population job that fails as a whole (a timeout, a dead worker) is
-re-run job by job, so one hanging program cannot fail its batch-mates.
+re-run job by job, so one hanging program cannot fail its batch-mates. When a population job comes
+back with no program sharing a pass (the worker found the task's rows dependent on their
+batch-mates, or a shared pass slower than each program's own), that task's jobs are not merged
+again: the worker had run each program alone, and the merged job only added its checks.
 
 The first version held every job for a 50 ms window and merged what arrived in it, free slots
 or not. A whole quick campaign from a cold run cache then ran slower with it on 2 CPU cores
@@ -59,7 +62,9 @@ class PopulationExecutor(WrappingExecutor):
         self._running = 0
         self._closed = False
         self._dispatcher: threading.Thread | None = None
-        self.stats = {"evaluate_jobs": 0, "population_jobs": 0, "programs_merged": 0, "rerun_alone": 0}
+        self._unshared: set[tuple] = set()  # keys whose population job shared no pass: sent alone since
+        self.stats = {"evaluate_jobs": 0, "population_jobs": 0, "programs_merged": 0, "rerun_alone": 0,
+                      "unshared_tasks": 0}
 
     def submit(self, job_name: str, payload: dict[str, Any], timeout: float = 60.0) -> Future[JobResult]:
         if job_name != "evaluate" or not set(payload) <= MERGEABLE_KEYS:
@@ -99,8 +104,8 @@ class PopulationExecutor(WrappingExecutor):
                 if self._closed:
                     return
                 oldest = self._waiting[0].key
-                if len(self._waiting) <= self.slots - self._running:  # a slot for each: none waits
-                    group = [self._waiting[0]]
+                if len(self._waiting) <= self.slots - self._running or oldest in self._unshared:
+                    group = [self._waiting[0]]  # a slot for each (none waits), or merging did not pay
                 else:
                     group = [e for e in self._waiting if e.key == oldest][:self.max_programs]
                 for entry in group:
@@ -154,13 +159,26 @@ class PopulationExecutor(WrappingExecutor):
             for entry in group:
                 entry.future.cancel()
             return
-        for entry, member in zip(group, result.value["programs"]):
+        members = result.value["programs"]
+        ran = [member for member in members if member.get("ok")]
+        if ran and not any(member.get("shared") for member in ran):
+            # The worker ran every program alone (rows not independent, or a shared pass measured
+            # slower): the merged job cost more than plain jobs (its checks, one long job instead
+            # of two short ones), so this task's jobs are no longer merged.
+            with self._cond:
+                self._unshared.add(group[0].key)
+                self.stats["unshared_tasks"] = len(self._unshared)
+        runs = [len(entry.payload["configs"]) for entry in group]
+        for entry, member, own in zip(group, members, runs):
+            # Each program is charged its share of the job's time (by runs), so the jobs'
+            # seconds still add up to the time the workers spent.
+            seconds = result.seconds * own / max(1, sum(runs))
             if member.get("ok"):
-                entry.future.set_result(JobResult(True, None, "", {"runs": member["runs"]}, result.seconds,
+                entry.future.set_result(JobResult(True, None, "", {"runs": member["runs"]}, seconds,
                                                   result.worker_pid))
             else:
                 entry.future.set_result(JobResult.failure(member.get("reason") or "crashed", member.get("message") or "",
-                                                          result.seconds, result.worker_pid))
+                                                          seconds, result.worker_pid))
 
 
 def _chain(source: Future, target: Future) -> None:

@@ -59,6 +59,21 @@ def test_a_broken_program_fails_alone_and_a_failed_population_job_reruns_each(lo
     assert population.stats["rerun_alone"] == 2 and population.stats["population_jobs"] == 2
 
 
+def test_a_task_whose_population_job_shared_nothing_is_not_merged_again(local):
+    # One config per program: the worker runs each alone (as run_candidate runs a single config),
+    # so merging them bought nothing and the task's next waiting jobs go out one by one.
+    population = PopulationExecutor(local, slots=1)
+    single = {**payload(reference_source("adamw")), "configs": [[1e-2, 0]]}
+    for _ in range(2):
+        blocker = population.submit("evaluate", payload(reference_source("adamw"), "noisy_quadratic"), 120)
+        futures = [population.submit("evaluate", {**single, "source": reference_source(n)}, 120)
+                   for n in ("adamw", "lion")]
+        assert blocker.result().ok and all(f.result().ok for f in futures)
+    assert population.stats["population_jobs"] == 1 and population.stats["unshared_tasks"] == 1
+    alone = local.submit("evaluate", {**single, "source": reference_source("lion")}, 120).result()
+    assert futures[1].result().value["runs"] == alone.value["runs"]
+
+
 def test_a_job_never_waits_while_a_slot_is_free(local):
     """Work-conserving: with as many slots as jobs nothing is merged (merging only what would wait
     for a slot anyway cannot leave one idle)."""
