@@ -28,12 +28,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from sandbox.contract import program_hash  # noqa: E402
-from sandbox.evaluate import EvalSettings, Evaluator  # noqa: E402
-from sandbox.executor import make_executor  # noqa: E402
-from sandbox.halving import RECOMMENDED  # noqa: E402
-from sandbox.references import reference_source, with_hparams  # noqa: E402
-from sandbox.runcache import RECORD_FORMAT, RunCache, default_cache_dir  # noqa: E402
+from sandbox.contract import program_hash
+from sandbox.evaluate import EvalSettings, Evaluator
+from sandbox.executor import make_executor
+from sandbox.halving import RECOMMENDED
+from sandbox.references import reference_source, with_hparams
+from sandbox.runcache import RECORD_FORMAT, RunCache, default_cache_dir
 
 
 def program(spec: str) -> str:

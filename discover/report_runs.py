@@ -29,6 +29,7 @@ from archive.store import Archive, ProgramRecord
 from discover.report_model import _num
 from sandbox.contract import CandidateError, program_hash
 from sandbox.evaluate import BaselineReference, EvalSettings, Evaluator, _CacheOnly
+from sandbox.halving import PRUNED
 from sandbox.references import reference_source
 from sandbox.runcache import default_cache_dir, run_key
 from sandbox.tasks import get_task
@@ -102,8 +103,8 @@ def search_time(store: Archive, rec: ProgramRecord) -> str | None:
 class LRCurve:
     """One program on one task: the selection runs' final value at each learning rate of the grid.
 
-    ``values[i]`` is the mean over the selection seeds at ``lrs[i]``; None when a run diverged
-    or is missing. ``measure`` says what the value is: ``validation`` (the final validation
+    ``values[i]`` is the mean over the selection seeds at ``lrs[i]``; None when a run diverged,
+    was pruned by successive halving (not a failure: not in ``diverged``) or is missing. ``measure`` says what the value is: ``validation`` (the final validation
     value LR selection minimises, from the run cache) or ``train`` (the final training loss
     stored in the archive, when the cache is not here).
     """
@@ -154,7 +155,9 @@ class RunReader:
         return None
 
     def _final(self, record: dict, steps: int) -> float:
-        # One definition of a run's "final value": the one LR selection minimises.
+        # One definition of a run's "final value": the one LR selection minimises (NaN: pruned).
+        if record.get("status") == PRUNED:
+            return math.nan
         return self.evaluator(self.kind or "cpu")._final_value(record, steps)
 
     def program_curves(self, rec: ProgramRecord, suite: str = "search", cache: bool = True) -> dict[str, LRCurve]:
@@ -235,6 +238,8 @@ class RunReader:
 
 
 def _archived_final(metrics: dict) -> float:
+    if (metrics or {}).get("status") == PRUNED:
+        return math.nan  # halted at a halving rung: no final value, and no failure either
     if (metrics or {}).get("status", "ok") != "ok":
         return math.inf
     value = _num((metrics or {}).get("final_loss"))
@@ -245,8 +250,9 @@ def _curve(label: str, lrs: list[float], finals: dict[tuple[int, float], float],
            best_lr: float | None) -> LRCurve:
     values, diverged = [], []
     for lr in lrs:
-        mean = _mean([v for (_, at), v in finals.items() if at == lr])
+        runs = [v for (_, at), v in finals.items() if at == lr]
+        mean = _mean(runs)
         values.append(mean)
-        if mean is None:
+        if mean is None and not any(math.isnan(v) for v in runs):
             diverged.append(lr)
     return LRCurve(label, lrs, values, measure, best_lr, diverged)

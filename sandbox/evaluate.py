@@ -40,8 +40,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from sandbox import scoring
 from sandbox import halving as halving_rules
+from sandbox import scoring
 from sandbox.contract import CandidateError, load_program, program_hash
 from sandbox.halving import PRUNED, RECOMMENDED, Schedule
 from sandbox.references import reference_source, with_hparams
@@ -171,6 +171,7 @@ class Evaluator:
         self.settings = settings
         self._baseline_memo: dict[tuple, list[float]] = {}
         self._local = threading.local()  # .jobs: the job log of the evaluate() call on this thread
+        self._screened: frozenset[str] | None = None  # screened_tasks(), once known
 
     # --- runs -------------------------------------------------------------------------------
 
@@ -298,11 +299,14 @@ class Evaluator:
         """The task keys the settings' screen covers (none when the screen is off): the
         seed-ranked rule's tasks, whatever stage an evaluation asks for, so that a task's
         protocol never depends on the stage or the cache."""
-        if not self.settings.screen:
-            return frozenset()
-        if self.settings.screen_tasks:
-            return frozenset(get_task(name).key for name in self.settings.screen_tasks)
-        return frozenset(t.key for t in self.tasks_for(self.settings.suite)[:2])
+        if self._screened is None:
+            if not self.settings.screen:
+                self._screened = frozenset()
+            elif self.settings.screen_tasks:
+                self._screened = frozenset(get_task(name).key for name in self.settings.screen_tasks)
+            else:
+                self._screened = frozenset(t.key for t in self.tasks_for(self.settings.suite)[:2])
+        return self._screened
 
     def _submit_ranked(self, sel: "_Selection") -> None:
         """The seed-ranked rule's second half: the first seed's records decide which LRs run the
@@ -642,8 +646,8 @@ class _Selection:
     rule: str | None  # seed | rung | None (the whole grid)
     configs: list[tuple[float, int]] = field(default_factory=list)  # every config whose record it returns
     sub: Any = None  # the pending _submit_runs of configs (seed rule: of the other seeds)
-    first: Any = None  # seed rule: the pending first-seed runs, then their records
-    first_recs: list[dict] | None = None
+    first: Any = None  # seed rule: the pending first-seed runs (the whole grid)
+    first_recs: list[dict] | None = None  # seed rule: their records, once collected
     candidates: list[float] | None = None  # the LRs the pick is among (None: the whole grid)
 
 

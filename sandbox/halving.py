@@ -122,7 +122,6 @@ def partial_value(record: Mapping, at: int, end_points: int = END_POINTS) -> flo
     is the evaluator's final value."""
     points = list(record.get("val_steps") or [])
     values = list(record.get("val_losses") or [])
-    stopped = record.get("stopped_at")
     if not covers(record, at) or at not in points:
         return math.inf
     k = points.index(at)
