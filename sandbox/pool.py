@@ -26,18 +26,37 @@ from sandbox.worker import JobResult, WorkerConfig, WorkerProcess, WorkerStartEr
 _STOP = object()
 
 
-def default_size(device: str) -> int:
-    """One worker per CPU core on CPU; one per visible GPU for ``cuda``; one for ``cuda:i``."""
-    if device == "cuda":
-        import torch
+MAX_WORKERS_PER_GPU = 8
+"""Workers sharing one GPU by default (fewer when there are fewer CPU cores per GPU). One worker
+cannot fill a GPU with these small models: a step is launch-bound (~0.3 ms per batched digits-MLP
+step on an H200, whatever the batch), so several processes launch into it at once. On an H200
+with 16 cores the search suite took 38 s per candidate with one worker and 31 s with 8 (issue 14)."""
+GPU_MEMORY_FRACTION = 0.9
+"""The share of a GPU's memory its workers may use together (each gets an equal part)."""
 
-        return max(1, torch.cuda.device_count())
-    if device.startswith("cuda:"):
-        return 1
+
+def _cores() -> int:
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not Linux
         return max(1, os.cpu_count() or 1)
+
+
+def workers_per_gpu(gpus: int, cores: int | None = None) -> int:
+    """Default workers per GPU: one per CPU core per GPU, at most :data:`MAX_WORKERS_PER_GPU`."""
+    cores = _cores() if cores is None else cores
+    return max(1, min(MAX_WORKERS_PER_GPU, cores // max(1, gpus)))
+
+
+def default_size(device: str) -> int:
+    """One worker per CPU core on CPU; :func:`workers_per_gpu` per visible GPU for ``cuda``, and
+    for the one GPU of ``cuda:i``."""
+    if device.startswith("cuda"):
+        import torch
+
+        gpus = max(1, torch.cuda.device_count())
+        return workers_per_gpu(gpus) * (gpus if device == "cuda" else 1)
+    return _cores()
 
 
 def slot_configs(size: int, config: WorkerConfig) -> list[WorkerConfig]:
@@ -51,12 +70,18 @@ def slot_configs(size: int, config: WorkerConfig) -> list[WorkerConfig]:
         if gpus == 0:
             raise ValueError(f"device {device!r} asked for, but no CUDA GPU is visible; use device='cpu'")
     if device == "cuda":
-        return [replace(config, device="cuda", gpu=i % gpus) for i in range(size)]
-    if device.startswith("cuda:"):
+        pinned = [i % gpus for i in range(size)]
+    elif device.startswith("cuda:"):
         index = int(device.split(":", 1)[1])
         if index >= gpus:
             raise ValueError(f"device {device!r} asked for, but only {gpus} GPU(s) are visible")
-        return [replace(config, device="cuda", gpu=index) for _ in range(size)]
+        pinned = [index] * size
+    if device.startswith("cuda"):
+        # Workers sharing a GPU share its memory: each may take an equal part of the configured
+        # fraction (one worker per GPU keeps the whole of it, as before).
+        sharing = {gpu: pinned.count(gpu) for gpu in pinned}
+        return [replace(config, device="cuda", gpu=gpu,
+                        cuda_memory_fraction=round(config.cuda_memory_fraction / sharing[gpu], 4)) for gpu in pinned]
     if device != "cpu":
         raise ValueError(f"unknown device {device!r}: use 'cpu', 'cuda' or 'cuda:N'")
     return [config] * size
@@ -123,7 +148,8 @@ class WorkerPool:
     """Long-lived sandbox workers behind ``submit(job, payload, timeout) -> Future[JobResult]``.
 
     ``size``: number of workers (default :func:`default_size` for the device). ``device``:
-    ``cpu``, ``cuda`` (one worker per GPU, each pinned) or ``cuda:N``. Other keyword options are
+    ``cpu``, ``cuda`` (workers spread over the GPUs, each pinned to one; those sharing a GPU
+    share its ``cuda_memory_fraction``) or ``cuda:N``. Other keyword options are
     :class:`~sandbox.worker.WorkerConfig` fields (``address_space_bytes``, ``num_threads``,
     ``cuda_memory_fraction``, ``isolate_network``, ...). Safe to call from several threads.
     """

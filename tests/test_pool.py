@@ -6,6 +6,7 @@ a hung job kills only its own worker, a dead worker is replaced, futures always 
 
 from __future__ import annotations
 
+import os
 import stat
 import sys
 import threading
@@ -16,7 +17,7 @@ import torch
 
 from sandbox.executor import EXECUTORS, LocalExecutor, make_executor, register_executor
 from sandbox.jobs import probe_job
-from sandbox.pool import WorkerPool, slot_configs
+from sandbox.pool import WorkerPool, default_size, slot_configs, workers_per_gpu
 from sandbox.references import reference_source
 from sandbox.worker import DEFAULT_ADDRESS_SPACE, GIB, WorkerConfig, WorkerStartError, is_secret_name, scrubbed_environment
 
@@ -58,10 +59,15 @@ def test_worker_environment_pins_its_gpu_within_the_parents_visible_set():
     assert env["OMP_NUM_THREADS"] == "1"
 
 
-def test_cuda_device_gets_one_pinned_worker_per_gpu(monkeypatch):
+def test_cuda_workers_are_pinned_and_share_a_gpus_memory(monkeypatch):
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 3)
     configs = slot_configs(3, WorkerConfig(device="cuda"))
     assert [c.gpu for c in configs] == [0, 1, 2]
+    assert [c.cuda_memory_fraction for c in configs] == [0.9, 0.9, 0.9]  # alone on its GPU: all of it
+    configs = slot_configs(5, WorkerConfig(device="cuda", cuda_memory_fraction=0.8))
+    assert [c.gpu for c in configs] == [0, 1, 2, 0, 1]
+    assert [c.cuda_memory_fraction for c in configs] == [0.4, 0.4, 0.8, 0.4, 0.4]
+    assert [c.cuda_memory_fraction for c in slot_configs(4, WorkerConfig(device="cuda:2"))] == [0.225] * 4
     assert all(c.resolved_address_space() is None for c in configs)  # CUDA reserves huge address space
     assert [c.gpu for c in slot_configs(2, WorkerConfig(device="cuda:1"))] == [1, 1]
     assert WorkerConfig().resolved_address_space() == DEFAULT_ADDRESS_SPACE
@@ -72,6 +78,17 @@ def test_cuda_device_gets_one_pinned_worker_per_gpu(monkeypatch):
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
     with pytest.raises(ValueError, match="no CUDA GPU"):
         slot_configs(1, WorkerConfig(device="cuda"))
+
+
+def test_several_workers_share_a_gpu_by_default(monkeypatch):
+    # One worker cannot fill a GPU with small launch-bound steps: one per core per GPU, up to 8.
+    assert workers_per_gpu(1, cores=16) == 8 and workers_per_gpu(1, cores=2) == 2
+    assert workers_per_gpu(4, cores=16) == 4 and workers_per_gpu(8, cores=4) == 1
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    cores = len(os.sched_getaffinity(0))
+    assert default_size("cuda") == 2 * workers_per_gpu(2, cores)
+    assert default_size("cuda:1") == workers_per_gpu(2, cores)
+    assert default_size("cpu") == cores
 
 
 def test_sockets_fail_inside_workers(pool):
