@@ -23,7 +23,7 @@ TIER_HELP = ("search (picks parents), validation (decides what is announced) or 
 SuiteOpt = typer.Option("search", "--tier", "--suite", help=TIER_HELP)
 TiersOpt = typer.Option([], "--tier", "--suite", help=TIER_HELP + "; repeatable (default: all three)")
 DeviceOpt = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N (auto: cuda if available)")
-WorkersOpt = typer.Option(None, "--workers", help="sandbox worker processes (default: CPU cores, or one per GPU)")
+WorkersOpt = typer.Option(None, "--workers", help="sandbox worker processes (default: CPU cores, or one per core per GPU, at most 8 per GPU)")
 JsonOpt = typer.Option(False, "--json", help="print machine-readable JSON instead of tables")
 StepsScaleOpt = typer.Option(1.0, "--steps-scale", min=0.05, max=4.0, help="multiply every task's step budget")
 

@@ -94,7 +94,7 @@ class EvaluationConfig(_Strict):
     screen_threshold: float = Field(0.3, ge=0)
     steps_scale: float = Field(1.0, gt=0, le=4)
     device: str = "auto"
-    workers: int | None = Field(None, ge=1, description="worker processes (default: CPU cores, or one per GPU)")
+    workers: int | None = Field(None, ge=1, description="worker processes (default: CPU cores, or one per core per GPU, at most 8 per GPU)")
     executor: Literal["local", "ray"] = "local"
     ray_address: str | None = None
     job_timeout: float = Field(300.0, gt=0, description="the most seconds any job may run")
