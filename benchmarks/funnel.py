@@ -16,7 +16,11 @@ b. **Successive halving over the LR grid**, simulated offline on the full-length
    run): per schedule and tier (``--tiers``; pooled over them too), how often the LR the full
    grid picks is dropped, the measured task score at the LR halving picks instead (its
    measurement runs are run when not cached), the programs whose fitness crosses the bar
-   because of it, and the run-steps saved. Then the **task funnel**: after the first k search
+   because of it, and the run-steps saved; the last row is the rule the evaluator runs
+   (``EvaluatorRule``: seed-ranked on the screened tasks, the default schedule elsewhere), with
+   the share of the run-steps saved among those a program that passed the screen still runs.
+   Collection itself runs with the evaluator's halving off (it needs every LR's full runs).
+   Then the **task funnel**: after the first k search
    tasks, drop a program whose geometric mean so far is below c; its false drops and savings.
 c. The recommendation the figures support, for the screen and the LR grid.
 
@@ -279,7 +283,7 @@ def halving_figures(rows: Mapping[str, Mapping], schedule: Schedule | EvaluatorR
     when that ratio is below ``HARM_RATIO``), the programs whose fitness it moves below ``bar``,
     and the run-steps it saves."""
     pairs = changed = harmful = contender_pairs = contender_changed = 0
-    trained = full = measured = 0
+    trained = full = measured = screened = 0
     ratios: list[float] = []
     fitness = {}
     for label, row in rows.items():
@@ -288,6 +292,8 @@ def halving_figures(rows: Mapping[str, Mapping], schedule: Schedule | EvaluatorR
         scores = []
         for name, task in row["tasks"].items():
             result = simulate(schedule, name, task)
+            if isinstance(schedule, EvaluatorRule) and name in schedule.seeded:
+                screened += task["steps"] * len(task["runs"])  # seed 0 on the whole grid: the screen's runs
             pairs += 1
             trained += result.run_steps
             full += result.full_run_steps
@@ -322,7 +328,8 @@ def halving_figures(rows: Mapping[str, Mapping], schedule: Schedule | EvaluatorR
             "crossed": crossed, "crossed_one": crossed_one, "reach_bar": reach,
             "false_rate": len(crossed) / reach if reach else math.nan,
             "worst_factor": min(factors) if factors else math.nan, "best_factor": max(factors) if factors else math.nan,
-            "saved_select": 1 - trained / max(1, full), "saved": 1 - (trained + measured) / max(1, full + measured)}
+            "saved_select": 1 - trained / max(1, full),
+            "saved_after_screen": 1 - (trained - screened) / max(1, full - screened), "saved": 1 - (trained + measured) / max(1, full + measured)}
 
 
 def pooled(tiers: Mapping[str, Mapping[str, Mapping]]) -> dict[str, Mapping]:
@@ -494,7 +501,8 @@ def report(tiers: Mapping[str, Mapping[str, Mapping]], order: Sequence[str], bar
                 print(f"   the evaluator's rule ({h['label']}) on {tier}: {h['changed']}/{h['pairs']} picks changed "
                       f"({h['changed_rate']:.1%}), {h['harmful']} harmfully, score ratio worst {h['ratio_min']:.2f}, "
                       f"{len(h['crossed'])} programs below {bar:g}, {h['missing']} unscored; saves {h['saved_select']:.1%}"
-                      f" of selection run-steps ({h['saved']:.1%} with measurement)")
+                      f" of selection run-steps ({h['saved']:.1%} with measurement; {h['saved_after_screen']:.1%} of those"
+                      " a program that passed the screen still runs)")
     safe = [(f, s) for f, s in funnel if not s["false"] and s["saved"] > 0]
     if safe:
         f, s = max(safe, key=lambda fs: fs[1]["saved"])
