@@ -58,6 +58,17 @@ def test_survivors_are_the_full_runs_and_the_rest_are_pruned_prefixes(name, batc
     assert replay(_by_lr(half), STEPS, val_steps(STEPS), RECOMMENDED).alive == expected.alive
 
 
+def test_a_program_vmap_cannot_trace_halves_on_the_sequential_path():
+    from tests.test_harness import DATA_DEPENDENT_IF
+
+    task = get_task("noisy_quadratic")
+    full = run_candidate(DATA_DEPENDENT_IF, task, CONFIGS, steps=40, batched=False)
+    half = run_candidate(DATA_DEPENDENT_IF, task, CONFIGS, steps=40, halving=RECOMMENDED)  # falls back
+    assert not any(r.batched for r in half)
+    assert [r.status for r in half].count(PRUNED) == 4
+    assert all(h == f for h, f in zip(half, full) if h.status != PRUNED)
+
+
 def test_a_single_lr_or_no_schedule_prunes_nothing():
     task = get_task("noisy_quadratic")
     one = run_candidate(ADAMW, task, [RunConfig(1e-2, 0), RunConfig(1e-2, 1)], steps=40, halving=RECOMMENDED)
