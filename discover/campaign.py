@@ -42,6 +42,7 @@ from sandbox import scoring
 from sandbox.evaluate import EvalSettings, EvaluationResult, Evaluator, beats_adamw
 from sandbox.executor import ExecutorUnavailable, make_executor
 from sandbox.jobbound import TimeBoundExecutor
+from sandbox.halving import RECOMMENDED
 from sandbox.population_executor import PopulationExecutor
 from sandbox.runcache import RunCache
 from sandbox.scoring import downsample
@@ -215,7 +216,7 @@ class Campaign:
             test_tasks=tuple(ev.test_tasks), selection_seeds=tuple(ev.selection_seeds),
             measure_seeds=tuple(ev.measure_seeds), confirm_seeds=tuple(ev.confirm_seeds), test_seeds=tuple(ev.test_seeds),
             lr_grid=tuple(ev.lr_grid), screen=ev.screen, screen_threshold=ev.screen_threshold, device=self.device,
-            job_timeout=ev.job_timeout, steps_scale=ev.steps_scale)
+            job_timeout=ev.job_timeout, steps_scale=ev.steps_scale, halving=RECOMMENDED if ev.halving else None)
         self.evaluator = Evaluator(self.executor, self.cache, self.settings)
 
     def _resolve_compact_prompt(self, config: CampaignConfig) -> CampaignConfig:

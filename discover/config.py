@@ -91,6 +91,11 @@ class EvaluationConfig(_Strict):
         default_factory=lambda: list(DEFAULT_LR_GRID),
         description="learning rates tried for every program and baseline alike (absolute, log-spaced)")
     screen: bool = True
+    halving: bool = Field(True, description=(
+        "successive halving inside LR selection: on the screened tasks only the better half of the LRs (by the "
+        "screen's seed-0 runs) runs the other seeds; elsewhere every LR trains to 1/4 of the budget and the better "
+        "half goes on. Over 1,581 program-task pairs of the reference library it changed 0.9% of picks and saved "
+        "33% of selection run-steps (benchmarks/funnel.py)"))
     screen_threshold: float = Field(0.3, ge=0)
     steps_scale: float = Field(1.0, gt=0, le=4)
     device: str = "auto"

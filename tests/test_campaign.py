@@ -309,3 +309,14 @@ def test_ctrl_c_while_a_pipelined_batch_is_evaluated_archives_each_proposal_once
         assert {0, 1, 2, 3} <= set(indices)
         assert {4, 5} & set(indices), "the batch generated ahead was archived (pending), not dropped"
         assert len(store.llm_calls()) == len(fake_llm_server.answered)
+
+
+def test_the_halving_setting_reaches_the_evaluator(tmp_path):
+    from sandbox.halving import RECOMMENDED
+
+    for value, expected in ((True, RECOMMENDED), (False, None)):
+        campaign = Campaign.create(small_config(tmp_path / str(value), extra={"evaluation": {"halving": value}}))
+        try:
+            assert campaign.evaluator.settings.halving == expected
+        finally:
+            campaign.close()
