@@ -23,7 +23,7 @@ test tier gives 0.809 (K=3) and 0.811 (K=5), below 0.821. So the protocol keeps 
 decision-region figure swings with its membership (noise).
 
     python benchmarks/target_ladder.py [--ladder 1] [--ladder 0.5,1] [--ladder 0.25,0.5,0.75,1] ...
-    python benchmarks/target_ladder.py --smooth 1 --smooth 3 --smooth 5
+    python benchmarks/target_ladder.py --smooth 1 --smooth 3 --smooth 5 [--smooth-tiers test]
 
 The protocol itself is not changed by this script (it patches the score in its own process).
 """
@@ -82,9 +82,10 @@ def trailing_mean_best_so_far(k: int):
 _PLAIN_BEST_SO_FAR = scoring.best_so_far
 
 
-def figures(programs: dict[str, str], levels: tuple[float, ...], smooth: int = 1) -> str:
+def figures(programs: dict[str, str], levels: tuple[float, ...], smooth: int = 1,
+            smooth_tiers: tuple[str, ...] = ("search", "test")) -> str:
     BaselineReference.val_score = ladder_score(levels)
-    scoring.best_so_far = trailing_mean_best_so_far(smooth)
+    curves = {tier: trailing_mean_best_so_far(smooth if tier in smooth_tiers else 1) for tier in ("search", "test")}
     cache, base = RunCache(), EvalSettings(screen=False)
     tiers = {"search": Evaluator(_CacheOnly(), cache, base),
              "test": Evaluator(_CacheOnly(), cache, replace(base, measure_seeds=base.test_seeds))}
@@ -92,13 +93,14 @@ def figures(programs: dict[str, str], levels: tuple[float, ...], smooth: int = 1
     per_task = []
     for source in programs.values():
         for tier, evaluator in tiers.items():
+            scoring.best_so_far = curves[tier]  # each tier's evaluator keeps its own baselines' targets
             result = evaluator.evaluate(source, suite=tier, stage="full")
             fitness[tier].append(result.fitness if result.failure is None else scoring.FAILED_SCORE)
             if tier == "test":
                 per_task.append([result.tasks[k].score for k in sorted(result.tasks)])
     # The same figures transfer.py and transfer_tasks.py print.
     figs = rank_figures(fitness["search"], fitness["test"])
-    label = ','.join(f'{x:g}' for x in levels) + (f" smooth {smooth}" if smooth > 1 else "")
+    label = ','.join(f'{x:g}' for x in levels) + (f" smooth {smooth} ({'+'.join(smooth_tiers)})" if smooth > 1 else "")
     return (f"{label:>16}  rho {figs['rho']:.3f}  tau {figs['tau']:.3f}  "
             f"decision region {figs['rho_decision']:.3f} (n={figs['n_decision']})  announce {figs['announced']}  "
             f"test split-half {split_half(np.array(per_task)):.3f}")
@@ -110,7 +112,13 @@ def main() -> None:
     parser.add_argument("--smooth", action="append", type=int, default=[],
                         help="trailing-mean window over validation measurements (repeatable; with the protocol's "
                              "single target)")
+    parser.add_argument("--smooth-tiers", default="search,test",
+                        help="the tiers --smooth applies to (search, test or both; default both)")
     args = parser.parse_args()
+    smooth_tiers = tuple(t.strip() for t in args.smooth_tiers.split(",") if t.strip())
+    if not smooth_tiers or not set(smooth_tiers) <= {"search", "test"}:
+        print(f"bad --smooth-tiers {args.smooth_tiers!r}: search, test or search,test", file=sys.stderr)
+        raise SystemExit(2)
     if any(k < 1 for k in args.smooth):
         print("bad --smooth: a window of at least 1 measurement", file=sys.stderr)
         raise SystemExit(2)
@@ -128,7 +136,7 @@ def main() -> None:
     runs = [(levels, 1) for levels in parsed] if not args.smooth else [(parsed[0], k) for k in args.smooth]
     for levels, smooth in runs:
         try:
-            print(figures(programs, levels, smooth), flush=True)
+            print(figures(programs, levels, smooth, smooth_tiers), flush=True)
         except LookupError:
             print("a run is not in the run cache: run benchmarks/transfer.py first", file=sys.stderr)
             raise SystemExit(2)
