@@ -220,13 +220,15 @@ def evaluate_population_job(payload: dict, device: str = "cpu") -> dict[str, Any
     """Several candidates on one task in one batched pass (:func:`sandbox.population.run_population`).
 
     Payload: ``task``, ``steps``, ``device``, ``task_modules`` as for ``evaluate``, optional
-    ``share`` (one of :data:`sandbox.population.SHARE_MODES`, default ``auto``), and ``programs``: ``[{"source", "configs": [[lr, seed], ...]}, ...]``.
+    ``share`` (one of :data:`sandbox.population.SHARE_MODES`, default ``auto``), ``halving`` (one
+    schedule for every program, as ``evaluate``'s), and ``programs``: ``[{"source", "configs": [[lr, seed], ...]}, ...]``.
     Returns ``{"programs": [...]}``, one entry per program in order: ``{"ok": true, "runs": [...],
     "shared": bool}`` with the very records ``evaluate`` returns for that program alone, or
     ``{"ok": false, "reason", "message"}`` with the failure ``evaluate`` reports for it. One
     program's failure (invalid code included) never fails the others; a job-level error (bad
     payload, unknown task) fails the job.
     """
+    from sandbox.halving import Schedule
     from sandbox.harness import RunConfig
     from sandbox.population import train_population
     from sandbox.tasks import get_task, load_task_module
@@ -234,6 +236,7 @@ def evaluate_population_job(payload: dict, device: str = "cpu") -> dict[str, Any
     for module in payload.get("task_modules") or []:
         load_task_module(module["ref"], search_path=module.get("path"))
     task = get_task(payload["task"])
+    halving = Schedule.from_json(payload["halving"]) if payload.get("halving") is not None else None
     members = payload["programs"]
     if not isinstance(members, list) or not members:
         raise ValueError("an evaluate_population payload needs a non-empty list 'programs'")
@@ -252,7 +255,8 @@ def evaluate_population_job(payload: dict, device: str = "cpu") -> dict[str, Any
         where.append(index)
     if programs:
         outcome = train_population(programs, task, configs, steps=payload.get("steps"),
-                                   device=payload.get("device") or device, share=payload.get("share", "auto"))
+                                   device=payload.get("device") or device, share=payload.get("share", "auto"),
+                                   halving=halving)
         for index, result, shared in zip(where, outcome.results, outcome.shared):
             if isinstance(result, CandidateError):
                 reason, message = classify_exception(result)

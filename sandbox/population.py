@@ -44,6 +44,12 @@ its sequential path, or raises the program's ``CandidateError``), and when it ha
 config (``run_candidate`` runs those unbatched). So each program's entry is exactly what
 ``run_candidate`` returns for it alone, or the ``CandidateError`` it raises.
 
+With a successive-halving schedule (``halving``, one for the population) each program's learning
+rates are cut at the rungs on its own runs, at the check where its own pass decides (the rung's
+step; one step later on a full-batch task, whose loss is known a step late), and its pruned rows
+leave the pass as stopped ones do: every program gets ``run_candidate(..., halving=schedule)``'s
+records, pruned ones included.
+
 Rows of a stochastic task get their own seed's minibatch. A batch entry that is the same tensor
 for every seed (a data set, a fixed basis) is passed once, unstacked, and one that differs is
 stacked per row; a program with a single seed sees every entry unstacked in its own pass, so
@@ -62,6 +68,7 @@ from torch.func import grad, grad_and_value, vmap
 from torch.utils._pytree import tree_map
 
 from sandbox.contract import CandidateError, HParams, Program
+from sandbox.halving import Schedule
 from sandbox.harness import (
     RunConfig,
     RunResult,
@@ -114,19 +121,23 @@ def run_population(
     hparam_overrides: Sequence[Mapping[str, float] | None] | None = None,
     share: str = "auto",
     max_rows: int | None = None,
+    halving: Schedule | None = None,
 ) -> list[PopulationResult]:
     """Train every program on ``task``; entry i is what ``run_candidate(programs[i], task,
-    configs_i, steps=steps, device=device, hparam_overrides=overrides_i)`` returns, or the
-    ``CandidateError`` it raises.
+    configs_i, steps=steps, device=device, hparam_overrides=overrides_i, halving=halving)``
+    returns, or the ``CandidateError`` it raises.
 
     ``configs`` is one list of RunConfig for all programs, or one list per program.
     ``hparam_overrides`` is None or one mapping (or None) per program. Bad arguments raise
     ``ValueError`` as ``run_candidate`` does; any error that is not a candidate's propagates.
     ``share`` (:data:`SHARE_MODES`) says when programs share a pass; ``max_rows`` caps the rows of
-    one shared pass (the programs are then split into consecutive passes under it).
+    one shared pass (the programs are then split into consecutive passes under it). ``halving``
+    (one schedule for every program) cuts each program's learning rates at the rungs on its own
+    runs, at the step ``run_candidate`` does, and drops its pruned rows from the pass.
     """
     return train_population(programs, task, configs, steps=steps, device=device,
-                            hparam_overrides=hparam_overrides, share=share, max_rows=max_rows).results
+                            hparam_overrides=hparam_overrides, share=share, max_rows=max_rows,
+                            halving=halving).results
 
 
 def train_population(
@@ -139,6 +150,7 @@ def train_population(
     hparam_overrides: Sequence[Mapping[str, float] | None] | None = None,
     share: str = "auto",
     max_rows: int | None = None,
+    halving: Schedule | None = None,
 ) -> PopulationOutcome:
     """:func:`run_population`, also saying which programs shared a pass."""
     programs = list(programs)
@@ -154,7 +166,7 @@ def train_population(
         raise ValueError(f"hparam_overrides has {len(overrides)} entries for {len(programs)} programs")
     resolved = resolve_device(device)
     # Building every run first checks every argument before anything trains.
-    runs = [_Run(p, task, c, steps, resolved, o) for p, c, o in zip(programs, per_program, overrides)]
+    runs = [_Run(p, task, c, steps, resolved, o, halving) for p, c, o in zip(programs, per_program, overrides)]
 
     results: list[PopulationResult | None] = [None] * len(programs)
     shared = [False] * len(programs)
@@ -183,7 +195,7 @@ def train_population(
     for index in sorted(alone):
         try:
             results[index] = run_candidate(programs[index], task, per_program[index], steps=steps, device=resolved,
-                                           hparam_overrides=overrides[index])
+                                           hparam_overrides=overrides[index], halving=halving)
         except CandidateError as exc:
             results[index] = exc
     independent = [v for v, _ in verdicts if v is not None]
@@ -251,11 +263,14 @@ class _Member:
         self.pending: list[tuple[int, list[int], torch.Tensor]] = []  # (step, configs, losses)
         self.pending_val: list[tuple[int, list[int], torch.Tensor]] = []  # (step, configs, validation values)
 
-    def check(self, known: int) -> bool:
-        """Record what is pending (validation values up to step ``known``), drop stopped rows;
-        False when none is left. As the check in ``_Run._train_batched``."""
+    def check(self, known: int, rung: int | None = None) -> bool:
+        """Record what is pending (validation values up to step ``known``), cut the learning
+        rates at ``rung`` if given (a successive-halving rung this check decides), drop stopped
+        and pruned rows; False when none is left. As the check in ``_Run._train_batched``."""
         run = self.run
         run._flush_batched(self.pending, self.pending_val, known=known)
+        if rung is not None:
+            run._rung(rung)  # this program's own configs only, as in its own pass
         keep = [j for j, i in enumerate(self.active) if run.monitor.running(i)]
         if len(keep) == len(self.active):
             return True
@@ -354,12 +369,15 @@ class _Population:
                         self._spread(block, step, eval_loss(block_params), "pending")
                     if step in self.val_at:
                         self._spread(block, step, val_loss(block_params), "pending_val")
-                if step % self.check_every == 0 or step == self.steps:
+                # A program's rung is decided at a check of its own (at decide_at: the rung's step,
+                # or the next one on a full-batch task), as in _train_batched.
+                rungs = {i: m.run.decide_at[step] for i, m in members.items() if step in m.run.decide_at}
+                if step % self.check_every == 0 or step == self.steps or rungs:
                     # A full-batch run learns step t's loss one step later (as in _train_batched).
                     known = step - 1 if full_batch else step
                     counts = [len(m.active) for m in members.values()]
                     for index, member in list(members.items()):
-                        if not member.check(known):
+                        if not member.check(known, rungs.get(index)):
                             done[index] = member.run._results(member.finals, batched=True)
                             del members[index]
                     if not members:

@@ -7,11 +7,13 @@ import torch
 from torch.func import vmap
 
 from sandbox.contract import CandidateError, load_program
+from sandbox.halving import PRUNED, Schedule
 from sandbox.harness import RunConfig, run_candidate
 from sandbox.jobs import evaluate_job, evaluate_population_job, run_job
 from sandbox.population import run_population, train_population
 from sandbox.references import load_reference, reference_source
 from sandbox.tasks import get_task
+from sandbox.tasks.base import val_steps
 from tests.test_harness import DATA_DEPENDENT_IF
 
 torch.set_num_threads(1)  # as in a sandbox worker: bit equality is a claim about this configuration
@@ -98,6 +100,35 @@ def test_population_equals_each_program_alone_bit_for_bit(name, steps):
     statuses = {r.status for key in ("adamw", "sgd_momentum") for r in by_name[key]}
     assert "ok" in statuses and statuses != {"ok"}  # early stopping inside a shared pass was exercised
     assert all(r.batched for key in ("adamw", "sgd_momentum", "lion") for r in by_name[key])
+
+
+# A grid of six LRs on two seeds: the top ones diverge for some programs before the first rung
+# (stopped rows count as worst there), two rungs cut the rest to 3 and then 2 LRs.
+HALVING_CONFIGS = [RunConfig(lr, seed) for lr in (1e-4, 1e-3, 1e-2, 0.1, 1.0, 3.0) for seed in (0, 1)]
+TWO_RUNGS = Schedule((0.25, 0.5))
+
+
+@pytest.mark.parametrize("name, steps", [("rosenbrock", 40), ("mlp_digits", 25), ("noisy_quadratic", 40)])
+def test_population_with_halving_equals_each_program_halving_alone_bit_for_bit(name, steps):
+    """Each program's rungs are decided on its own runs, at the step its own pass decides (one
+    step after the rung on the full-batch rosenbrock), and its pruned rows leave the shared pass;
+    the crash and the untraceable program get the schedule on their run_candidate path."""
+    task = get_task(name)
+    programs = [load_program(source) for source in PROGRAMS.values()]
+    outcome = train_population(programs, task, HALVING_CONFIGS, steps=steps, share="independent", halving=TWO_RUNGS)
+    expected = [alone(p, task, HALVING_CONFIGS, steps, halving=TWO_RUNGS) for p in programs]
+    assert_identical(outcome.results, expected)
+    assert outcome.shared == [True, True, True, True, False, False]
+    by_name = dict(zip(PROGRAMS, outcome.results))
+    rungs = TWO_RUNGS.rung_points(val_steps(steps), steps)
+    for key in ("adamw", "lion", "untraceable"):  # the schedule reached both paths and cut at both rungs
+        assert {r.stopped_at for r in by_name[key] if r.status == PRUNED} == set(rungs), key
+        assert len({r.lr for r in by_name[key] if r.status == "ok"}) == 2, key
+    assert not any(r.batched for r in by_name["untraceable"])
+    assert any(r.status == "diverged" for key in ("adamw", "lion") for r in by_name[key])
+    # Without the schedule nothing is pruned: the cut above is the schedule's doing.
+    plain = train_population(programs[:3], task, HALVING_CONFIGS, steps=steps, share="independent")
+    assert not any(r.status == PRUNED for runs in plain.results for r in runs)
 
 
 def test_each_program_keeps_its_own_configs_hparams_and_seeds():
@@ -227,6 +258,22 @@ def test_population_job_returns_what_each_evaluate_job_returns():
     direct = evaluate_population_job({**common, "programs": [{"source": sources[0], "configs": configs},
                                                              {"source": sources[3], "configs": configs}]})
     assert direct["programs"][0]["runs"] == evaluate_job({**common, "source": sources[0], "configs": configs})["runs"]
+
+
+def test_population_job_with_halving_returns_what_each_halving_evaluate_job_returns():
+    sources = [reference_source(n) for n in ("adamw", "sgd_momentum", "lion")]
+    configs = [[lr, seed] for lr in (1e-3, 1e-2, 0.1, 1.0) for seed in (0, 1)]
+    common = {"task": "noisy_quadratic", "steps": 24, "device": "cpu", "halving": TWO_RUNGS.to_json()}
+    reply = run_job("evaluate_population", {**common, "share": "independent",
+                                            "programs": [{"source": s, "configs": configs} for s in sources]})
+    assert reply["ok"], reply
+    for source, entry in zip(sources, reply["value"]["programs"]):
+        single = run_job("evaluate", {**common, "source": source, "configs": configs})
+        assert single["ok"] and entry == {"ok": True, "runs": single["value"]["runs"], "shared": True}
+        assert [r["status"] for r in entry["runs"]].count(PRUNED) >= 2
+    bad = run_job("evaluate_population", {**common, "halving": {"fractions": [2.0]},
+                                          "programs": [{"source": sources[0], "configs": configs}]})
+    assert not bad["ok"] and "fractions" in bad["message"]
 
 
 def test_population_job_rejects_a_bad_payload():
