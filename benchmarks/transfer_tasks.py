@@ -13,8 +13,14 @@ Reads the per-task scores ``benchmarks/transfer.py`` writes (``--out``; nothing 
   greedy forward selection of search-pool tasks (search tier at its default workloads, the
   validation tier's extra tasks at their @1 variants) maximises rho against one half and is
   judged on the other. Choosing on the whole test tier would fit the ground truth itself.
+* with candidate tasks in the file (``transfer.py --candidate-task``): each one's degenerate signs
+  (programs whose best LR sits at the grid's edge, programs > 10x AdamW, failures), then the
+  test tier enlarged by them (``--add-to-test``, default: all candidates): its split-half
+  reliability beside the tier's own, and the search tier's rho / tau / decision-region rho /
+  announce precision against the enlarged ground truth beside the tier's own. (Candidates are
+  scored on the search tier's measurement seeds, the test tier on its own seeds.)
 
-    python benchmarks/transfer_tasks.py transfer.json
+    python benchmarks/transfer_tasks.py transfer.json [--add-to-test NAME@VARIANT ...]
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from sandbox.scoring import SCORE_MAX, SCORE_MIN  # noqa: E402
 from sandbox.tasks import get_task  # noqa: E402
+from transfer import rank_figures  # noqa: E402
 
 
 def load(path: Path) -> dict[str, dict]:
@@ -52,6 +59,18 @@ def task_scores(rows: dict[str, dict], tier: str) -> tuple[list[str], list[str],
             if entry is not None and entry.get("score") is not None:
                 matrix[i, j] = entry["score"]
     return labels, tasks, matrix
+
+
+def candidate_rows(rows: dict[str, dict]) -> dict[str, list[dict | None]]:
+    """Per candidate task: its per-task result rows over ``rows`` (None where a program has none)."""
+    out: dict[str, list[dict | None]] = {}
+    labels = list(rows)
+    for i, label in enumerate(labels):
+        for key, tasks in rows[label].items():
+            if key.startswith("candidates:") and key.endswith("_tasks") and isinstance(tasks, dict):
+                for name, entry in tasks.items():
+                    out.setdefault(name, [None] * len(labels))[i] = entry
+    return out
 
 
 def candidate_scores(rows: dict[str, dict]) -> dict[str, np.ndarray]:
@@ -134,10 +153,61 @@ def greedy(pool: np.ndarray, names: list[str], truth: np.ndarray, size: int) -> 
     return chosen
 
 
+def degenerate_signs(entries: list[dict | None], labels: list[str]) -> str:
+    """One line: how a candidate's per-program results look for the signs of a degenerate task."""
+    done = [(label, e) for label, e in zip(labels, entries) if e is not None]
+    scores = np.array([e["score"] if e.get("score") is not None else math.nan for _, e in done])
+    edge = sum(bool(e.get("lr_at_edge")) for _, e in done)
+    failed = sum(e.get("status") != "ok" or e.get("score") is None for _, e in done)
+    finite = np.isfinite(scores)
+    top = int(np.nanargmax(scores)) if finite.any() else None
+    adamw = next((e.get("score") for label, e in done if label == "adamw"), None)
+    return (f"{len(done)} programs, best LR at the grid's edge {edge}, failed {failed}, > 10x AdamW "
+            f"{int((scores[finite] > 10).sum())}, beat AdamW (> 1) {int((scores[finite] > 1.0).sum())}, "
+            f"median {np.nanmedian(scores):.2f}, top {done[top][0] if top is not None else '-'} "
+            f"{np.nanmax(scores) if finite.any() else math.nan:.2f}, adamw itself {adamw if adamw is None else round(adamw, 3)}")
+
+
+def enlarged_test_tier(rows: dict[str, dict], test: np.ndarray, test_names: list[str], search: np.ndarray,
+                       candidates: dict[str, np.ndarray], add: list[str]) -> None:
+    """Split-half reliability and the search tier's rank figures against the test tier with
+    ``add`` (candidate tasks) joined to it, beside the same figures for the tier alone."""
+    missing = [name for name in add if name not in candidates]
+    if missing:
+        print(f"no candidate scores for {', '.join(missing)}", file=sys.stderr)
+        raise SystemExit(2)
+    labels = list(rows)
+    extra = np.stack([candidates[name] for name in add], axis=1)
+    have = np.isfinite(extra).all(axis=1)
+    enlarged = np.concatenate([test, extra], axis=1)
+    print(f"\ntest tier enlarged by {len(add)} candidates ({', '.join(add)}), over the {int(have.sum())} programs "
+          "that have all of them")
+    sub_test, sub_enlarged, sub_search = test[have], enlarged[have], search[have]
+    for name, matrix in ((f"test tier ({len(test_names)} tasks)", sub_test),
+                         (f"enlarged ({len(test_names) + len(add)} tasks)", sub_enlarged)):
+        r = split_half(matrix)
+        n = matrix.shape[1]
+        print(f"  {name:24} split-half rho {r:+.3f} (Spearman-Brown for all {n}: {2 * r / (1 + r):+.3f})")
+    protocol = np.array([rows[label].get("search") if rows[label].get("search") is not None else math.nan
+                         for label in labels])[have]
+    print(f"  {'search score':30} {'truth':>26} {'rho':>7} {'tau':>7} {'rho decision':>16} {'announce':>14}")
+    for score_name, score in (("search fitness (protocol)", protocol), ("search geomean (per task)", geomean(sub_search))):
+        for truth_name, truth in ((f"test tier, {len(test_names)} tasks", geomean(sub_test)),
+                                  (f"enlarged, {len(test_names) + len(add)} tasks", geomean(sub_enlarged))):
+            f = rank_figures(list(score), list(truth))
+            print(f"  {score_name:30} {truth_name:>26} {f['rho']:+7.3f} {f['tau']:+7.3f} "
+                  f"{f['rho_decision']:+9.3f} (n={f['n_decision']:2d}) {f['announce_precision']:6.3f} ({f['announced']})")
+    print(f"  rho between the two ground truths: {rho(geomean(sub_test), geomean(sub_enlarged)):+.3f}; "
+          f"the candidates alone vs the test tier: {rho(geomean(extra[have]), geomean(sub_test)):+.3f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("path", help="the JSON benchmarks/transfer.py wrote (--out)")
     parser.add_argument("--size", type=int, default=6, help="tasks the cross-validated choice picks (default 6)")
+    parser.add_argument("--add-to-test", action="append", default=None, metavar="NAME@VARIANT",
+                        help="candidate task to join to the test tier for the enlarged figures (repeatable; "
+                             "default: every candidate in the file)")
     args = parser.parse_args()
     rows = load(Path(args.path))
     if len(rows) < 5:
@@ -162,6 +232,11 @@ def main() -> None:
             print(f"  {name:26} rho {rho(column, truth):+.3f}   search tier with it {rho(added, truth):+.3f} "
                   f"(without {rho(geomean(search), truth):+.3f})   test tier with it vs without: rho "
                   f"{rho(in_test, truth):+.3f}   AdamW-beaters {precision(column, truth)}")
+        print("candidate tasks: signs of a degenerate workload")
+        entries = candidate_rows(rows)
+        for name in candidates:
+            print(f"  {name:26} {degenerate_signs(entries[name], labels)}")
+        enlarged_test_tier(rows, test, test_names, search, candidates, args.add_to_test or list(candidates))
 
     full = geomean(search)
     reliability = split_half(test)
