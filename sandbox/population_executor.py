@@ -5,7 +5,7 @@ each candidate's runs task by task as ``evaluate`` jobs. :class:`PopulationExecu
 executor and is *work-conserving*: a job goes to the wrapped executor at once while one of its
 slots is free, and only jobs that would have waited for a slot anyway are merged. When more jobs
 wait than slots are free, the oldest leaves together with every other waiting job for the same task,
-step budget, device and task modules (at most ``max_programs``), as one
+step budget, device, task modules and halving schedule (at most ``max_programs``), as one
 ``evaluate_population`` job (:func:`sandbox.jobs.evaluate_population_job`: one stacked model, one
 batched forward and backward, each program's update on its own rows). Each caller's future
 resolves to exactly the :class:`~sandbox.worker.JobResult` its own ``evaluate`` job would have
@@ -24,6 +24,7 @@ idle. Merging only what waits cannot idle a slot that plain jobs would have kept
 
 from __future__ import annotations
 
+import json
 import threading
 from collections import deque
 from concurrent.futures import Future
@@ -33,7 +34,7 @@ from typing import Any
 from sandbox.executor import Executor, WrappingExecutor
 from sandbox.worker import JobResult
 
-MERGEABLE_KEYS = frozenset({"source", "task", "configs", "steps", "device", "task_modules"})
+MERGEABLE_KEYS = frozenset({"source", "task", "configs", "steps", "device", "task_modules", "halving"})
 """An ``evaluate`` payload with anything else (``batched``, overrides) is passed through as is."""
 
 
@@ -69,7 +70,9 @@ class PopulationExecutor(WrappingExecutor):
     def submit(self, job_name: str, payload: dict[str, Any], timeout: float = 60.0) -> Future[JobResult]:
         if job_name != "evaluate" or not set(payload) <= MERGEABLE_KEYS:
             return self._send(job_name, payload, timeout)
-        key = (payload.get("task"), payload.get("steps"), payload.get("device"), repr(payload.get("task_modules")))
+        # A population has one halving schedule: jobs merge only with jobs of the same one (or none).
+        key = (payload.get("task"), payload.get("steps"), payload.get("device"), repr(payload.get("task_modules")),
+               json.dumps(payload.get("halving"), sort_keys=True, default=repr))
         future: Future[JobResult] = Future()
         with self._cond:
             if self._closed:
@@ -118,7 +121,7 @@ class PopulationExecutor(WrappingExecutor):
                 continue
             members = [{"source": e.payload["source"], "configs": e.payload["configs"]} for e in group]
             first = group[0].payload
-            population = {k: first[k] for k in ("task", "steps", "device", "task_modules") if k in first}
+            population = {k: first[k] for k in ("task", "steps", "device", "task_modules", "halving") if k in first}
             population.update(programs=members, share=self.share)
             timeout = max(e.timeout for e in group)
             self._send("evaluate_population", population, timeout).add_done_callback(

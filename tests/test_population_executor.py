@@ -9,6 +9,7 @@ import pytest
 from discover.campaign import Campaign
 from discover.config import load_config
 from sandbox.executor import make_executor
+from sandbox.halving import PRUNED, RECOMMENDED, Schedule
 from sandbox.population_executor import PopulationExecutor
 from sandbox.references import reference_source
 from tests.test_campaign import SMALL, private_run_cache  # noqa: F401 (autouse fixture)
@@ -40,6 +41,45 @@ def test_jobs_waiting_on_one_task_run_as_one_population_job_with_the_same_record
         assert got.ok and want.ok
         assert got.value["runs"] == want.value["runs"]  # bit for bit: the same floats, the same statuses
     assert lone.result().value["runs"] == other.value["runs"]
+
+
+HALVING_CONFIGS = [[lr, seed] for lr in (1e-3, 1e-2, 0.1, 1.0) for seed in (0, 1)]
+
+
+def halving_payload(source: str, schedule: Schedule | None) -> dict:
+    job = {**payload(source), "configs": HALVING_CONFIGS}
+    return job if schedule is None else {**job, "halving": schedule.to_json()}
+
+
+def test_halving_jobs_with_the_same_schedule_merge_and_keep_their_records(local):
+    sources = [reference_source(n) for n in ("adamw", "sgd_momentum", "lion")]
+    alone = [local.submit("evaluate", halving_payload(s, RECOMMENDED), 120).result() for s in sources]
+    population = PopulationExecutor(local, slots=1)
+    blocker = population.submit("evaluate", payload(sources[0], "noisy_quadratic"), 120)  # takes the one slot
+    futures = [population.submit("evaluate", halving_payload(s, RECOMMENDED), 120) for s in sources]
+    results = [f.result() for f in futures]
+    assert blocker.result().ok
+    assert population.stats["population_jobs"] == 1 and population.stats["programs_merged"] == 3
+    for got, want in zip(results, alone):
+        assert got.ok and want.ok
+        assert got.value["runs"] == want.value["runs"]  # pruned records included, bit for bit
+    statuses = [[r["status"] for r in got.value["runs"]] for got in results]
+    assert statuses[0].count(PRUNED) == statuses[2].count(PRUNED) == 4  # adamw and lion: 4 LRs cut to 2
+    assert "diverged" in statuses[1]  # sgd_momentum's top LRs diverge before the rung: nothing to cut
+
+
+def test_jobs_with_different_halving_schedules_are_not_merged(local):
+    source = reference_source("adamw")
+    schedules = [RECOMMENDED, Schedule((0.5,)), None]
+    alone = [local.submit("evaluate", halving_payload(source, s), 120).result() for s in schedules]
+    population = PopulationExecutor(local, slots=1)
+    blocker = population.submit("evaluate", payload(source, "noisy_quadratic"), 120)
+    futures = [population.submit("evaluate", halving_payload(source, s), 120) for s in schedules]
+    results = [f.result() for f in futures]
+    assert blocker.result().ok and population.stats["population_jobs"] == 0
+    assert [r.value["runs"] for r in results] == [a.value["runs"] for a in alone]
+    pruned_at = [{r["stopped_at"] for r in a.value["runs"] if r["status"] == PRUNED} for a in alone]
+    assert len(pruned_at[0]) == len(pruned_at[1]) == 1 and pruned_at[0] != pruned_at[1] and not pruned_at[2]
 
 
 def test_a_broken_program_fails_alone_and_a_failed_population_job_reruns_each(local):
