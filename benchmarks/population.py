@@ -18,9 +18,11 @@ or a task whose rows are not computed independently of their batch-mates), wheth
 came out bit for bit the same, and what the population's own speed check measured for one
 shared forward/backward against the programs' own ones (what ``share="auto"``, the library's
 default, decides by; the benchmark's default ``independent`` shares wherever results stay exact).
+``--halving 0.25`` gives both sides successive halving at those rung fractions (keep half), as
+the evaluator's selection jobs carry it (``--halving recommended``: ``sandbox.halving.RECOMMENDED``).
 
     python benchmarks/population.py [--programs 8] [--suite search] [--stage select] [--steps-scale 0.2]
-                                    [--share independent] [--max-rows N] [--repeats 2]
+                                    [--share independent] [--max-rows N] [--repeats 2] [--halving 0.25]
 """
 
 from __future__ import annotations
@@ -38,16 +40,17 @@ from throughput import adamw_mutants  # noqa: E402
 
 from sandbox.contract import CandidateError, load_program  # noqa: E402
 from sandbox.evaluate import EvalSettings  # noqa: E402
+from sandbox.halving import RECOMMENDED, Schedule  # noqa: E402
 from sandbox.harness import RunConfig, run_candidate  # noqa: E402
 from sandbox.population import SHARE_MODES, train_population  # noqa: E402
 from sandbox.tasks import suite  # noqa: E402
 
 
-def per_program(programs, task, configs, steps):
+def per_program(programs, task, configs, steps, halving=None):
     out = []
     for program in programs:
         try:
-            out.append(run_candidate(program, task, configs, steps=steps))
+            out.append(run_candidate(program, task, configs, steps=steps, halving=halving))
         except CandidateError as exc:
             out.append(exc)
     return out
@@ -74,7 +77,14 @@ def main() -> None:
                              "stay bit-exact; auto also skips passes its speed check measures slower)")
     parser.add_argument("--repeats", type=int, default=2, help="alternating timed repeats, fastest kept (default: 2)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the mutants")
+    parser.add_argument("--halving", default="", help="successive halving on both sides: rung fractions "
+                        "(comma-separated, keep half) or 'recommended' (default: off)")
     args = parser.parse_args()
+    try:
+        halving = RECOMMENDED if args.halving == "recommended" else (
+            Schedule(tuple(float(f) for f in args.halving.split(","))) if args.halving else None)
+    except ValueError as exc:
+        parser.error(f"--halving: {exc}")
 
     torch.set_num_threads(1)
     from sandbox.tasks import get_task
@@ -90,7 +100,8 @@ def main() -> None:
     max_rows = args.max_rows
     print(f"{len(programs)} AdamW mutants x {len(configs)} configs ({args.stage} stage), share={args.share}, "
           f"max rows per pass {max_rows or 'all'}, "
-          f"steps x{args.steps_scale:g}, 1 torch thread, fastest of {args.repeats}")
+          f"steps x{args.steps_scale:g}, halving: {halving.label if halving else 'off'}, 1 torch thread, "
+          f"fastest of {args.repeats}")
     print(f"{'':<33}{'wall seconds':^24}{'CPU seconds':^24}")
     print(f"{'task':<18}{'steps':>6}{'shared':>9}" + f"{'per-prog':>9}{'popul.':>8}{'ratio':>7}" * 2 + f"{'identical':>11}{'check':>9}")
     totals = [0.0] * 4
@@ -102,9 +113,10 @@ def main() -> None:
             for side in (0, 1):
                 start, start_cpu = time.perf_counter(), time.process_time()
                 if side == 0:
-                    alone = per_program(programs, task, configs, steps)
+                    alone = per_program(programs, task, configs, steps, halving)
                 else:
-                    outcome = train_population(programs, task, configs, steps=steps, max_rows=max_rows, share=args.share)
+                    outcome = train_population(programs, task, configs, steps=steps, max_rows=max_rows, share=args.share,
+                                               halving=halving)
                 wall[side] = min(wall[side], time.perf_counter() - start)
                 cpu[side] = min(cpu[side], time.process_time() - start_cpu)
         same = fingerprint(alone) == fingerprint(outcome.results)
