@@ -131,6 +131,25 @@ def test_population_with_halving_equals_each_program_halving_alone_bit_for_bit(n
     assert not any(r.status == PRUNED for runs in plain.results for r in runs)
 
 
+@pytest.mark.parametrize("name", ["rosenbrock", "noisy_quadratic"])
+def test_halving_rungs_between_divergence_checks_are_decided_at_the_rung(name, monkeypatch):
+    """On a GPU the divergence check runs every 16 steps; a rung's decision step is off that grid
+    (here: steps 10/11 and 20/21 of 40), and each program's pass checks there anyway, as its own
+    pass does. Run on CPU with the GPU's check interval."""
+    import sandbox.harness
+
+    monkeypatch.setitem(sandbox.harness.CHECK_EVERY, "cpu", 16)
+    task = get_task(name)
+    programs = [load_reference(n) for n in ("adamw", "lion", "sgd_momentum")]
+    outcome = train_population(programs, task, HALVING_CONFIGS, steps=40, share="independent", halving=TWO_RUNGS)
+    expected = [alone(p, task, HALVING_CONFIGS, 40, halving=TWO_RUNGS) for p in programs]
+    assert all(outcome.shared)
+    assert_identical(outcome.results, expected)
+    rungs = TWO_RUNGS.rung_points(val_steps(40), 40)
+    assert all(r % 16 and (r + 1) % 16 for r in rungs)
+    assert {r.stopped_at for r in outcome.results[0] if r.status == PRUNED} == set(rungs)
+
+
 def test_each_program_keeps_its_own_configs_hparams_and_seeds():
     """Different grids per program, HPARAMS overrides, single-seed programs (their own pass sees
     every minibatch entry unstacked, so they share a pass only with the same seed), one config."""
