@@ -107,10 +107,11 @@ class EvaluationConfig(_Strict):
         10.0, gt=0, description="an evaluation job may take this many times tuned AdamW's time on its task")
     job_time_floor: float = Field(30.0, gt=0, description="seconds every evaluation job may take, however cheap its task")
     population: Literal["auto", "on", "off"] = Field("auto", description=(
-        "population batching: the runs of candidates evaluated at the same time on the same task go to one worker job, "
+        "population batching: runs of several candidates waiting for a worker on the same task go to one worker job, "
         "one batched pass (results identical to one job each); auto: on CUDA, where small steps are launch-bound; off "
-        "on CPU, where the quick preset ran 145 s with it against 118 s without (2 cores), although 8 candidates in "
-        "flight score 1.2-1.7x faster with it (benchmarks/throughput.py)"))
+        "on CPU, where whole quick campaigns ran within noise of it (0.95x-1.4x on 2 shared cores, "
+        "benchmarks/campaign_throughput.py), although 8 candidates in flight score 1.2-1.7x faster with it "
+        "(benchmarks/throughput.py)"))
     test_tier: bool = Field(True, validation_alias=AliasChoices("test_tier", "heldout"),
                             description="score the final best programs and the baselines on the test tier (reported only)")
 
