@@ -12,7 +12,9 @@ units cost 25 s per batched LR x seed pass on 2 cores, 5x the budget). Each step
 minibatch of random windows of the training blocks; validation and test are fixed windows of
 their own blocks (disjoint from training). A uniform guess scores ln(57) = 4.04 nats/char.
 The hidden state starts at zero in every window, so the first characters are predicted with
-little context: the attainable loss is higher than the transformer's with its longer context.
+little context: the attainable loss is higher than the transformer's with its longer context,
+and a small GRU gets near it fast: at 400 steps tuned AdamW's training loss had flattened by 3/4 of
+the budget (1.90 nats/char), so the budget is 250 steps, where it is still falling at the end.
 """
 
 from __future__ import annotations
@@ -30,8 +32,8 @@ TEST_WINDOWS = 256
 
 class GRUCharLM(FixedSplitsTask):
     name = "charlm_gru"
-    version = 1
-    steps = 400
+    version = 2
+    steps = 250
     schedule = "warmup_cosine"
     description = ("GRU character LM (48 units, context 10) on ~200 KB of scikit-learn's documentation, minibatches "
                    "of 8 random windows; validation CE on held-out blocks")
