@@ -15,7 +15,8 @@ Reads the per-task scores ``benchmarks/transfer.py`` writes (``--out``; nothing 
   judged on the other. Choosing on the whole test tier would fit the ground truth itself.
 * with candidate tasks in the file (``transfer.py --candidate-task``): each one's degenerate signs
   (programs whose best LR sits at the grid's edge, programs > 10x AdamW, failures), then the
-  test tier enlarged by them (``--add-to-test``, default: all candidates): its split-half
+  test tier enlarged by them (``--add-to-test``; default: the candidates that are in the test tier
+  now, else all of them): its split-half
   reliability beside the tier's own, and the search tier's rho / tau / decision-region rho /
   announce precision against the enlarged ground truth beside the tier's own. (Candidates are
   scored on the search tier's measurement seeds, the test tier on its own seeds.)
@@ -37,7 +38,7 @@ from scipy.stats import spearmanr
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from sandbox.scoring import SCORE_MAX, SCORE_MIN  # noqa: E402
-from sandbox.tasks import get_task  # noqa: E402
+from sandbox.tasks import TIERS, get_task  # noqa: E402
 from transfer import rank_figures  # noqa: E402
 
 
@@ -207,7 +208,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=6, help="tasks the cross-validated choice picks (default 6)")
     parser.add_argument("--add-to-test", action="append", default=None, metavar="NAME@VARIANT",
                         help="candidate task to join to the test tier for the enlarged figures (repeatable; "
-                             "default: every candidate in the file)")
+                             "default: the candidates in TIERS['test'] now, else every candidate in the file)")
     args = parser.parse_args()
     rows = load(Path(args.path))
     if len(rows) < 5:
@@ -236,7 +237,10 @@ def main() -> None:
         entries = candidate_rows(rows)
         for name in candidates:
             print(f"  {name:26} {degenerate_signs(entries[name], labels)}")
-        enlarged_test_tier(rows, test, test_names, search, candidates, args.add_to_test or list(candidates))
+        # Default: the candidates that have joined the test tier since (the tier as it is now, beside
+        # the tier the file scored), else every candidate.
+        joined = [name for name in candidates if name in TIERS["test"] and name not in test_names]
+        enlarged_test_tier(rows, test, test_names, search, candidates, args.add_to_test or joined or list(candidates))
 
     full = geomean(search)
     reliability = split_half(test)
