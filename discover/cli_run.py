@@ -372,9 +372,10 @@ def print_summary(summary, campaign, console: Console) -> None:
                           "not the best seed program", soft_wrap=True)
         if best.heldout_fitness is None:
             # validation decides what is announced; the test tier is the check no decision read
-            console.print(f"check:    discover eval {where}:{best.id} --tier test   (the test tier: 13 unseen "
-                          "workloads, a few minutes; a win on a few small tasks often does not hold there)",
-                          soft_wrap=True)
+            from sandbox.tasks import TIERS
+            console.print(f"check:    discover eval {where}:{best.id} --tier test   (the test tier: "
+                          f"{len(TIERS['test'])} unseen workloads, a few minutes; a win on a few small tasks often "
+                          "does not hold there)", soft_wrap=True)
         console.print(f"export:   discover export {where}:{best.id} -o my_optimizer.py", soft_wrap=True)
     elif summary.best_id is not None:
         best = campaign.archive.program(summary.best_id)
