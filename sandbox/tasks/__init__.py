@@ -107,7 +107,7 @@ TIERS: dict[str, list[str]] = {
         "vae_digits", "mlp_deep_illcond", "flow_moons", "cnn_groupnorm_digits", "charlm_transformer",
         "rnn_adding", "fourier_signal", "siren_image",
         # task library C (issue 18): measured as candidates over the 51 programs of benchmarks/transfer.py
-        "embedbag_topics", "mdn_inverse_sine", "mlp_diabetes")],
+        "embedbag_topics", "mdn_inverse_sine", "mlp_diabetes", "charlm_gru", "resnet_bn_digits", "sort_transformer")],
 }
 """Tier -> task specs (``name`` or ``name@variant``)."""
 
@@ -121,13 +121,10 @@ UNTIERED: dict[str, str] = {
                    "exactly 1.0 and the rest 0.05 (rho 0.68 alone, lowers the search tier's rho)",
     "autoencoder_digits": "one trick takes it (one rule far ahead of every other): the 2-hour winner scores "
                           "9.0x here and 8.8x on its variant, 0.66x on the test tier",
-    "charlm_gru": "candidate for the test tier (issue 18), not yet measured",
-    "resnet_bn_digits": "candidate for the test tier (issue 18), not yet measured",
     "phase_retrieval": "its validation value falls to float32 round-off: tuned AdamW's target at @2 is 6e-14, so the "
                        "score is who reaches round-off first (plain AdamW 0.24x, SGD momentum 0.5 2.6x) and ranks the "
                        "51 programs of benchmarks/transfer.py like the test tier at rho 0.50 only; with measurement "
                        "noise instead, tuned AdamW sits at the noise floor long before 3/4 of its budget",
-    "sort_transformer": "candidate for the test tier (issue 18), not yet measured",
 }
 """Registered tasks no tier runs, and why (``discover eval --task`` still runs them). Without
 deep_linear and autoencoder_digits the search tier ranks the 43 optimizers of
