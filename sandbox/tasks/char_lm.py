@@ -20,16 +20,13 @@ import torch
 import torch.nn.functional as F
 
 from sandbox.tasks import data, text
+from sandbox.tasks.layers import prenorm_transformer
 from sandbox.tasks.base import Batch, FixedSplitsTask, Params, step_generator
 
 HEADS = 2
 EVAL_WINDOWS = 4  # the scoring loss is measured every step: keep it cheap
 VAL_WINDOWS = 32
 TEST_WINDOWS = 256
-
-
-def _rms(x: torch.Tensor) -> torch.Tensor:
-    return x * torch.rsqrt((x * x).mean(-1, keepdim=True) + 1e-6)
 
 
 class CharTransformerLM(FixedSplitsTask):
@@ -89,17 +86,8 @@ class CharTransformerLM(FixedSplitsTask):
         return params
 
     def _logits(self, params: Params, x: torch.Tensor) -> torch.Tensor:
-        n, t, d = x.shape[0], self.context, self.d_model
-        head_dim = d // HEADS
-        h = F.embedding(x, params["embed"]) + params["pos"]  # (n, t, d)
-        for layer in range(self.layers):
-            qkv = (_rms(h) @ params[f"qkv{layer}"]).reshape(n, t, 3, HEADS, head_dim).permute(2, 0, 3, 1, 4)
-            q, k, v = qkv[0], qkv[1], qkv[2]  # (n, heads, t, head_dim)
-            scores = q @ k.transpose(-1, -2) / head_dim**0.5 + self._mask  # (n, heads, t, t)
-            attended = (torch.softmax(scores, -1) @ v).transpose(1, 2).reshape(n, t, d)
-            h = h + attended @ params[f"proj{layer}"]
-            h = h + torch.relu(_rms(h) @ params[f"fc{layer}"]) @ params[f"out{layer}"]
-        return _rms(h) @ params["unembed"]
+        h = F.embedding(x, params["embed"]) + params["pos"]
+        return prenorm_transformer(params, h, self.layers, HEADS, self._mask)
 
     def loss(self, params: Params, batch: Batch) -> torch.Tensor:
         return data.cross_entropy(self._logits(params, batch["x"]), batch["y"])

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from sandbox.tasks import data
+from sandbox.tasks.layers import prenorm_transformer
 from sandbox.tasks.base import Batch, FixedSplitsTask, Params, step_generator
 
 HEADS = 2
@@ -29,10 +30,6 @@ DATA_SEED = 71
 EVAL_SIZE = 32
 VAL_SIZE = 128
 TEST_SIZE = 1024
-
-
-def _rms(x: torch.Tensor) -> torch.Tensor:
-    return x * torch.rsqrt((x * x).mean(-1, keepdim=True) + 1e-6)
 
 
 class SortingTransformer(FixedSplitsTask):
@@ -82,16 +79,8 @@ class SortingTransformer(FixedSplitsTask):
         return params
 
     def _logits(self, params: Params, x: torch.Tensor) -> torch.Tensor:
-        n, t, d = x.shape[0], self.length, self.d_model
-        head_dim = d // HEADS
         h = F.embedding(x, params["embed"]) + params["pos"]
-        for layer in range(2):
-            qkv = (_rms(h) @ params[f"qkv{layer}"]).reshape(n, t, 3, HEADS, head_dim).permute(2, 0, 3, 1, 4)
-            q, k, v = qkv[0], qkv[1], qkv[2]
-            attended = (torch.softmax(q @ k.transpose(-1, -2) / head_dim**0.5, -1) @ v).transpose(1, 2).reshape(n, t, d)
-            h = h + attended @ params[f"proj{layer}"]
-            h = h + torch.relu(_rms(h) @ params[f"fc{layer}"]) @ params[f"out{layer}"]
-        return _rms(h) @ params["unembed"]
+        return prenorm_transformer(params, h, 2, HEADS)
 
     def loss(self, params: Params, batch: Batch) -> torch.Tensor:
         return data.cross_entropy(self._logits(params, batch["x"]), batch["y"])
