@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 
 from sandbox.tasks import data, text
-from sandbox.tasks.layers import prenorm_transformer
 from sandbox.tasks.base import Batch, FixedSplitsTask, Params, step_generator
+from sandbox.tasks.layers import prenorm_transformer
 
 HEADS = 2
 EVAL_WINDOWS = 4  # the scoring loss is measured every step: keep it cheap

@@ -22,8 +22,8 @@ import torch
 import torch.nn.functional as F
 
 from sandbox.tasks import data
-from sandbox.tasks.layers import prenorm_transformer
 from sandbox.tasks.base import Batch, FixedSplitsTask, Params, step_generator
+from sandbox.tasks.layers import prenorm_transformer
 
 HEADS = 2
 DATA_SEED = 71

@@ -29,15 +29,12 @@ import torch.nn.functional as F
 
 from sandbox.tasks import data
 from sandbox.tasks.base import Batch, FixedSplitsTask, Params, minibatch_indices
+from sandbox.tasks.layers import rms as _rms
 
 BASE = 10
 HEADS = 2
 DATA_SEED = 17
 HELD_OUT = 500  # validation and test pairs each
-
-
-def _rms(x: torch.Tensor) -> torch.Tensor:
-    return x * torch.rsqrt((x * x).mean(-1, keepdim=True) + 1e-6)
 
 
 class ModularAdditionTransformer(FixedSplitsTask):
