@@ -62,15 +62,23 @@ def task_scores(rows: dict[str, dict], tier: str) -> tuple[list[str], list[str],
     return labels, tasks, matrix
 
 
+def _candidate_tasks(row: dict) -> list[dict]:
+    """A program's candidate-task result maps (``transfer.py --candidate-task``): those measured on
+    the search tier's seeds (``candidates:``) first, then those on the test tier's
+    (``candidates@test:``), so a task scored both ways is read on the test seeds."""
+    maps = [(key.startswith("candidates@test:"), tasks) for key, tasks in row.items()
+            if key.startswith(("candidates:", "candidates@test:")) and key.endswith("_tasks") and isinstance(tasks, dict)]
+    return [tasks for _, tasks in sorted(maps, key=lambda item: item[0])]
+
+
 def candidate_rows(rows: dict[str, dict]) -> dict[str, list[dict | None]]:
     """Per candidate task: its per-task result rows over ``rows`` (None where a program has none)."""
     out: dict[str, list[dict | None]] = {}
     labels = list(rows)
     for i, label in enumerate(labels):
-        for key, tasks in rows[label].items():
-            if key.startswith("candidates:") and key.endswith("_tasks") and isinstance(tasks, dict):
-                for name, entry in tasks.items():
-                    out.setdefault(name, [None] * len(labels))[i] = entry
+        for tasks in _candidate_tasks(rows[label]):
+            for name, entry in tasks.items():
+                out.setdefault(name, [None] * len(labels))[i] = entry
     return out
 
 
@@ -80,12 +88,11 @@ def candidate_scores(rows: dict[str, dict]) -> dict[str, np.ndarray]:
     columns: dict[str, np.ndarray] = {}
     labels = list(rows)
     for i, label in enumerate(labels):
-        for key, tasks in rows[label].items():
-            if key.startswith("candidates:") and key.endswith("_tasks") and isinstance(tasks, dict):
-                for name, entry in tasks.items():
-                    column = columns.setdefault(name, np.full(len(labels), math.nan))
-                    if entry is not None and entry.get("score") is not None:
-                        column[i] = entry["score"]
+        for tasks in _candidate_tasks(rows[label]):
+            for name, entry in tasks.items():
+                column = columns.setdefault(name, np.full(len(labels), math.nan))
+                if entry is not None and entry.get("score") is not None:
+                    column[i] = entry["score"]
     return columns
 
 
@@ -238,9 +245,12 @@ def main() -> None:
         for name in candidates:
             print(f"  {name:26} {degenerate_signs(entries[name], labels)}")
         # Default: the candidates that have joined the test tier since (the tier as it is now, beside
-        # the tier the file scored), else every candidate.
+        # the tier the file scored), else every candidate the scored tier does not hold already.
         joined = [name for name in candidates if name in TIERS["test"] and name not in test_names]
-        enlarged_test_tier(rows, test, test_names, search, candidates, args.add_to_test or joined or list(candidates))
+        outside = [name for name in candidates if name not in test_names]
+        add = args.add_to_test or joined or outside
+        if add:
+            enlarged_test_tier(rows, test, test_names, search, candidates, add)
 
     full = geomean(search)
     reliability = split_half(test)
