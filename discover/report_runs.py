@@ -29,7 +29,7 @@ from archive.store import Archive, ProgramRecord
 from discover.report_model import _num
 from sandbox.contract import CandidateError, program_hash
 from sandbox.evaluate import BaselineReference, EvalSettings, Evaluator, _CacheOnly
-from sandbox.halving import PRUNED
+from sandbox.halving import PRUNED, RECOMMENDED
 from sandbox.references import reference_source
 from sandbox.runcache import default_cache_dir, run_key
 from sandbox.tasks import get_task
@@ -85,7 +85,11 @@ def eval_settings(config: dict, device_kind: str = "cpu") -> EvalSettings:
         selection_seeds=seeds("selection_seeds"), measure_seeds=seeds("measure_seeds"),
         confirm_seeds=seeds("confirm_seeds"), test_seeds=seeds("test_seeds"),
         lr_grid=tuple(ev.get("lr_grid") or defaults.lr_grid), device=device_kind,
-        steps_scale=float(ev.get("steps_scale") or 1.0))
+        steps_scale=float(ev.get("steps_scale") or 1.0),
+        # Which halving rule a task's selection followed depends on these two (seed-ranked on the
+        # screened tasks, a rung elsewhere, none when off): the report replays the same cuts.
+        screen=bool(ev.get("screen", defaults.screen)),
+        halving=RECOMMENDED if ev.get("halving", True) else None)
 
 
 def search_time(store: Archive, rec: ProgramRecord) -> str | None:

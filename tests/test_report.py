@@ -474,3 +474,12 @@ def test_cli_run_cache_option(campaign_dir, tmp_path, monkeypatch, capsys):
     assert run_cli(monkeypatch, "report", str(campaign_dir), "-o", str(out), "--run-cache",
                    str(run_cache_of(campaign_dir))) == 0
     assert "final validation value" in out.read_text(encoding="utf-8")
+
+
+def test_the_report_replays_selection_under_the_campaigns_halving_and_screen_settings():
+    from discover.report_runs import eval_settings
+    from sandbox.halving import RECOMMENDED
+
+    assert eval_settings({}).halving == RECOMMENDED and eval_settings({}).screen
+    off = eval_settings({"evaluation": {"halving": False, "screen": False}})
+    assert off.halving is None and not off.screen
