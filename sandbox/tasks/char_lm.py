@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from sandbox.tasks import data, text
 from sandbox.tasks.base import Batch, FixedSplitsTask, Params, step_generator
-from sandbox.tasks.layers import prenorm_transformer
+from sandbox.tasks.layers import prenorm_transformer, prenorm_transformer_params
 
 HEADS = 2
 EVAL_WINDOWS = 4  # the scoring loss is measured every step: keep it cheap
@@ -67,23 +67,8 @@ class CharTransformerLM(FixedSplitsTask):
         return {"x": ids[:, :-1].contiguous(), "y": F.one_hot(ids[:, 1:], self.vocab).float()}
 
     def init_params(self, seed: int) -> Params:
-        gen = torch.Generator().manual_seed(seed)
-        d = self.d_model
-
-        def dense(fan_in: int, fan_out: int) -> torch.Tensor:
-            return torch.randn(fan_in, fan_out, generator=gen) / fan_in**0.5
-
-        params = {"embed": torch.randn(self.vocab, d, generator=gen),
-                  "pos": torch.randn(self.context, d, generator=gen) * 0.1}
-        for layer in range(self.layers):
-            # q, k and v in one (d, 3d) matrix and no biases, as in GPT-2/nanoGPT: fewer tensors
-            # means fewer per-tensor update calls, which dominate the cost of a model this small.
-            params |= {f"qkv{layer}": dense(d, 3 * d),
-                       f"proj{layer}": dense(d, d) / (2 * self.layers) ** 0.5,
-                       f"fc{layer}": dense(d, 2 * d),
-                       f"out{layer}": dense(2 * d, d) / (2 * self.layers) ** 0.5}
-        params["unembed"] = dense(d, self.vocab)
-        return params
+        return prenorm_transformer_params(torch.Generator().manual_seed(seed), self.vocab, self.context, self.d_model,
+                                          self.layers)
 
     def _logits(self, params: Params, x: torch.Tensor) -> torch.Tensor:
         h = F.embedding(x, params["embed"]) + params["pos"]

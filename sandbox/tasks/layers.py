@@ -12,6 +12,26 @@ def rms(x: torch.Tensor) -> torch.Tensor:
     return x * torch.rsqrt((x * x).mean(-1, keepdim=True) + 1e-6)
 
 
+def prenorm_transformer_params(gen: torch.Generator, vocab: int, positions: int, d: int, layers: int) -> Params:
+    """Initial parameters for :func:`prenorm_transformer` (token and position embeddings, ``layers``
+    blocks, ``unembed``), drawn from ``gen`` in that order. q, k and v sit in one (d, 3d) matrix and
+    there are no biases, as in GPT-2/nanoGPT: fewer tensors means fewer per-tensor update calls,
+    which dominate the cost of a model this small. The residual projections are scaled by
+    1/sqrt(2 * layers)."""
+
+    def dense(fan_in: int, fan_out: int) -> torch.Tensor:
+        return torch.randn(fan_in, fan_out, generator=gen) / fan_in**0.5
+
+    params = {"embed": torch.randn(vocab, d, generator=gen), "pos": torch.randn(positions, d, generator=gen) * 0.1}
+    for layer in range(layers):
+        params |= {f"qkv{layer}": dense(d, 3 * d),
+                   f"proj{layer}": dense(d, d) / (2 * layers) ** 0.5,
+                   f"fc{layer}": dense(d, 2 * d),
+                   f"out{layer}": dense(2 * d, d) / (2 * layers) ** 0.5}
+    params["unembed"] = dense(d, vocab)
+    return params
+
+
 def prenorm_transformer(params: Params, h: torch.Tensor, layers: int, heads: int,
                         mask: torch.Tensor | None = None) -> torch.Tensor:
     """Logits of ``layers`` pre-norm blocks over embedded tokens ``h`` (n, t, d): fused ``qkv{i}``

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from sandbox.tasks import data
 from sandbox.tasks.base import Batch, FixedSplitsTask, Params, step_generator
-from sandbox.tasks.layers import prenorm_transformer
+from sandbox.tasks.layers import prenorm_transformer, prenorm_transformer_params
 
 HEADS = 2
 DATA_SEED = 71
@@ -64,19 +64,8 @@ class SortingTransformer(FixedSplitsTask):
         return {"x": x, "y": data.one_hot(x.sort(dim=1).values, self.vocab)}
 
     def init_params(self, seed: int) -> Params:
-        gen = torch.Generator().manual_seed(seed)
-        d = self.d_model
-
-        def dense(fan_in: int, fan_out: int) -> torch.Tensor:
-            return torch.randn(fan_in, fan_out, generator=gen) / fan_in**0.5
-
-        params = {"embed": torch.randn(self.vocab, d, generator=gen),
-                  "pos": torch.randn(self.length, d, generator=gen) * 0.1}
-        for layer in range(2):
-            params |= {f"qkv{layer}": dense(d, 3 * d), f"proj{layer}": dense(d, d) / 2,
-                       f"fc{layer}": dense(d, 2 * d), f"out{layer}": dense(2 * d, d) / 2}
-        params["unembed"] = dense(d, self.vocab)
-        return params
+        return prenorm_transformer_params(torch.Generator().manual_seed(seed), self.vocab, self.length, self.d_model,
+                                          2)
 
     def _logits(self, params: Params, x: torch.Tensor) -> torch.Tensor:
         h = F.embedding(x, params["embed"]) + params["pos"]
