@@ -43,11 +43,13 @@ def rows(x: torch.Tensor) -> set:
 # --- every task of the library ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_interface(name):
+def check_interface(name: str, family: str, steps: tuple[int, int]) -> None:
+    """A library task's contract: registered under its name, its family, stochastic with a warm-up
+    cosine schedule and a budget within ``steps``, a few variant knobs whose defaults are among
+    their choices, float32 parameters, finite positive losses and a finite test metric."""
     task = get_task(name)
-    assert TASK_CLASSES[name] is type(task) and task.family == FAMILY[name] and task.family in FAMILIES
-    assert task.stochastic and task.schedule == "warmup_cosine" and 300 <= task.steps <= 3000
+    assert TASK_CLASSES[name] is type(task) and task.family == family and task.family in FAMILIES
+    assert task.stochastic and task.schedule == "warmup_cosine" and steps[0] <= task.steps <= steps[1]
     assert 2 <= len(task.variant_space) <= 5
     for attribute, choices in task.variant_space.items():
         assert getattr(type(task), attribute) in choices  # the default workload is one of the choices
@@ -58,8 +60,8 @@ def test_interface(name):
     assert math.isfinite(task.test_metric(params, 0))
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_deterministic_given_a_seed(name):
+def check_deterministic(name: str) -> None:
+    """Parameters, minibatches and fixed splits depend on the seed (and step) alone."""
     task, fresh = get_task(name), type(get_task(name))()
     assert tensors_equal(task.init_params(3), fresh.init_params(3))
     assert not tensors_equal(task.init_params(3), task.init_params(4))
@@ -69,6 +71,16 @@ def test_deterministic_given_a_seed(name):
     assert tensors_equal(task.val_batch(), fresh.val_batch()) and tensors_equal(task.eval_batch(), fresh.eval_batch())
     params = task.init_params(0)
     assert float(task.val_loss(params)) == float(fresh.val_loss(params))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_interface(name):
+    check_interface(name, FAMILY[name], (300, 3000))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_deterministic_given_a_seed(name):
+    check_deterministic(name)
 
 
 @pytest.mark.parametrize("name", NAMES)

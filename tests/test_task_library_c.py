@@ -14,8 +14,9 @@ from torch.func import grad, vmap
 
 from sandbox.harness import RunConfig, run_candidate
 from sandbox.references import load_reference
-from sandbox.tasks import FAMILIES, TASK_CLASSES, get_task, mdn
+from sandbox.tasks import TASK_CLASSES, get_task, mdn
 from sandbox.tasks.resnet_bn import batch_norm, shift_images
+from tests.test_task_library_b import check_deterministic, check_interface, rows, tensors_equal
 
 torch.set_num_threads(1)
 
@@ -26,40 +27,14 @@ SHORT_RUN_LR = {"charlm_gru": 3e-2, "resnet_bn_digits": 3e-2, "embedbag_topics":
                 "phase_retrieval": 1e-2, "mdn_inverse_sine": 1e-2, "sort_transformer": 1e-2}
 
 
-def tensors_equal(a: dict, b: dict) -> bool:
-    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-
-
-def rows(x: torch.Tensor) -> set:
-    return {tuple(r.tolist()) for r in x.reshape(len(x), -1)}
-
-
 @pytest.mark.parametrize("name", NAMES)
 def test_interface(name):
-    task = get_task(name)
-    assert TASK_CLASSES[name] is type(task) and task.family == FAMILY[name] and task.family in FAMILIES
-    assert task.stochastic and task.schedule == "warmup_cosine" and 250 <= task.steps <= 1000
-    assert 2 <= len(task.variant_space) <= 5
-    for attribute, choices in task.variant_space.items():
-        assert getattr(type(task), attribute) in choices  # the default workload is one of the choices
-    params = task.init_params(0)
-    assert all(p.dtype == torch.float32 for p in params.values())
-    for value in (task.loss(params, task.eval_batch()), task.val_loss(params), task.loss(params, task.batch(1, 0))):
-        assert value.shape == () and math.isfinite(float(value)) and float(value) > 0
-    assert math.isfinite(task.test_metric(params, 0))
+    check_interface(name, FAMILY[name], (250, 1000))
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_deterministic_given_a_seed(name):
-    task, fresh = get_task(name), type(get_task(name))()
-    assert tensors_equal(task.init_params(3), fresh.init_params(3))
-    assert not tensors_equal(task.init_params(3), task.init_params(4))
-    assert tensors_equal(task.batch(7, 3), fresh.batch(7, 3))
-    assert not tensors_equal(task.batch(7, 3), task.batch(7, 4))
-    assert not tensors_equal(task.batch(7, 3), task.batch(8, 3))
-    assert tensors_equal(task.val_batch(), fresh.val_batch()) and tensors_equal(task.eval_batch(), fresh.eval_batch())
-    params = task.init_params(0)
-    assert float(task.val_loss(params)) == float(fresh.val_loss(params))
+    check_deterministic(name)
 
 
 @pytest.mark.parametrize("name", NAMES)
