@@ -2,8 +2,10 @@
 
 Over a fixed library of optimizers (the references at their default hyperparameters (23 since
 Adamax, RAdam, NAdamW, AdaBelief, Adan, Cautious AdamW, LAMB and Yogi joined the first 15), 14
-re-parameterised references, 12 seeded mutants of the first 15 and the winners in results/),
-this scores every program on
+re-parameterised references, 12 seeded mutants of the first 15, the winners in results/ and,
+since issue 18, the *near-AdamW set*: 4 more re-parameterisations and 12 separately seeded
+mutants of the references whose search fitness sits near AdamW's, the programs a campaign
+actually decides on), this scores every program on
 
 * the **search tier** under the protocol (speed-up to tuned AdamW's validation target),
 * the **old search suite** under the old protocol (``legacy_search``: the same default
@@ -35,11 +37,13 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from discover.mutation import MutationError, mutate  # noqa: E402
-from sandbox.evaluate import EvalSettings, Evaluator, beats_adamw  # noqa: E402
+from sandbox.contract import CandidateError, load_program, program_hash, run_init, run_update  # noqa: E402
+from sandbox.evaluate import DEFAULT_LR_GRID, EvalSettings, Evaluator, beats_adamw  # noqa: E402
 from sandbox.executor import make_executor  # noqa: E402
 from sandbox.references import reference_names, reference_source, with_hparams  # noqa: E402
 from sandbox.runcache import RunCache  # noqa: E402
@@ -64,18 +68,82 @@ MUTANT_PARENTS = ("adadelta", "adagrad", "adam", "adamw", "ademamix", "amsgrad",
                   "rmsprop", "sgd", "sgd_momentum", "signsgd", "signum")
 """The references the seeded mutants are drawn from: the 15 of the first runs, fixed, so that a
 reference added later joins the library without changing its mutants (and their cached rows)."""
+NEAR_HPARAM_VARIANTS: dict[str, list[dict[str, float]]] = {
+    "adamw": [{"weight_decay": 0.0}],
+    "adam": [{"eps": 1e-6}, {"beta1": 0.95}],
+    "amsgrad": [{"beta2": 0.99}],
+}
+"""Re-parameterised references near AdamW (issue 18), after every label above so that those keep
+their order (and their cached rows)."""
+NEAR_MUTANTS = 12
+NEAR_MUTANT_PARENTS = ("adam", "adamax", "adamw", "amsgrad", "cautious_adamw", "nadam", "nadamw", "yogi")
+"""The references with search fitness 0.65-1.0 in results/transfer_93b2ef8_full.json (tuned AdamW
+itself scores 0.846 there; the decision region is 0.8-1.5): their mutants are the candidates a
+campaign decides on, which the first 12 mutants (of everything, 7 of them dead) barely held."""
+DESCENT_STEPS = 100
 WINNERS = ("results/winner_program.py", "results/seed0_winner_program.py")
 DECISION_REGION = (0.8, 1.5)
 GOALS = {"rho": 0.9, "tau": None, "rho_decision": 0.7, "announce_precision": 0.8}
 
 
-def library(mutants: int = MUTANTS, seed: int = 0) -> dict[str, str]:
+def _variant_label(name: str, overrides: dict[str, float]) -> str:
+    return name + "(" + ",".join(f"{k}={v:g}" for k, v in overrides.items()) + ")"
+
+
+def _lr_free_hash(source: str) -> str:
+    """The program's hash with HPARAMS["lr"] set to 1 (the protocol tunes lr on its grid)."""
+    try:
+        return program_hash(with_hparams(source, {"lr": 1.0}))
+    except KeyError:  # no lr in HPARAMS
+        return program_hash(source)
+
+
+def descent(source: str, steps: int = DESCENT_STEPS) -> tuple[bool, bytes]:
+    """A cheap stand-in for a campaign's screen, reproducible from the code alone: whether, at
+    some LR of the protocol's grid, ``steps`` updates of the program on a fixed ill-conditioned
+    quadratic (16 coordinates, curvatures 0.01-1, minimum at +-1 alternating, started at -0.5x
+    the minimum, gradient noise of std 0.05 from a fixed seed) stay finite and end below a tenth
+    of the starting loss; and the final parameters at every LR, as bytes (two programs with the
+    same bytes step alike: a mutant that edited a no-op, such as a zero weight decay's term).
+
+    A program that fails (gradient ascent, NaN from the sqrt of a negative, a step of 1e9, a
+    pull towards zero that ignores the gradient) fails every task at 0.05 and says nothing about
+    transfer; one that passes may still (mutant9(nesterov) does)."""
+    program = load_program(source)
+    curvature = torch.logspace(-2, 0, 16, dtype=torch.float64).float()
+    optimum = torch.tensor([(-1.0) ** i for i in range(16)])  # both signs: sqrt(grad) must fail here
+
+    def loss(x: torch.Tensor) -> float:
+        return float(0.5 * (curvature * (x - optimum) ** 2).sum())
+
+    start = -0.5 * optimum
+    ok = False
+    finals = []
+    for lr in DEFAULT_LR_GRID:
+        hp = program.hp(lr=lr)
+        param = start.clone()
+        noise = torch.Generator().manual_seed(0)
+        try:
+            state = run_init(program, param)
+            for step in range(1, steps + 1):
+                grad = curvature * (param - optimum) + 0.05 * torch.randn(16, generator=noise)
+                delta, state = run_update(program, grad, param, state, step, hp)
+                param = param + delta
+                if not torch.isfinite(param).all():
+                    break
+        except (CandidateError, RuntimeError, ValueError, ZeroDivisionError, OverflowError):
+            param = torch.full((16,), math.nan)
+        finals.append(param.numpy().tobytes())
+        ok = ok or bool(torch.isfinite(param).all() and loss(param) < 0.1 * loss(start))
+    return ok, b"".join(finals)
+
+
+def library(mutants: int = MUTANTS, seed: int = 0, near_mutants: int = NEAR_MUTANTS) -> dict[str, str]:
     """label -> source of every program in the library, in a fixed order."""
     programs = {name: reference_source(name) for name in reference_names()}
     for name, variants in HPARAM_VARIANTS.items():
         for overrides in variants:
-            label = name + "(" + ",".join(f"{k}={v:g}" for k, v in overrides.items()) + ")"
-            programs[label] = with_hparams(reference_source(name), overrides)
+            programs[_variant_label(name, overrides)] = with_hparams(reference_source(name), overrides)
     names = sorted(MUTANT_PARENTS)
     made = 0
     attempt = 0
@@ -88,6 +156,38 @@ def library(mutants: int = MUTANTS, seed: int = 0) -> dict[str, str]:
         except MutationError:
             continue
         programs[f"mutant{made}({parent})"] = child.source
+        made += 1
+    for name, variants in NEAR_HPARAM_VARIANTS.items():
+        for overrides in variants:
+            programs[_variant_label(name, overrides)] = with_hparams(reference_source(name), overrides)
+    # The near-AdamW mutants: their own seed stream (adding them moved no earlier mutant), the
+    # campaign's edit count (1 or 2), and only children that pass the descent check and are no
+    # program already in the library up to HPARAMS["lr"] (the protocol tunes it on its grid, so a
+    # child that only moved lr would score exactly as its parent) and step unlike their parent and
+    # every earlier child on it (an edit of a no-op scores exactly as its parent), as a screen and
+    # dedup would have it.
+    near_parents = sorted(NEAR_MUTANT_PARENTS)
+    seen = {_lr_free_hash(source) for source in programs.values()}
+    steps_seen = {descent(reference_source(name))[1] for name in near_parents}
+    made = 0
+    attempt = 0
+    while made < near_mutants:
+        rng = random.Random(f"transfer-near:{seed}:{attempt}")
+        parent = near_parents[attempt % len(near_parents)]
+        attempt += 1
+        try:
+            child = mutate(reference_source(parent), rng, n_edits=rng.choice((1, 2)))
+        except MutationError:
+            continue
+        key = _lr_free_hash(child.source)
+        if key in seen:
+            continue
+        ok, stepped = descent(child.source)
+        if not ok or stepped in steps_seen:
+            continue
+        seen.add(key)
+        steps_seen.add(stepped)
+        programs[f"near{made}({parent})"] = child.source
         made += 1
     winners = {Path(path).stem: (REPO / path).read_text() for path in WINNERS if (REPO / path).exists()}
     # References and winners first, so a partial run (--limit, or stopped) covers what matters most.
@@ -128,6 +228,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="sandbox worker processes (default: 2)")
     parser.add_argument("--limit", type=int, default=None, help="only the first N programs of the library")
     parser.add_argument("--mutants", type=int, default=MUTANTS, help=f"seeded mutants (default: {MUTANTS})")
+    parser.add_argument("--near-mutants", type=int, default=NEAR_MUTANTS,
+                        help=f"seeded mutants of the near-AdamW references (default: {NEAR_MUTANTS})")
     parser.add_argument("--validation", action="store_true", help="also score the validation tier (announce rule)")
     parser.add_argument("--out", default="transfer.json", help="per-program fitnesses, JSON (default: transfer.json)")
     parser.add_argument("--device", default="cpu")
@@ -144,10 +246,11 @@ def main() -> None:
                              "then scores as it will in the tier) or the search tier's (a search-tier candidate)")
     args = parser.parse_args()
     if args.report:
-        report(json.loads(Path(args.out).read_text()), list(library(args.mutants)), args.validation)
+        report(json.loads(Path(args.out).read_text()), list(library(args.mutants, near_mutants=args.near_mutants)),
+               args.validation)
         return
 
-    programs = library(args.mutants)
+    programs = library(args.mutants, near_mutants=args.near_mutants)
     labels = list(programs)[: args.limit] if args.limit else list(programs)
     executor = make_executor("local", device=args.device, size=args.workers)
     cache = RunCache()
