@@ -47,6 +47,7 @@ from sandbox.evaluate import DEFAULT_LR_GRID, EvalSettings, Evaluator, beats_ada
 from sandbox.executor import make_executor  # noqa: E402
 from sandbox.references import reference_names, reference_source, with_hparams  # noqa: E402
 from sandbox.runcache import RunCache  # noqa: E402
+from sandbox.scoring import SCORE_MIN  # noqa: E402
 from sandbox.tasks import LEGACY_SUITES, TIERS, UNTIERED  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -223,6 +224,37 @@ def rank_figures(search: list[float], test: list[float]) -> dict[str, float | st
     }
 
 
+def seed_fitness(row: dict, key: str) -> list[float]:
+    """The program's fitness on ``key``'s tier from each measurement seed alone (the per-seed
+    geometric mean over tasks, as the evaluator computes its spread)."""
+    per_seed = np.array([entry["seed_scores"] for entry in row[key + "_tasks"].values()])  # tasks x seeds
+    return list(np.exp(np.log(np.clip(per_seed, SCORE_MIN, None)).mean(axis=0)))
+
+
+def decision_noise(search: list[float], test: list[float], search_seeds: list[list[float]],
+                   resamples: int = 2000, seed: int = 0) -> dict[str, float | list]:
+    """How firm the decision-region rho is: its 5-95% interval over bootstrap resamples of the
+    region's programs, and the region's rho with each measurement seed's search fitness alone
+    ranking the same programs (the per-seed fitness runs higher than the protocol's, which scores
+    the seeds' mean curve, so the region is the protocol's, fixed)."""
+    from scipy.stats import spearmanr
+
+    s, t = np.asarray(search), np.asarray(test)
+    region = np.flatnonzero((s >= DECISION_REGION[0]) & (s <= DECISION_REGION[1]))
+    rng = np.random.default_rng(seed)
+    boot = []
+    for _ in range(resamples):
+        pick = rng.choice(region, size=region.size)
+        if np.unique(s[pick]).size >= 3 and np.unique(t[pick]).size >= 3:
+            boot.append(spearmanr(s[pick], t[pick]).statistic)
+    seeds = np.asarray(search_seeds)[region]
+    per_seed = [float(spearmanr(seeds[:, i], t[region]).statistic) if region.size >= 3 else math.nan
+                for i in range(seeds.shape[1])]
+    return {"boot_lo": float(np.nanpercentile(boot, 5)) if boot else math.nan,
+            "boot_hi": float(np.nanpercentile(boot, 95)) if boot else math.nan,
+            "per_seed": per_seed, "n": int(region.size)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=2, help="sandbox worker processes (default: 2)")
@@ -320,6 +352,11 @@ def report(rows: dict[str, dict], labels: list[str], validation: bool) -> None:
         extra_new = f" ({new['announced']})" if key == "announce_precision" else f" (n={new['n_decision']})" if key == "rho_decision" else ""
         goal = GOALS[key]
         print(f"{name:28} {_f(old[key]) + extra_old:>24} {_f(new[key]) + extra_new:>25} {'' if goal is None else f'>={goal}':>6}")
+    noise = decision_noise([rows[label]["search"] for label in done], test,
+                           [seed_fitness(rows[label], "search") for label in done])
+    print(f"rho, decision region (search tier, n={noise['n']}): 5-95% over bootstrap resamples of its programs "
+          f"{_f(noise['boot_lo'])} to {_f(noise['boot_hi'])}; ranked by one measurement seed's search fitness alone: "
+          + ", ".join(_f(r) for r in noise["per_seed"]))
     print("per program (search tier, old suite, test tier):")
     for label in sorted(done, key=lambda k: -rows[k]["test"]):
         r = rows[label]
