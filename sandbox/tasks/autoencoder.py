@@ -28,6 +28,7 @@ class DigitsAutoencoder(FixedSplitsTask):
     test_metric_name = "test_mse"
     higher_is_better = False
     stochastic = True
+    exact_stacked_grad = True
     family = "generative"
     default_device_ok = True
     code_size = 16

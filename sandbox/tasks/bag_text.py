@@ -53,6 +53,7 @@ class EmbeddingBagTopics(FixedSplitsTask):
     test_metric_name = "test_acc"
     higher_is_better = True
     stochastic = True
+    exact_stacked_grad = True
     default_device_ok = True
     vocab = 2000
     topics = 8

@@ -148,6 +148,12 @@ class Task(ABC):
     stochastic: ClassVar[bool]
     """True when ``batch`` depends on (step, seed): minibatches or gradient noise. False for a
     full-batch task, whose ``batch`` is ``eval_batch()`` for every step and seed."""
+    exact_stacked_grad: ClassVar[bool] = False
+    """True when the batched harness may take every row's gradient by plain autograd through the
+    vmapped loss (:func:`sandbox.harness._stacked_grads`, faster on CPU) because it equals
+    ``vmap(grad(loss))`` bit for bit on this task and its variants; the task tests check every task
+    that says so. False (the safe default, and the rule for a task of yours) keeps vmap(grad): a
+    matmul whose backward runs as another kernel there rounds differently."""
     default_device_ok: ClassVar[bool]
     """False for tasks so small that a GPU's kernel-launch latency makes them slower there than
     on the CPU; an executor keeps those on the CPU even when the campaign's device is a GPU."""

@@ -42,6 +42,7 @@ class CharTransformerLM(FixedSplitsTask):
     test_metric_name = "test_ce"
     higher_is_better = False
     stochastic = True
+    exact_stacked_grad = True
     default_device_ok = True
     layers = 1
     d_model = 32

@@ -39,6 +39,7 @@ class DigitsCNN(FixedSplitsTask):
     test_metric_name = "test_acc"
     higher_is_better = True
     stochastic = True
+    exact_stacked_grad = True
     family = "cnn"
     default_device_ok = True
     channels = 16

@@ -36,6 +36,7 @@ class _CoordinateTask(FixedSplitsTask):
     """Shared data handling: coordinates ``x`` (n, d) and values ``y`` (n,) split three ways."""
 
     stochastic = True
+    exact_stacked_grad = True
     default_device_ok = True
     family = "coordinate"
     loss_name = "eval_batch_mse"

@@ -35,6 +35,7 @@ class DeepLinearCompletion(Task):
     test_metric_name = "test_unobserved_mse"
     higher_is_better = False
     stochastic = False
+    exact_stacked_grad = True
     family = "classical"
     default_device_ok = False
 

@@ -43,6 +43,7 @@ class DeepIllConditionedMLP(FixedSplitsTask):
     test_metric_name = "test_acc"
     higher_is_better = True
     stochastic = True
+    exact_stacked_grad = True
     default_device_ok = True
     depth = 8
     width = 32

@@ -45,6 +45,7 @@ class ZipfMatrixFactorisation(FixedSplitsTask):
     test_metric_name = "test_mse"
     higher_is_better = False
     stochastic = True
+    exact_stacked_grad = True
     default_device_ok = True
     users = 600
     items = 300

@@ -83,6 +83,7 @@ class MoonsRealNVP(FixedSplitsTask):
     test_metric_name = "test_kl"
     higher_is_better = False
     stochastic = True
+    exact_stacked_grad = True
     default_device_ok = False
     couplings = 4
     hidden = 16

@@ -43,6 +43,7 @@ class GRUCharLM(FixedSplitsTask):
     test_metric_name = "test_ce"
     higher_is_better = False
     stochastic = True
+    exact_stacked_grad = True
     default_device_ok = True
     hidden = 48
     context = 10

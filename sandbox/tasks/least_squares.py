@@ -45,6 +45,7 @@ class IllConditionedLeastSquares(FixedSplitsTask):
     test_metric_name = "test_mse"
     higher_is_better = False
     stochastic = True
+    exact_stacked_grad = True
     default_device_ok = False
     features = 32
     condition = 1e3

@@ -52,6 +52,7 @@ class SeparableLogReg(Task):
     test_metric_name = "test_acc"
     higher_is_better = True
     stochastic = True
+    exact_stacked_grad = True
     family = "convex"
     default_device_ok = False
     dim = 20

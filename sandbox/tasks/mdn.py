@@ -62,6 +62,7 @@ class SineMixtureDensity(FixedSplitsTask):
     test_metric_name = "test_kl"
     higher_is_better = False
     stochastic = True
+    exact_stacked_grad = True
     default_device_ok = False
     hidden = 32
     components = 5

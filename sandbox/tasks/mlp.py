@@ -50,6 +50,7 @@ class DigitsMLP(FixedSplitsTask):
     test_metric_name = "test_acc"
     higher_is_better = True
     stochastic = True
+    exact_stacked_grad = True
     default_device_ok = True
     hidden = 32
     batch_size = 128
@@ -92,6 +93,7 @@ class WineMLP(Task):
     test_metric_name = "test_acc"
     higher_is_better = True
     stochastic = True
+    exact_stacked_grad = True
     family = "mlp"
     default_device_ok = False
     hidden = 16

@@ -39,6 +39,7 @@ class PhaseRetrieval(FixedSplitsTask):
     test_metric_name = "dist_to_signal"
     higher_is_better = False
     stochastic = True
+    exact_stacked_grad = True
     default_device_ok = False
     dim = 64
     ratio = 8

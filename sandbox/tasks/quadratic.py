@@ -44,6 +44,7 @@ class NoisyQuadratic(Task):
     test_metric_name = "dist_to_opt"
     higher_is_better = False
     stochastic = True
+    exact_stacked_grad = True
     family = "classical"
     default_device_ok = False
 

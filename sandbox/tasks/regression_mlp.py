@@ -52,6 +52,7 @@ class DiabetesMLP(FixedSplitsTask):
     test_metric_name = "test_mse"
     higher_is_better = False
     stochastic = True
+    exact_stacked_grad = True
     default_device_ok = False
     hidden = 64
     batch_size = 32

@@ -62,6 +62,7 @@ class DigitsResNetBN(FixedSplitsTask):
     test_metric_name = "test_acc"
     higher_is_better = True
     stochastic = True
+    exact_stacked_grad = True
     default_device_ok = True
     channels = 8
     batch_size = 32

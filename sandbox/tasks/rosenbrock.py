@@ -30,6 +30,7 @@ class Rosenbrock(Task):
     test_metric_name = "dist_to_opt"
     higher_is_better = False
     stochastic = False
+    exact_stacked_grad = True
     family = "classical"
     default_device_ok = False
     pairs = 8

@@ -31,6 +31,7 @@ class DigitsSoftmaxRegression(FixedSplitsTask):
     test_metric_name = "test_acc"
     higher_is_better = True
     stochastic = True
+    exact_stacked_grad = True
     default_device_ok = False
     l2 = 1e-4
     batch_size = 32

@@ -45,6 +45,7 @@ class SortingTransformer(FixedSplitsTask):
     test_metric_name = "test_acc"
     higher_is_better = True
     stochastic = True
+    exact_stacked_grad = True
     default_device_ok = True
     vocab = 16
     length = 8

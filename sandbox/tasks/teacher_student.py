@@ -33,6 +33,7 @@ class TeacherStudent(FixedSplitsTask):
     test_metric_name = "test_mse"
     higher_is_better = False
     stochastic = True
+    exact_stacked_grad = True
     family = "mlp"
     default_device_ok = True
     width = 32

@@ -49,6 +49,7 @@ class ModularAdditionTransformer(FixedSplitsTask):
     test_metric_name = "test_acc"
     higher_is_better = True
     stochastic = True
+    exact_stacked_grad = True
     family = "attention"
     default_device_ok = True
     d_model = 24

@@ -42,6 +42,7 @@ class DigitsVAE(FixedSplitsTask):
     test_metric_name = "test_neg_elbo"
     higher_is_better = False
     stochastic = True
+    exact_stacked_grad = True
     default_device_ok = True
     hidden = 64
     latent = 8
