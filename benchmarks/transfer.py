@@ -3,7 +3,7 @@
 Over a fixed library of optimizers (the references at their default hyperparameters (23 since
 Adamax, RAdam, NAdamW, AdaBelief, Adan, Cautious AdamW, LAMB and Yogi joined the first 15), 14
 re-parameterised references, 12 seeded mutants of the first 15, the winners in results/ and,
-since issue 18, the *near-AdamW set*: 4 more re-parameterisations and 12 separately seeded
+since issue 18, the *near-AdamW set*: 10 more re-parameterisations and 24 separately seeded
 mutants of the references whose search fitness sits near AdamW's, the programs a campaign
 actually decides on), this scores every program on
 
@@ -70,13 +70,14 @@ MUTANT_PARENTS = ("adadelta", "adagrad", "adam", "adamw", "ademamix", "amsgrad",
 """The references the seeded mutants are drawn from: the 15 of the first runs, fixed, so that a
 reference added later joins the library without changing its mutants (and their cached rows)."""
 NEAR_HPARAM_VARIANTS: dict[str, list[dict[str, float]]] = {
-    "adamw": [{"weight_decay": 0.0}],
-    "adam": [{"eps": 1e-6}, {"beta1": 0.95}],
-    "amsgrad": [{"beta2": 0.99}],
+    "adamw": [{"weight_decay": 0.0}, {"beta2": 0.99}, {"eps": 1e-6}],
+    "adam": [{"eps": 1e-6}, {"beta1": 0.95}, {"beta2": 0.99}],
+    "amsgrad": [{"beta2": 0.99}, {"beta2": 0.95}],
+    "adamax": [{"beta2": 0.99}, {"beta1": 0.8}],
 }
 """Re-parameterised references near AdamW (issue 18), after every label above so that those keep
 their order (and their cached rows)."""
-NEAR_MUTANTS = 12
+NEAR_MUTANTS = 24
 NEAR_MUTANT_PARENTS = ("adam", "adamax", "adamw", "amsgrad", "cautious_adamw", "nadam", "nadamw", "yogi")
 """The references with search fitness 0.65-1.0 in results/transfer_93b2ef8_full.json (tuned AdamW
 itself scores 0.846 there; the decision region is 0.8-1.5): their mutants are the candidates a
