@@ -232,9 +232,9 @@ class Evaluator:
         if future is not None:
             if not result.ok:
                 raise CandidateError(result.reason or "crashed", result.message or "the worker failed")
-            for (_, key), record in zip(missing, result.value["runs"]):
-                self.cache.put(key, record)
-                cached[key] = record
+            fresh = [(key, record) for (_, key), record in zip(missing, result.value["runs"])]
+            self.cache.put_many(fresh)
+            cached.update(fresh)
         return [cached[k] for k in keys]
 
     # --- one task ---------------------------------------------------------------------------
