@@ -185,6 +185,7 @@ class Campaign:
         self._record_checks(checked or [])
         self._context_error: str | None = None  # a prompt did not fit the server's context: stop
         self._carried: list[tuple[int, str]] = []  # on resume: a batch's programs archived before a kill
+        self._confirmed_search: dict[bool, float] | None = None  # see _best_confirmed_search
         self._ahead = None  # ((indices, contexts), future): the next batch, generated while one is evaluated
         self._llm_down = 0  # batches in a row whose every LLM request failed
         self._llm_failure: str | None = None
@@ -762,11 +763,18 @@ class Campaign:
     def _best_confirmed_search(self, reference: bool) -> float:
         """The best search fitness among confirmed programs of one kind, seed references or
         candidates (-inf: none). Kept apart so a strong seed (Adam, say) never stops the
-        campaign from checking what it discovered."""
-        confirmed = [r.fitness for r in self.archive.summaries().values()
-                     if r.status == "evaluated" and r.confirmed_fitness is not None and r.fitness is not None
-                     and (r.proposer == "reference") == reference]
-        return max(confirmed, default=float("-inf"))
+        campaign from checking what it discovered. Read from the archive once (a resumed
+        campaign's confirmations count), then kept up to date by :meth:`_confirm`, the only
+        writer of confirmations: a scan of every summary per candidate cost ~10 ms at 10,000
+        programs."""
+        if self._confirmed_search is None:
+            best = {True: float("-inf"), False: float("-inf")}
+            for r in self.archive.summaries().values():
+                if r.status == "evaluated" and r.confirmed_fitness is not None and r.fitness is not None:
+                    kind = r.proposer == "reference"
+                    best[kind] = max(best[kind], r.fitness)
+            self._confirmed_search = best
+        return self._confirmed_search[reference]
 
     def _maybe_confirm(self, pid: int, source: str, result: EvaluationResult) -> None:
         """A would-be new best (on the search tier) is scored on the validation tier, fresh seeds
@@ -794,6 +802,9 @@ class Campaign:
                 "confirm_seeds": list(self.settings.confirm_seeds), "validation_scores": self._scores(confirm)}
         verdict = self._announce_verdict(pid, source, rec, confirm, meta)
         self.archive.update_program(pid, stage="confirmed", meta=meta)
+        if self._confirmed_search is not None and rec.status == "evaluated" and rec.fitness is not None:
+            kind = rec.proposer == "reference"
+            self._confirmed_search[kind] = max(self._confirmed_search[kind], rec.fitness)
         label = f"{confirm.fitness:.3f} on the validation tier (search {result.fitness:.3f}); {verdict}"
         if confirm.fitness > best:
             self.archive.set_best_program(self.campaign_id, pid)
