@@ -120,15 +120,16 @@ def measure(args, arms, extra, sources) -> dict[str, list[dict]]:
 
 def report(args, arms, runs: dict[str, list[dict]]) -> None:
     print()
-    print(f"{'arm':<16}{'runs':>5}{'wall s (median)':>17}{'candidates/hour':>17}{'CPU s':>8}{'vs first':>10}")
+    labels = {name: f"{name}@{rev}" if rev else name for name, rev, _ in arms}
+    width = max(16, *(len(label) + 2 for label in labels.values()))
+    print(f"{'arm':<{width}}{'runs':>5}{'wall s (median)':>17}{'candidates/hour':>17}{'CPU s':>8}{'vs first':>10}")
     first = None
     for name, rev, _ in arms:
         rows = runs[name]
         wall = statistics.median(r["wall"] for r in rows)
         rate = statistics.median(3600 * r["evaluations"] / r["wall"] for r in rows)
         first = first or rate
-        label = f"{name}@{rev}" if rev else name
-        print(f"{label:<16}{len(rows):>5}{wall:>17.1f}{rate:>17.0f}{statistics.median(r['cpu'] for r in rows):>8.0f}"
+        print(f"{labels[name]:<{width}}{len(rows):>5}{wall:>17.1f}{rate:>17.0f}{statistics.median(r['cpu'] for r in rows):>8.0f}"
               f"{rate / first:>9.2f}x")
     bests = {r["best"] for rows in runs.values() for r in rows}
     print()

@@ -39,3 +39,15 @@ def test_a_revision_is_checked_out_and_an_unknown_one_refused(tmp_path: Path) ->
         subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], capture_output=True)
     with pytest.raises(SystemExit, match="cannot check out 'no-such-revision'"):
         campaign_throughput.checkout("no-such-revision", tmp_path / "bad")
+
+
+def test_the_report_prints_ratios_to_the_first_arm(capsys: pytest.CaptureFixture[str]) -> None:
+    import argparse
+
+    arms = [("session-start", "ef52377", []), ("now", None, [])]
+    runs = {"session-start": [{"wall": 120.0, "cpu": 200.0, "evaluations": 90, "best": (83, 1.1)}] * 2,
+            "now": [{"wall": 80.0, "cpu": 140.0, "evaluations": 90, "best": (83, 1.1)}] * 2}
+    campaign_throughput.report(argparse.Namespace(preset="quick", seed=0), arms, runs)
+    out = capsys.readouterr().out
+    assert "session-start@ef52377" in out and "2700" in out and "4050" in out and "1.50x" in out
+    assert "every run archived the same best program: yes" in out
