@@ -78,6 +78,11 @@ NEAR_HPARAM_VARIANTS: dict[str, list[dict[str, float]]] = {
 """Re-parameterised references near AdamW (issue 18), after every label above so that those keep
 their order (and their cached rows)."""
 NEAR_MUTANTS = 24
+NEAR_SCREENED = 24
+"""Further near-AdamW mutants (near24 on, the same seed stream) that are scored beyond the search
+tier only when their search fitness lands in the decision region, as a campaign spends its full
+evaluation: most near-AdamW mutants land below it (search costs ~10 s a program, the other tiers
+~2 min), and the region is what they are for. Outside it they stay out of every figure."""
 NEAR_MUTANT_PARENTS = ("adam", "adamax", "adamw", "amsgrad", "cautious_adamw", "nadam", "nadamw", "yogi")
 """The references with search fitness 0.65-1.0 in results/transfer_93b2ef8_full.json (tuned AdamW
 itself scores 0.846 there; the decision region is 0.8-1.5): their mutants are the candidates a
@@ -140,7 +145,8 @@ def descent(source: str, steps: int = DESCENT_STEPS) -> tuple[bool, bytes]:
     return ok, b"".join(finals)
 
 
-def library(mutants: int = MUTANTS, seed: int = 0, near_mutants: int = NEAR_MUTANTS) -> dict[str, str]:
+def library(mutants: int = MUTANTS, seed: int = 0, near_mutants: int = NEAR_MUTANTS,
+            near_screened: int = NEAR_SCREENED) -> dict[str, str]:
     """label -> source of every program in the library, in a fixed order."""
     programs = {name: reference_source(name) for name in reference_names()}
     for name, variants in HPARAM_VARIANTS.items():
@@ -173,7 +179,7 @@ def library(mutants: int = MUTANTS, seed: int = 0, near_mutants: int = NEAR_MUTA
     steps_seen = {descent(reference_source(name))[1] for name in near_parents}
     made = 0
     attempt = 0
-    while made < near_mutants:
+    while made < near_mutants + near_screened:
         rng = random.Random(f"transfer-near:{seed}:{attempt}")
         parent = near_parents[attempt % len(near_parents)]
         attempt += 1
@@ -196,6 +202,15 @@ def library(mutants: int = MUTANTS, seed: int = 0, near_mutants: int = NEAR_MUTA
     order = list(reference_names()) + list(winners) + [k for k in programs if k not in reference_names()]
     programs.update(winners)
     return {label: programs[label] for label in order}
+
+
+def screened(label: str, near_mutants: int = NEAR_MUTANTS) -> bool:
+    """Whether ``label`` is one of the near-AdamW mutants of the screened set (NEAR_SCREENED)."""
+    return label.startswith("near") and "(" in label and int(label[4:label.index("(")]) >= near_mutants
+
+
+def in_region(fitness: float | None) -> bool:
+    return fitness is not None and DECISION_REGION[0] <= fitness <= DECISION_REGION[1]
 
 
 def task_row(result) -> dict:
@@ -263,7 +278,16 @@ def main() -> None:
     parser.add_argument("--mutants", type=int, default=MUTANTS, help=f"seeded mutants (default: {MUTANTS})")
     parser.add_argument("--near-mutants", type=int, default=NEAR_MUTANTS,
                         help=f"seeded mutants of the near-AdamW references (default: {NEAR_MUTANTS})")
+    parser.add_argument("--near-screened", type=int, default=NEAR_SCREENED,
+                        help=f"near-AdamW mutants scored beyond the search tier only in the decision region "
+                             f"(default: {NEAR_SCREENED})")
     parser.add_argument("--validation", action="store_true", help="also score the validation tier (announce rule)")
+    parser.add_argument("--tiers", default=None,
+                        help="comma-separated subset of legacy,search,test,validation to score in this run "
+                             "(default: all; a cheap search-only pass first tells which programs the region holds)")
+    parser.add_argument("--only-region", action="store_true",
+                        help="in this run, score the other tiers only for programs whose search fitness is in "
+                             "the decision region (a later run without it scores the rest)")
     parser.add_argument("--out", default="transfer.json", help="per-program fitnesses, JSON (default: transfer.json)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--report", action="store_true", help="only print the figures from --out (nothing runs)")
@@ -279,11 +303,19 @@ def main() -> None:
                              "then scores as it will in the tier) or the search tier's (a search-tier candidate)")
     args = parser.parse_args()
     if args.report:
-        report(json.loads(Path(args.out).read_text()), list(library(args.mutants, near_mutants=args.near_mutants)),
+        report(json.loads(Path(args.out).read_text()),
+               list(library(args.mutants, near_mutants=args.near_mutants, near_screened=args.near_screened)),
                args.validation)
         return
 
-    programs = library(args.mutants, near_mutants=args.near_mutants)
+    if args.tiers:
+        wanted = [t.strip() for t in args.tiers.split(",") if t.strip()]
+        known = ("legacy", "search", "test") + (("validation",) if args.validation else ())
+        unknown = [t for t in wanted if t not in known]
+        if unknown:
+            print(f"--tiers: unknown here: {', '.join(unknown)} (known: {', '.join(known)})", file=sys.stderr)
+            raise SystemExit(2)
+    programs = library(args.mutants, near_mutants=args.near_mutants, near_screened=args.near_screened)
     labels = list(programs)[: args.limit] if args.limit else list(programs)
     executor = make_executor("local", device=args.device, size=args.workers)
     cache = RunCache()
@@ -313,6 +345,10 @@ def main() -> None:
         evaluators[key] = Evaluator(executor, cache, replace(base, tasks=tuple(args.candidate_task),
                                                              measure_seeds=seeds))
         tiers[key] = "search"
+    if args.tiers:
+        evaluators = {k: v for k, v in evaluators.items() if k in wanted}
+    # The search tier first: it decides whether a screened program goes on to the others.
+    evaluators = dict(sorted(evaluators.items(), key=lambda kv: kv[0] != "search"))
     out_path = Path(args.out)
     rows: dict[str, dict] = json.loads(out_path.read_text()) if out_path.exists() else {}
     started = time.perf_counter()
@@ -321,6 +357,9 @@ def main() -> None:
             row = rows.get(label, {})
             for key, evaluator in evaluators.items():
                 if key in row:
+                    continue
+                if key != "search" and not in_region(row.get("search")) and (
+                        args.only_region or screened(label, args.near_mutants)):
                     continue
                 t0 = time.perf_counter()
                 result = evaluator.evaluate(programs[label], suite=tiers[key], stage="full")
@@ -345,7 +384,10 @@ def report(rows: dict[str, dict], labels: list[str], validation: bool) -> None:
     test = [rows[label]["test"] for label in done]
     old = rank_figures([rows[label]["legacy"] for label in done], test)
     new = rank_figures([rows[label]["search"] for label in done], test)
-    print(f"\nTransfer to the test tier over {len(done)} optimizers (ground truth: test-tier fitness)")
+    held = [label for label in labels if label not in done and screened(label) and rows.get(label, {}).get("search") is not None]
+    print(f"\nTransfer to the test tier over {len(done)} optimizers (ground truth: test-tier fitness)"
+          + (f"; {len(held)} screened near-AdamW mutants left out (search fitness outside the decision region)"
+             if held else ""))
     print(f"{'figure':28} {'old suite (train loss)':>24} {'search tier (val target)':>25} {'goal':>6}")
     for key, name in (("rho", "Spearman rho"), ("tau", "Kendall tau"), ("rho_decision", "rho, decision region"),
                       ("announce_precision", "announce precision")):
