@@ -54,9 +54,11 @@ CONTEXTS_FILE = "contexts.json"
 """The contexts of the latest batch, saved before its proposals are made (see Campaign._contexts)."""
 LLM_KINDS = ("full", "diff", "textgrad", "crossover")
 LLM_DOWN_BATCHES = 3
+"""A campaign stops (resumable) after this many batches in a row whose every LLM request failed."""
 COMPACT_BELOW = 8192
 """llm.compact_prompt = auto: compact prompts for a server whose context is under this (tokens)."""
-"""A campaign stops (resumable) after this many batches in a row whose every LLM request failed."""
+_UNPROMPTED_SCORE_FIELDS = frozenset({"val_curve", "val_steps"})
+"""Per-task score fields no proposer reads (see Campaign._as_dict)."""
 
 
 @dataclass
@@ -293,9 +295,13 @@ class Campaign:
             fails = self.archive.failures(record.id)
             if fails:
                 failure = (fails[-1].reason, fails[-1].message)
+        # The proposers read each task's training-loss curve (feedback's diagnosis), never its
+        # validation curve: leaving that out halves every saved context (parents, top, lineage).
+        scores = {task: {k: v for k, v in entry.items() if k not in _UNPROMPTED_SCORE_FIELDS}
+                  if isinstance(entry, dict) else entry for task, entry in (record.scores or {}).items()}
         return {
             "id": record.id, "code": record.code, "fitness": record.fitness, "fitness_spread": record.fitness_spread,
-            "scores": record.scores or {}, "status": record.status, "failure": failure, "proposer": record.proposer,
+            "scores": scores, "status": record.status, "failure": failure, "proposer": record.proposer,
             "edits": record.meta.get("edits", []), "stage": record.stage, "name": record.name,
             "parent_ids": record.parent_ids,
         }
