@@ -78,7 +78,7 @@ NEAR_HPARAM_VARIANTS: dict[str, list[dict[str, float]]] = {
 """Re-parameterised references near AdamW (issue 18), after every label above so that those keep
 their order (and their cached rows)."""
 NEAR_MUTANTS = 24
-NEAR_SCREENED = 24
+NEAR_SCREENED = 36
 """Further near-AdamW mutants (near24 on, the same seed stream) that are scored beyond the search
 tier only when their search fitness lands in the decision region, as a campaign spends its full
 evaluation: most near-AdamW mutants land below it (search costs ~10 s a program, the other tiers
@@ -371,7 +371,7 @@ def main() -> None:
             rows[label] = row
             out_path.write_text(json.dumps(rows, indent=1))
             print(f"[{i}/{len(labels)} {time.perf_counter() - started:6.0f} s] {label:44} "
-                  + "  ".join(f"{k} {_f(row.get(k))}" for k in evaluators), flush=True)
+                  + "  ".join(f"{k} {_f(row[k]) if k in row else '-'}" for k in evaluators), flush=True)
     finally:
         executor.close()
 
