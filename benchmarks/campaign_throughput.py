@@ -49,7 +49,7 @@ def parse_arm(text: str) -> tuple[str, str | None, list[str]]:
 def checkout(rev: str, into: Path) -> Path:
     """A worktree of this repository at ``rev`` (SystemExit naming the revision if git refuses)."""
     done = subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", "-f", str(into), rev],
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise SystemExit(f"campaign_throughput.py: error: cannot check out {rev!r}: "
                          f"{(done.stderr.strip().splitlines() or ['git failed'])[-1]}")
@@ -103,7 +103,7 @@ def main() -> None:
             runs = measure(args, arms, extra, sources)
         finally:
             for path in sources.values():
-                subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(path)], capture_output=True)
+                subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(path)], capture_output=True, check=False)
     report(args, arms, runs)
 
 

@@ -63,9 +63,17 @@ from functools import partial
 import torch
 from torch.func import grad, grad_and_value, vmap
 
-from sandbox.contract import MAX_STATE_FACTOR, CandidateError, HParams, Program, executable_module, run_init, run_update
+from sandbox.contract import (
+    CandidateError,
+    HParams,
+    Program,
+    executable_module,
+    run_init,
+    run_update,
+)
 from sandbox.halving import PRUNED, Schedule, rung_survivors
 from sandbox.rule_analysis import position_independent
+from sandbox.stacked import FlatLayout, stacked_grads, stacked_update
 from sandbox.tasks.base import Batch, Params, Task, val_steps
 
 STATUSES = ("ok", "nan", "diverged", PRUNED)
@@ -229,56 +237,6 @@ def _train_step_with_loss(task: Task, program: Program, hp: HParams, step: int, 
     return new_params, new_states, value
 
 
-def _stacked_grads(task: Task, params: Params, batch: Batch, batch_dims) -> tuple[Params, torch.Tensor]:
-    """Every row's gradient and loss by plain autograd through the vmapped loss: the rows are
-    independent, so the gradient of their sum with respect to the stacked parameters is each
-    row's own gradient (d sum / d loss_i is exactly 1). The backward pass then runs as ordinary
-    batched kernels instead of under vmap's per-op bookkeeping: 1.3-1.8x faster than
-    ``vmap(grad(loss))`` on the search tasks on CPU, and bit for bit the same where a task declares
-    it (:attr:`~sandbox.tasks.base.Task.exact_stacked_grad`, checked by the task tests)."""
-    with torch.enable_grad():
-        leaves = {name: p.detach().requires_grad_() for name, p in params.items()}
-        losses = vmap(task.loss, in_dims=(0, batch_dims))(leaves, batch)
-        grads = torch.autograd.grad(losses.sum(), list(leaves.values()), allow_unused=True)
-    # A parameter the loss does not use gets zeros, as vmap(grad) gives it.
-    return ({name: torch.zeros_like(p) if g is None else g for (name, p), g in zip(leaves.items(), grads)},
-            losses.detach())
-
-
-class _Unstackable(Exception):
-    """The rule's update returned something outside the contract (see _stacked_update)."""
-
-
-def _stacked_update(program: Program, grads: Params, params: Params, states: dict[str, dict], step: int,
-                    hp: HParams, lr: torch.Tensor) -> tuple[Params, dict[str, dict]]:
-    """The update applied once to the stacked rows of every parameter, without vmap, for a rule
-    whose tensors only meet ops that act on each entry alone and round it correctly
-    (:func:`sandbox.rule_analysis.position_independent`, with ``hp.lr`` a tensor): each entry of
-    the result is then the same operation on the same numbers as under vmap, so the bits are the
-    same. ``hp.lr`` is the rows' learning rates shaped to broadcast against the parameter. A
-    result outside the contract raises :class:`_Unstackable`, and the run falls back to the
-    sequential path, whose checks name the candidate's error."""
-    rows = lr.shape[0]
-    new_params, new_states = {}, {}
-    for name, param in params.items():
-        state = states[name]
-        result = program.update(grads[name], param, dict(state), step,
-                                hp.replace(lr=lr.reshape((rows,) + (1,) * (param.dim() - 1))))
-        if not (isinstance(result, tuple) and len(result) == 2):
-            raise _Unstackable("update did not return (delta, state)")
-        delta, new_state = result
-        if not (isinstance(delta, torch.Tensor) and delta.shape == param.shape and delta.is_floating_point()):
-            raise _Unstackable("delta is not a floating tensor shaped like the stacked parameter")
-        if not (isinstance(new_state, dict) and new_state.keys() == state.keys()
-                and all(isinstance(v, torch.Tensor) and v.dim() >= 1 and v.shape[0] == rows for v in new_state.values())):
-            raise _Unstackable("state is not a dict of stacked tensors with init's keys")
-        if sum(v.numel() for v in new_state.values()) > MAX_STATE_FACTOR * param.numel() + 4096 * rows:
-            raise _Unstackable("state over the contract's budget")
-        new_params[name] = param + delta.to(param.dtype)
-        new_states[name] = new_state
-    return new_params, new_states
-
-
 # --- bookkeeping shared by both paths ---------------------------------------------------------------
 
 
@@ -334,32 +292,6 @@ class _Progress:
     states: dict | None = None
     pending: list = field(default_factory=list)  # (step, loss) awaiting the divergence check
     pending_val: list = field(default_factory=list)  # (step, validation value)
-
-
-class _FlatLayout:
-    """Parameters and optimizer states as one flat tuple of tensors, the form the batched path
-    hands across vmap's boundary: vmap flattens and rebuilds its inputs and outputs as pytrees on
-    every call, and for the nested dicts of a small task (a few tensors of a few hundred entries)
-    that bookkeeping cost more than the arithmetic. The order is fixed at the start of the run."""
-
-    def __init__(self, params: Params, states: dict[str, dict]):
-        self.names = tuple(params)
-        self.keys = tuple(tuple(states[name]) for name in self.names)
-
-    def flatten(self, params: Params, states: dict[str, dict]) -> tuple[torch.Tensor, ...]:
-        out = [params[name] for name in self.names]
-        for name, keys in zip(self.names, self.keys):
-            state = states[name]
-            out.extend(state[key] for key in keys)
-        return tuple(out)
-
-    def unflatten(self, flat: Sequence[torch.Tensor]) -> tuple[Params, dict[str, dict]]:
-        params = dict(zip(self.names, flat))
-        states, at = {}, len(self.names)
-        for name, keys in zip(self.names, self.keys):
-            states[name] = dict(zip(keys, flat[at:at + len(keys)]))
-            at += len(keys)
-        return params, states
 
 
 class _DeviceCache:
@@ -464,14 +396,14 @@ class _Run:
                 done = end
         return self._results([r.params for r in runs], batched=False)
 
-    def _start_one(self, config: RunConfig, run: "_Progress") -> None:
+    def _start_one(self, config: RunConfig, run: _Progress) -> None:
         run.params = self._init_params(config.seed)
         run.states = _init_states(self.program, run.params)
         if self.task.stochastic:
             run.pending.append((0, self._eval_loss(run.params)))
         run.pending_val.append((0, self._val_loss(run.params)))
 
-    def _advance_one(self, index: int, config: RunConfig, run: "_Progress", start: int, end: int) -> None:
+    def _advance_one(self, index: int, config: RunConfig, run: _Progress, start: int, end: int) -> None:
         """Train config ``index`` from after step ``start`` through step ``end``, checking at ``end``."""
         task, monitor, full_batch = self.task, self.monitor, not self.task.stochastic
         params, states, pending, pending_val = run.params, run.states, run.pending, run.pending_val
@@ -536,7 +468,7 @@ class _Run:
         return self._results(finals, batched=True)
 
     def _train_batched(self) -> list[Params]:
-        task, monitor, full_batch = self.task, self.monitor, not self.task.stochastic
+        monitor, full_batch = self.monitor, not self.task.stochastic
         seeds = sorted({c.seed for c in self.configs})
         # active[j] is the config index held in row j of every stacked tensor.
         active = list(range(len(self.configs)))
@@ -544,7 +476,7 @@ class _Run:
         per_seed = {seed: self._init_params(seed) for seed in seeds}
         params = {name: torch.stack([per_seed[c.seed][name] for c in self.configs]) for name in per_seed[seeds[0]]}
         states = vmap(partial(_init_states, self.program))(params)
-        layout = _FlatLayout(params, states)
+        layout = FlatLayout(params, states)
         finals: list[Params | None] = [None] * len(self.configs)
         eval_loss, val_loss = vmap(self._eval_loss), vmap(self._val_loss)
         pending: list[tuple[int, list[int], torch.Tensor]] = []  # (step, configs, losses)
@@ -598,7 +530,7 @@ class _Run:
             finals[i] = {name: p[j] for name, p in params.items()}
         return finals
 
-    def _flat_step(self, layout: "_FlatLayout", step: int, eval_batch: Batch | None, flat: tuple[torch.Tensor, ...],
+    def _flat_step(self, layout: FlatLayout, step: int, eval_batch: Batch | None, flat: tuple[torch.Tensor, ...],
                    batch: Batch, lr: torch.Tensor) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
         """One row's training step under vmap, on the flat layout, and its scoring loss: for a
         full-batch task the loss at the parameters the gradient was taken at (``batch`` is the
@@ -613,7 +545,7 @@ class _Run:
             value = self.task.loss(params, eval_batch)
         return layout.flatten(params, states), value
 
-    def _split_step(self, layout: "_FlatLayout", step: int, params: Params, states: dict[str, dict], batch: Batch,
+    def _split_step(self, layout: FlatLayout, step: int, params: Params, states: dict[str, dict], batch: Batch,
                     batch_dims, lr: torch.Tensor) -> tuple[Params, dict[str, dict], torch.Tensor | None]:
         """One step of every row as gradient, then update, each past vmap where it may be:
         returns the new parameters and states and, for a full-batch task, the loss at the
@@ -621,13 +553,13 @@ class _Run:
         scoring loss after the step)."""
         task, full_batch = self.task, not self.task.stochastic
         if self.stack_grads:
-            grads, value = _stacked_grads(task, params, batch, batch_dims)
+            grads, value = stacked_grads(task, params, batch, batch_dims)
         elif full_batch:
             grads, value = vmap(grad_and_value(task.loss), in_dims=(0, batch_dims))(params, batch)
         else:
             grads, value = vmap(grad(task.loss), in_dims=(0, batch_dims))(params, batch), None
         if self.stack_update:
-            params, states = _stacked_update(self.program, grads, params, states, step, self.hp, lr)
+            params, states = stacked_update(self.program, grads, params, states, step, self.hp, lr)
         else:
             def update(flat, grad_rows, lr):
                 row_params, row_states = layout.unflatten(flat)

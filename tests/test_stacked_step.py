@@ -15,9 +15,10 @@ from torch.func import grad_and_value, vmap
 
 from sandbox.contract import executable_module, load_program
 from sandbox.halving import RECOMMENDED
-from sandbox.harness import RunConfig, _Run, _stacked_grads, resolve_device, run_candidate
+from sandbox.harness import RunConfig, _Run, resolve_device, run_candidate
 from sandbox.references import load_reference, reference_source
 from sandbox.rule_analysis import position_independent
+from sandbox.stacked import stacked_grads
 from sandbox.tasks import get_task, task_names
 
 EXACT = [name for name in task_names() if get_task(name).exact_stacked_grad]
@@ -49,7 +50,7 @@ def test_stacked_gradient_equals_vmap_grad_bit_for_bit(name: str) -> None:
                 batch, dims = run.eval_batch, None
             with torch.no_grad():
                 want, want_loss = vmap(grad_and_value(task.loss), in_dims=(0, dims))(params, batch)
-                got, got_loss = _stacked_grads(task, params, batch, dims)
+                got, got_loss = stacked_grads(task, params, batch, dims)
             assert torch.equal(got_loss, want_loss), (spec, rows)
             for key in want:
                 assert torch.equal(got[key], want[key]), (spec, rows, key)

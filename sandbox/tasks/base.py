@@ -150,7 +150,7 @@ class Task(ABC):
     full-batch task, whose ``batch`` is ``eval_batch()`` for every step and seed."""
     exact_stacked_grad: ClassVar[bool] = False
     """True when the batched harness may take every row's gradient by plain autograd through the
-    vmapped loss (:func:`sandbox.harness._stacked_grads`, faster on CPU) because it equals
+    vmapped loss (:func:`sandbox.stacked.stacked_grads`, faster on CPU) because it equals
     ``vmap(grad(loss))`` bit for bit on this task and its variants; the task tests check every task
     that says so. False (the safe default, and the rule for a task of yours) keeps vmap(grad): a
     matmul whose backward runs as another kernel there rounds differently."""
