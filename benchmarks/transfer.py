@@ -78,7 +78,7 @@ NEAR_HPARAM_VARIANTS: dict[str, list[dict[str, float]]] = {
 """Re-parameterised references near AdamW (issue 18), after every label above so that those keep
 their order (and their cached rows)."""
 NEAR_MUTANTS = 24
-NEAR_SCREENED = 36
+NEAR_SCREENED = 60
 """Further near-AdamW mutants (near24 on, the same seed stream) that are scored beyond the search
 tier only when their search fitness lands in the decision region, as a campaign spends its full
 evaluation: most near-AdamW mutants land below it (search costs ~10 s a program, the other tiers
