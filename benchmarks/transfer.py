@@ -395,6 +395,15 @@ def report(rows: dict[str, dict], labels: list[str], validation: bool) -> None:
         extra_new = f" ({new['announced']})" if key == "announce_precision" else f" (n={new['n_decision']})" if key == "rho_decision" else ""
         goal = GOALS[key]
         print(f"{name:28} {_f(old[key]) + extra_old:>24} {_f(new[key]) + extra_new:>25} {'' if goal is None else f'>={goal}':>6}")
+    plain = [label for label in done if not screened(label)]
+    if len(plain) < len(done):
+        # The screened mutants joined only where their search fitness is in the region: figures over
+        # the whole range are fair over the rest alone.
+        unscreened = rank_figures([rows[label]["search"] for label in plain], [rows[label]["test"] for label in plain])
+        print(f"over the {len(plain)} programs without the screened mutants (search tier): rho {_f(unscreened['rho'])}, "
+              f"tau {_f(unscreened['tau'])}, rho in the decision region {_f(unscreened['rho_decision'])} "
+              f"(n={unscreened['n_decision']}), announce precision {_f(unscreened['announce_precision'])} "
+              f"({unscreened['announced']})")
     noise = decision_noise([rows[label]["search"] for label in done], test,
                            [seed_fitness(rows[label], "search") for label in done])
     print(f"rho, decision region (search tier, n={noise['n']}): 5-95% over bootstrap resamples of its programs "
