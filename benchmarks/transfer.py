@@ -145,6 +145,20 @@ def descent(source: str, steps: int = DESCENT_STEPS) -> tuple[bool, bytes]:
     return ok, b"".join(finals)
 
 
+def _seeded_children(stream: str, parents: list[str]):
+    """(parent, child source) of the mutation proposer's 1- or 2-edit children, parents in turn,
+    attempt k drawn from ``Random(f"{stream}:{k}")`` (an attempt the proposer refuses is skipped)."""
+    attempt = 0
+    while True:
+        rng = random.Random(f"{stream}:{attempt}")
+        parent = parents[attempt % len(parents)]
+        attempt += 1
+        try:
+            yield parent, mutate(reference_source(parent), rng, n_edits=rng.choice((1, 2))).source
+        except MutationError:
+            continue
+
+
 def library(mutants: int = MUTANTS, seed: int = 0, near_set: bool = False, near_mutants: int = NEAR_MUTANTS,
             near_screened: int = NEAR_SCREENED) -> dict[str, str]:
     """label -> source of every program in the library, in a fixed order. Without ``near_set``
@@ -154,19 +168,10 @@ def library(mutants: int = MUTANTS, seed: int = 0, near_set: bool = False, near_
     for name, variants in HPARAM_VARIANTS.items():
         for overrides in variants:
             programs[_variant_label(name, overrides)] = with_hparams(reference_source(name), overrides)
-    names = sorted(MUTANT_PARENTS)
-    made = 0
-    attempt = 0
-    while made < mutants:
-        rng = random.Random(f"transfer:{seed}:{attempt}")
-        parent = names[attempt % len(names)]
-        attempt += 1
-        try:
-            child = mutate(reference_source(parent), rng, n_edits=rng.choice((1, 2)))
-        except MutationError:
-            continue
-        programs[f"mutant{made}({parent})"] = child.source
-        made += 1
+    children = _seeded_children(f"transfer:{seed}", sorted(MUTANT_PARENTS))
+    for made in range(mutants):
+        parent, child = next(children)
+        programs[f"mutant{made}({parent})"] = child
     for name, variants in (NEAR_HPARAM_VARIANTS if near_set else {}).items():
         for overrides in variants:
             programs[_variant_label(name, overrides)] = with_hparams(reference_source(name), overrides)
@@ -179,25 +184,19 @@ def library(mutants: int = MUTANTS, seed: int = 0, near_set: bool = False, near_
     near_parents = sorted(NEAR_MUTANT_PARENTS)
     seen = {_lr_free_hash(source) for source in programs.values()}
     steps_seen = {descent(reference_source(name))[1] for name in near_parents} if near_set else set()
+    children = _seeded_children(f"transfer-near:{seed}", near_parents)
     made = 0
-    attempt = 0
     while near_set and made < near_mutants + near_screened:
-        rng = random.Random(f"transfer-near:{seed}:{attempt}")
-        parent = near_parents[attempt % len(near_parents)]
-        attempt += 1
-        try:
-            child = mutate(reference_source(parent), rng, n_edits=rng.choice((1, 2)))
-        except MutationError:
-            continue
-        key = _lr_free_hash(child.source)
+        parent, child = next(children)
+        key = _lr_free_hash(child)
         if key in seen:
             continue
-        ok, stepped = descent(child.source)
+        ok, stepped = descent(child)
         if not ok or stepped in steps_seen:
             continue
         seen.add(key)
         steps_seen.add(stepped)
-        programs[f"near{made}({parent})"] = child.source
+        programs[f"near{made}({parent})"] = child
         made += 1
     winners = {Path(path).stem: (REPO / path).read_text() for path in WINNERS if (REPO / path).exists()}
     # References and winners first, so a partial run (--limit, or stopped) covers what matters most.
