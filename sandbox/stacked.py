@@ -44,7 +44,7 @@ class _Unstackable(Exception):
 
 
 def stacked_update(program: Program, grads: Params, params: Params, states: dict[str, dict], step: int,
-                    hp: HParams, lr: torch.Tensor) -> tuple[Params, dict[str, dict]]:
+                   hp: HParams, lr: torch.Tensor) -> tuple[Params, dict[str, dict]]:
     """The update applied once to the stacked rows of every parameter, without vmap, for a rule
     whose tensors only meet ops that act on each entry alone and round it correctly
     (:func:`sandbox.rule_analysis.position_independent`, with ``hp.lr`` a tensor): each entry of
@@ -75,9 +75,9 @@ def stacked_update(program: Program, grads: Params, params: Params, states: dict
 
 class FlatLayout:
     """Parameters and optimizer states as one flat tuple of tensors, the form the batched path
-    hands across vmap's boundary: vmap flattens and rebuilds its inputs and outputs as pytrees on
-    every call, and for the nested dicts of a small task (a few tensors of a few hundred entries)
-    that bookkeeping cost more than the arithmetic. The order is fixed at the start of the run."""
+    hands across vmap's boundary where the step stays under vmap: vmap flattens and rebuilds its
+    inputs and outputs as pytrees on every call, and a flat tuple keeps that to one level (the
+    nested dicts of states had two). The order is fixed at the start of the run."""
 
     def __init__(self, params: Params, states: dict[str, dict]):
         self.names = tuple(params)
