@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from sandbox.scoring import SCORE_MAX, SCORE_MIN  # noqa: E402
 from sandbox.tasks import TIERS, get_task  # noqa: E402
-from transfer import rank_figures  # noqa: E402
+from transfer import DECISION_REGION, rank_figures  # noqa: E402
 
 
 def load(path: Path) -> dict[str, dict]:
@@ -257,6 +257,14 @@ def main() -> None:
     print(f"\ntest tier split-half agreement: rho {reliability:+.3f} between random halves of its tasks "
           f"(Spearman-Brown for all {len(test_names)}: {2 * reliability / (1 + reliability):+.3f}); a search score "
           "cannot rank like the test tier much better than the test tier ranks like itself")
+    low, high = DECISION_REGION
+    region = np.array([rows[label].get("search") is not None and low <= rows[label]["search"] <= high
+                       for label in labels])
+    if region.sum() >= 4:
+        inside = split_half(test[region])
+        print(f"inside the decision region ({int(region.sum())} programs with search fitness {low:g}-{high:g}x AdamW): "
+              f"split-half rho {inside:+.3f} (Spearman-Brown {2 * inside / (1 + inside):+.3f}): the ceiling on "
+              "any score's rho there")
     _, _, val = task_scores(rows, "validation")
     print(f"validation tier vs test tier: rho {rho(geomean(val), truth):+.3f}; search tier vs validation tier: "
           f"rho {rho(full, geomean(val)):+.3f}")
