@@ -58,7 +58,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import partial
+from functools import lru_cache, partial
 
 import torch
 from torch.func import grad, grad_and_value, vmap
@@ -187,6 +187,14 @@ def run_candidate(
 
 
 _SHAPE_WORDS = ("shape", "size of tensor", "sizes", "dimension", "mat1 and mat2", "broadcast")
+
+
+@lru_cache(maxsize=256)
+def _stackable_update(source: str) -> bool:
+    """Whether the rule's update may run on the stacked rows (see sandbox.stacked.stacked_update).
+    Memoised: a worker runs one program on task after task, and the analysis re-parses the
+    source (~2 ms, next to a job's few hundred)."""
+    return position_independent(executable_module(source), frozenset({"lr"}))
 
 
 def _candidate_failure(exc: Exception, where: str) -> CandidateError:
@@ -358,7 +366,7 @@ class _Run:
         # shown bit-identical; on CUDA both stay under vmap until measured on a GPU.
         on_cpu = device.type == "cpu"
         self.stack_grads = on_cpu and task.exact_stacked_grad
-        self.stack_update = on_cpu and position_independent(executable_module(program.source), frozenset({"lr"}))
+        self.stack_update = on_cpu and _stackable_update(program.source)
 
     @staticmethod
     def _check_config(config: RunConfig) -> RunConfig:
