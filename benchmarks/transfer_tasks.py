@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from sandbox.scoring import SCORE_MAX, SCORE_MIN  # noqa: E402
 from sandbox.tasks import TIERS, get_task  # noqa: E402
-from transfer import DECISION_REGION, rank_figures  # noqa: E402
+from transfer import DECISION_REGION, in_region, rank_figures  # noqa: E402
 
 
 def load(path: Path) -> dict[str, dict]:
@@ -258,8 +258,7 @@ def main() -> None:
           f"(Spearman-Brown for all {len(test_names)}: {2 * reliability / (1 + reliability):+.3f}); a search score "
           "cannot rank like the test tier much better than the test tier ranks like itself")
     low, high = DECISION_REGION
-    region = np.array([rows[label].get("search") is not None and low <= rows[label]["search"] <= high
-                       for label in labels])
+    region = np.array([in_region(rows[label].get("search")) for label in labels])
     if region.sum() >= 4:
         inside = split_half(test[region])
         print(f"inside the decision region ({int(region.sum())} programs with search fitness {low:g}-{high:g}x AdamW): "
