@@ -47,7 +47,7 @@ from sandbox.evaluate import DEFAULT_LR_GRID, EvalSettings, Evaluator, beats_ada
 from sandbox.executor import make_executor  # noqa: E402
 from sandbox.references import reference_names, reference_source, with_hparams  # noqa: E402
 from sandbox.runcache import RunCache  # noqa: E402
-from sandbox.scoring import SCORE_MIN  # noqa: E402
+from sandbox.scoring import seed_fitnesses  # noqa: E402
 from sandbox.tasks import LEGACY_SUITES, TIERS, UNTIERED  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -245,7 +245,7 @@ def seed_fitness(row: dict, key: str) -> list[float]:
     """The program's fitness on ``key``'s tier from each measurement seed alone (the per-seed
     geometric mean over tasks, as the evaluator computes its spread)."""
     per_seed = np.array([entry["seed_scores"] for entry in row[key + "_tasks"].values()])  # tasks x seeds
-    return list(np.exp(np.log(np.clip(per_seed, SCORE_MIN, None)).mean(axis=0)))
+    return list(seed_fitnesses(per_seed))
 
 
 def decision_noise(search: list[float], test: list[float], search_seeds: list[list[float]],

@@ -449,7 +449,7 @@ class Evaluator:
             if on_task:
                 on_task(name, results[name])
         per_seed = np.array([r.seed_scores for r in results.values()])  # tasks x seeds
-        seed_fitness = np.exp(np.log(np.clip(per_seed, scoring.SCORE_MIN, None)).mean(axis=0))
+        seed_fitness = scoring.seed_fitnesses(per_seed)
         fitness = scoring.geometric_mean([r.score for r in results.values()])
         return EvaluationResult(phash, suite, "full", fitness, float(np.std(seed_fitness)), results,
                                 runs_executed=stats["executed"], runs_cached=stats["cached"], run_records=records)

@@ -92,6 +92,12 @@ def geometric_mean(values: Sequence[float]) -> float:
     return float(np.exp(np.mean(np.log(np.clip(arr, SCORE_MIN, None)))))
 
 
+def seed_fitnesses(per_seed: Sequence[Sequence[float]]) -> np.ndarray:
+    """Each measurement seed's fitness from a tasks x seeds table of scores: the geometric mean
+    over tasks of that seed's scores (clipped as above). Their spread is a fitness's seed noise."""
+    return np.exp(np.log(np.clip(np.asarray(per_seed, dtype=np.float64), SCORE_MIN, None)).mean(axis=0))
+
+
 def mean_curve(curves: Sequence[Sequence[float]], budget: int) -> list[float]:
     """Average several seeds' curves step by step; a curve that stopped early counts as inf
     beyond its end, so the mean of a diverged seed is inf there (a failure is not averaged away)."""
