@@ -33,6 +33,7 @@ from archive.store import HEARTBEAT_SECONDS, Archive, ArchiveError, ProgramRecor
 from archive.timings import probe_rows, record_timings
 from discover.budget import Budget, Spend
 from discover.config import CampaignConfig, seed_source, to_toml
+from discover.confirmations import ConfirmationQueue, ConfirmationStopped
 from discover.devices import resolve_device
 from discover.errors import UserError
 from discover.proposers import Proposal, ProposalContext, Proposer, make_proposers
@@ -212,6 +213,7 @@ class Campaign:
         # would make parents one batch staler, so by default only LLM campaigns pipeline.
         self.pipeline = self.llm is not None if pipeline is None else pipeline
         self._ahead_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="propose-ahead")
+        self._confirmations = ConfirmationQueue()
         self.cache = cache or RunCache()
         ev = config.evaluation
         self.settings = EvalSettings(
@@ -284,7 +286,9 @@ class Campaign:
 
     def close(self) -> None:
         self._ahead_pool.shutdown(wait=True)
-        self.executor.close()
+        self._confirmations.stop()
+        self.executor.close()  # a confirmation still evaluating returns now, and is dropped
+        self._confirmations.close()
         self.archive.close()
 
     # --- archive views ----------------------------------------------------------------------
@@ -297,12 +301,15 @@ class Campaign:
                 failure = (fails[-1].reason, fails[-1].message)
         # The proposers read each task's training-loss curve (feedback's diagnosis), never its
         # validation curve: leaving that out halves every saved context (parents, top, lineage).
+        # A confirmation may still be running when a context is read (discover/confirmations.py):
+        # "confirmed" reads as the "full" it was, so no saved context depends on its timing.
         scores = {task: {k: v for k, v in entry.items() if k not in _UNPROMPTED_SCORE_FIELDS}
                   if isinstance(entry, dict) else entry for task, entry in (record.scores or {}).items()}
         return {
             "id": record.id, "code": record.code, "fitness": record.fitness, "fitness_spread": record.fitness_spread,
             "scores": scores, "status": record.status, "failure": failure, "proposer": record.proposer,
-            "edits": record.meta.get("edits", []), "stage": record.stage, "name": record.name,
+            "edits": record.meta.get("edits", []), "name": record.name,
+            "stage": "full" if record.stage == "confirmed" else record.stage,
             "parent_ids": record.parent_ids,
         }
 
@@ -373,13 +380,16 @@ class Campaign:
                 ahead, self._ahead = self._ahead, None
                 if ahead is not None:
                     self._archive_batch(*ahead[0], ahead[1].result())
+            self._confirmations.drain()
             if not self._context_error:
                 self._final_checks()
             if self.config.evaluation.test_tier and not self._context_error:
                 self._score_test_tier()
         except KeyboardInterrupt:
+            self._confirmations.stop()
             stop_reason, status = "interrupted by the user (resume with --resume)", "stopped"
         except Exception:
+            self._confirmations.stop()
             self.archive.set_campaign_status(self.campaign_id, "failed")
             self.archive.update_spend(self.campaign_id, self.spend.to_dict())
             raise
@@ -733,10 +743,12 @@ class Campaign:
                 self._record_result(pid, result)
                 self.archive.update_spend(self.campaign_id, self.spend.to_dict())
         # Confirmation compares with the best so far, so it runs in proposal order: reruns agree.
-        for pid, source in survivors if confirm else ():
-            result = results[pid]
-            if result.failure is None and result.stage == "full":
-                self._maybe_confirm(pid, source, result)
+        # It runs beside the next batch's evaluation (discover/confirmations.py).
+        if confirm:
+            self._confirmations.next_batch([
+                (lambda pid=pid, source=source, result=results[pid]: self._queued_confirm(pid, source, result))
+                for pid, source in survivors
+                if results[pid].failure is None and results[pid].stage == "full"])
         self.archive.update_spend(self.campaign_id, self.spend.to_dict())
         return len(survivors)
 
@@ -782,6 +794,12 @@ class Campaign:
             self._confirmed_search = best
         return self._confirmed_search[reference]
 
+    def _queued_confirm(self, pid: int, source: str, result: EvaluationResult) -> None:
+        try:
+            self._maybe_confirm(pid, source, result)
+        except ConfirmationStopped:
+            pass  # the campaign is stopping; --resume confirms it again (see _confirm_unchecked)
+
     def _maybe_confirm(self, pid: int, source: str, result: EvaluationResult) -> None:
         """A would-be new best (on the search tier) is scored on the validation tier, fresh seeds
         and workload variants the search never saw, before anything is said about it. It is
@@ -792,21 +810,29 @@ class Campaign:
         self._confirm(pid, source, result)
 
     def _confirm(self, pid: int, source: str, result: EvaluationResult) -> None:
-        """Score a program on the validation tier and apply the announce rule (see _maybe_confirm)."""
+        """Score a program on the validation tier and apply the announce rule (see _maybe_confirm).
+        Every evaluation comes before the first write, so a confirmation dropped while the
+        campaign stops (discover/confirmations.py) leaves nothing half-written."""
         best_id, best = self.best_confirmed()
         self.on_event(Event("confirming", pid, f"search fitness {result.fitness:.3f}: checking it on the validation tier"))
         confirm = self.evaluator.evaluate(source, suite="validation", stage="full",
                                           measure_seeds=self.settings.confirm_seeds)
+        self._confirmations.check()
+        rec = self.archive.program(pid)
+        long = self._long_horizon(source, rec, confirm) if confirm.failure is None else None
+        self._confirmations.check()
         record_timings(self.archive, self.campaign_id, pid, "validation", confirm)
         if confirm.failure is not None:
-            rec = self.archive.program(pid)
             self.archive.update_program(pid, meta={**rec.meta, "validation_failure": list(confirm.failure)})
             return
-        rec = self.archive.program(pid)
         self.archive.add_evaluations(_evaluation_rows(pid, "validation", confirm.run_records))
+        if long is not None:
+            record_timings(self.archive, self.campaign_id, pid, "long_horizon", long)
+            if long.failure is None:
+                self.archive.add_evaluations(_evaluation_rows(pid, "long_horizon", long.run_records))
         meta = {**rec.meta, "confirmed_fitness": confirm.fitness, "confirmed_spread": confirm.fitness_spread,
                 "confirm_seeds": list(self.settings.confirm_seeds), "validation_scores": self._scores(confirm)}
-        verdict = self._announce_verdict(pid, source, rec, confirm, meta)
+        verdict = self._announce_verdict(rec, confirm, long, meta)
         self.archive.update_program(pid, stage="confirmed", meta=meta)
         if self._confirmed_search is not None and rec.status == "evaluated" and rec.fitness is not None:
             kind = rec.proposer == "reference"
@@ -820,22 +846,26 @@ class Campaign:
             self.on_event(Event("note", pid, f"#{pid} measured {result.fitness:.3f} on search but "
                                              f"{confirm.fitness:.3f} on the validation tier: not a new best"))
 
-    def _announce_verdict(self, pid: int, source: str, rec: ProgramRecord, confirm: EvaluationResult,
+    def _long_horizon(self, source: str, rec: ProgramRecord, confirm: EvaluationResult) -> EvaluationResult | None:
+        """The validation tier at ``long_horizon_scale`` times the steps, where the announce rule
+        needs it (a candidate that beats tuned AdamW beyond seed noise); else None."""
+        scale = self.config.evaluation.long_horizon_scale
+        if rec.proposer == "reference" or not beats_adamw(confirm.fitness, confirm.fitness_spread) or scale <= 1:
+            return None
+        long_settings = replace(self.settings, steps_scale=self.settings.steps_scale * scale)
+        return Evaluator(self.executor, self.cache, long_settings).evaluate(
+            source, suite="validation", stage="full", measure_seeds=self.settings.confirm_seeds)
+
+    def _announce_verdict(self, rec: ProgramRecord, confirm: EvaluationResult, long: EvaluationResult | None,
                           meta: dict[str, Any]) -> str:
-        """Apply the announce rule, running the long-horizon check when it matters; fills ``meta``."""
+        """Apply the announce rule to a confirmation (and its long-horizon check); fills ``meta``."""
         meta["announced"] = False
         if rec.proposer == "reference":
             return "a reference (never announced)"
         if not beats_adamw(confirm.fitness, confirm.fitness_spread):
             return "does not beat tuned AdamW beyond seed noise: not announced"
         scale = self.config.evaluation.long_horizon_scale
-        if scale > 1:
-            long_settings = replace(self.settings, steps_scale=self.settings.steps_scale * scale)
-            long = Evaluator(self.executor, self.cache, long_settings).evaluate(
-                source, suite="validation", stage="full", measure_seeds=self.settings.confirm_seeds)
-            record_timings(self.archive, self.campaign_id, pid, "long_horizon", long)
-            if long.failure is None:
-                self.archive.add_evaluations(_evaluation_rows(pid, "long_horizon", long.run_records))
+        if long is not None:
             fitness = scoring.FAILED_SCORE if long.failure else long.fitness
             meta.update(long_horizon_fitness=fitness, long_horizon_spread=long.fitness_spread,
                         long_horizon_scale=scale)
