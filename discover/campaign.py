@@ -24,6 +24,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
@@ -33,7 +34,7 @@ from archive.store import HEARTBEAT_SECONDS, Archive, ArchiveError, ProgramRecor
 from archive.timings import probe_rows, record_timings
 from discover.budget import Budget, Spend
 from discover.config import CampaignConfig, seed_source, to_toml
-from discover.confirmations import ConfirmationQueue, ConfirmationStopped
+from discover.confirmations import ConfirmationQueue
 from discover.devices import resolve_device
 from discover.errors import UserError
 from discover.proposers import Proposal, ProposalContext, Proposer, make_proposers
@@ -345,7 +346,10 @@ class Campaign:
             # a batch a kill left unarchived, from its saved contexts).
             self._ahead = self._saved_batch()
             self._finish_pending()
-            self._confirm_unchecked()
+            # The seed programs' confirmations (and, resumed, any a kill left undone) run beside
+            # the first batch, as a batch's own do beside the next.
+            evaluated = sorted(self.archive.programs(status="evaluated"), key=lambda r: r.id)
+            self._confirmations.next_batch([partial(self._confirm_unchecked, evaluated)])
             stalled = 0
             limit = self.config.search.max_stalled_proposals
             try:
@@ -463,13 +467,14 @@ class Campaign:
             self.on_event(Event("note", text=f"resuming: finishing {len(pending)} pending program(s)"))
             self._evaluate_all(pending, count_budget=True, kind="resumed", confirm=False)
 
-    def _confirm_unchecked(self) -> None:
+    def _confirm_unchecked(self, evaluated: list[ProgramRecord]) -> None:
         """Run the confirmation a program would have had, where a kill came between its
-        evaluation and its confirmation. Confirmations run in program-id order and each compares
+        evaluation and its confirmation (``evaluated``: the archive's evaluated programs, read
+        before the loop began, by id). Confirmations run in program-id order and each compares
         with the ones before it, so walking the archive in that order finds exactly the programs
         an uninterrupted campaign would have confirmed (the others were checked and lost)."""
         best = {True: float("-inf"), False: float("-inf")}  # per kind (reference or not), as _maybe_confirm sees it
-        for rec in sorted(self.archive.programs(status="evaluated"), key=lambda r: r.id):
+        for rec in evaluated:
             kind = rec.proposer == "reference"
             if rec.confirmed_fitness is not None and rec.fitness is not None:
                 best[kind] = max(best[kind], rec.fitness)
@@ -746,7 +751,7 @@ class Campaign:
         # It runs beside the next batch's evaluation (discover/confirmations.py).
         if confirm:
             self._confirmations.next_batch([
-                (lambda pid=pid, source=source, result=results[pid]: self._queued_confirm(pid, source, result))
+                (lambda pid=pid, source=source, result=results[pid]: self._maybe_confirm(pid, source, result))
                 for pid, source in survivors
                 if results[pid].failure is None and results[pid].stage == "full"])
         self.archive.update_spend(self.campaign_id, self.spend.to_dict())
@@ -793,12 +798,6 @@ class Campaign:
                     best[kind] = max(best[kind], r.fitness)
             self._confirmed_search = best
         return self._confirmed_search[reference]
-
-    def _queued_confirm(self, pid: int, source: str, result: EvaluationResult) -> None:
-        try:
-            self._maybe_confirm(pid, source, result)
-        except ConfirmationStopped:
-            pass  # the campaign is stopping; --resume confirms it again (see _confirm_unchecked)
 
     def _maybe_confirm(self, pid: int, source: str, result: EvaluationResult) -> None:
         """A would-be new best (on the search tier) is scored on the validation tier, fresh seeds

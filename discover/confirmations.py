@@ -8,7 +8,9 @@ parent). So batch k's confirmations can run while batch k+1 is evaluated, fillin
 slots a confirmation alone leaves idle, and a seeded campaign archives exactly what it archives
 when they run in between batches.
 
-At most one batch's confirmations are outstanding: before a batch queues its own, the previous
+The seed programs' confirmations (and, on resume, those a kill left undone) are the first
+"batch": they run beside the first batch of proposals. At most one batch's confirmations are
+outstanding: before a batch queues its own, the previous
 batch's must have finished (they had the whole batch's evaluation to run beside), so a campaign
 ends at most one batch's confirmations after its budget says stop, as before.
 
@@ -40,7 +42,7 @@ class ConfirmationQueue:
         """Wait for the previous batch's confirmations (re-raising any error of theirs), then
         queue this batch's, in the order given."""
         self.drain()
-        self._outstanding = [self._pool.submit(confirm) for confirm in confirmations]
+        self._outstanding = [self._pool.submit(_unless_stopped, confirm) for confirm in confirmations]
 
     def drain(self) -> None:
         """Wait until every queued confirmation has run; an error in one is raised here."""
@@ -64,3 +66,10 @@ class ConfirmationQueue:
         running evaluation ends)."""
         self.stop()
         self._pool.shutdown(wait=True)
+
+
+def _unless_stopped(confirm: Callable[[], None]) -> None:
+    try:
+        confirm()
+    except ConfirmationStopped:
+        pass  # the campaign is stopping; --resume confirms it again
