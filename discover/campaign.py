@@ -4,7 +4,8 @@ The loop runs in *batches* of ``search.in_flight`` proposals. Every proposal in 
 archive as it was when the batch began, and results are archived in proposal order, so a
 campaign with the offline proposer (or a replayed LLM cache) reruns identically from its seed,
 however the threads interleave. Within a batch, LLM requests and sandbox evaluations of
-different proposals overlap.
+different proposals overlap; a batch's confirmations (validation tier, long-horizon check) run
+beside the next batch's evaluation (``discover/confirmations.py``).
 
 Every random choice of proposal ``i`` comes from ``random.Random(f"{seed}:{i}")``: a resumed
 campaign continues with exactly the proposals it would have made.
