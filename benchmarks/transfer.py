@@ -23,6 +23,14 @@ Every run is cached (the same run cache as everything else), so a rerun costs no
 interrupted run resumes; per-program fitnesses are written to ``--out`` as they come.
 
     python benchmarks/transfer.py [--workers 2] [--limit N] [--validation] [--out transfer.json]
+
+``--test-seeds 300-307`` (or ``300,301,...``) scores the test tier on other measurement seeds than
+the protocol's: a many-seed ground truth (issue 18: inside the decision region one task-seed
+cell's noise dwarfs the programs' spread). It is stored under its own key per program
+(``test@300-307``, with ``_tasks``, ``_spread`` and ``_seconds``), never over the protocol's
+``test``; ``--tiers test --only-region`` scores it for the region alone. The LR selection and the
+protocol's seeds come from the run cache: only the new seeds' runs (and tuned baselines' runs on
+them, once per task) execute.
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import random
 import sys
 import time
@@ -214,6 +223,45 @@ def in_region(fitness: float | None) -> bool:
     return fitness is not None and DECISION_REGION[0] <= fitness <= DECISION_REGION[1]
 
 
+def parse_seeds(text: str) -> tuple[int, ...]:
+    """Measurement seeds from ``"300-307"``, ``"300,301,305"`` or a mix (``"300-303,310"``):
+    sorted, each once. Raises ValueError on anything else (not an int, an empty or reversed range,
+    a seed named twice)."""
+    seeds: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        low, dash, high = part.partition("-")
+        try:
+            first, last = (int(low), int(high)) if dash and low else (int(part), int(part))
+        except ValueError:
+            raise ValueError(f"not an integer seed or range: {part!r}") from None
+        if last < first:
+            raise ValueError(f"empty range: {part!r}")
+        seeds.extend(range(first, last + 1))
+    if len(set(seeds)) != len(seeds):
+        raise ValueError("a seed is named twice")
+    if any(seed < 0 for seed in seeds):  # the partition above reads "-3" as an empty low end
+        raise ValueError("seeds are non-negative")
+    return tuple(sorted(seeds))
+
+
+def test_key(seeds: tuple[int, ...], protocol: tuple[int, ...] = EvalSettings().test_seeds) -> str:
+    """The row key a test-tier result on ``seeds`` is stored under: ``test`` for the protocol's
+    own seeds, else ``test@`` and the seeds (a contiguous run as ``300-307``)."""
+    seeds = tuple(sorted(seeds))
+    if seeds == tuple(sorted(protocol)):
+        return "test"
+    if len(seeds) > 1 and seeds == tuple(range(seeds[0], seeds[-1] + 1)):
+        return f"test@{seeds[0]}-{seeds[-1]}"
+    return "test@" + ",".join(str(seed) for seed in seeds)
+
+
+def many_seed_keys(row: dict) -> list[str]:
+    """The many-seed test-tier keys (``test@...``) a row holds a result for."""
+    return sorted(key for key in row if key.startswith("test@") and "_" not in key.split("@", 1)[1]
+                  and isinstance(row.get(key + "_tasks"), dict))
+
+
 def task_row(result) -> dict:
     """What the analysis needs of one task result (JSON-safe)."""
     return {"score": result.score, "seed_scores": list(result.seed_scores), "train_score": result.train_score,
@@ -289,6 +337,10 @@ def main() -> None:
     parser.add_argument("--only-region", action="store_true",
                         help="in this run, score the other tiers only for programs whose search fitness is in "
                              "the decision region (a later run without it scores the rest)")
+    parser.add_argument("--test-seeds", default=None, metavar="S1,S2,...",
+                        help="score the test tier on these measurement seeds (a list, ranges as 300-307) instead "
+                             "of the protocol's; stored per program under its own key (test@300-307), never over "
+                             "the protocol's test entries (default: the protocol's test seeds)")
     parser.add_argument("--out", default="transfer.json", help="per-program fitnesses, JSON (default: transfer.json)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--report", action="store_true", help="only print the figures from --out (nothing runs)")
@@ -303,6 +355,12 @@ def main() -> None:
                         help="measure candidate tasks on the test tier's seeds (default: a test-tier candidate "
                              "then scores as it will in the tier) or the search tier's (a search-tier candidate)")
     args = parser.parse_args()
+    protocol_seeds = EvalSettings().test_seeds
+    try:
+        test_seeds = parse_seeds(args.test_seeds) if args.test_seeds is not None else protocol_seeds
+    except ValueError as exc:
+        print(f"--test-seeds: {exc}", file=sys.stderr)
+        raise SystemExit(2)
     if args.report:
         report(json.loads(Path(args.out).read_text()),
                list(library(args.mutants, near_set=True, near_mutants=args.near_mutants,
@@ -322,17 +380,19 @@ def main() -> None:
     executor = make_executor("local", device=args.device, size=args.workers)
     cache = RunCache()
     base = EvalSettings(device=args.device, screen=False, test_tasks=tuple(args.test_task))
+    test = test_key(test_seeds, protocol_seeds)  # candidates below stay on the protocol's test seeds
     # The old search suite as it is today; tasks that left the tiers (over the cost budget, or no
     # longer the workload they were) are left out of it too.
     legacy = tuple(t for t in LEGACY_SUITES["legacy_search"] if t not in UNTIERED)
     print(f"old suite (training-loss objective): {', '.join(legacy)}")
-    print("test tier: " + (", ".join(args.test_task) if args.test_task else "all of " + ", ".join(TIERS["test"])))
+    print("test tier: " + (", ".join(args.test_task) if args.test_task else "all of " + ", ".join(TIERS["test"]))
+          + f"; seeds {', '.join(map(str, test_seeds))} (stored as {test})")
     evaluators = {
         "legacy": Evaluator(executor, cache, replace(base, suite="legacy_search", tasks=legacy, objective="train")),
         "search": Evaluator(executor, cache, base),
-        "test": Evaluator(executor, cache, replace(base, measure_seeds=base.test_seeds)),
+        test: Evaluator(executor, cache, replace(base, measure_seeds=test_seeds)),
     }
-    tiers = {"legacy": "legacy_search", "search": "search", "test": "test"}
+    tiers = {"legacy": "legacy_search", "search": "search", test: "test"}
     if args.validation:
         evaluators["validation"] = Evaluator(executor, cache, replace(base, measure_seeds=base.confirm_seeds))
         tiers["validation"] = "validation"
@@ -348,7 +408,8 @@ def main() -> None:
                                                              measure_seeds=seeds))
         tiers[key] = "search"
     if args.tiers:
-        evaluators = {k: v for k, v in evaluators.items() if k in wanted}
+        # "test" names the test tier on whichever seeds this run measures it.
+        evaluators = {k: v for k, v in evaluators.items() if (tiers[k] if k == test else k) in wanted}
     # The search tier first: it decides whether a screened program goes on to the others.
     evaluators = dict(sorted(evaluators.items(), key=lambda kv: kv[0] != "search"))
     out_path = Path(args.out)
@@ -371,7 +432,10 @@ def main() -> None:
                 row[key + "_tasks"] = {name: task_row(tr) for name, tr in result.tasks.items()}
                 row[key + "_seconds"] = round(time.perf_counter() - t0, 1)
             rows[label] = row
-            out_path.write_text(json.dumps(rows, indent=1))
+            # Atomic: a run stopped mid-write (a deadline's SIGINT) keeps every earlier program.
+            partial = out_path.with_name(out_path.name + ".partial")
+            partial.write_text(json.dumps(rows, indent=1))
+            os.replace(partial, out_path)
             print(f"[{i}/{len(labels)} {time.perf_counter() - started:6.0f} s] {label:44} "
                   + "  ".join(f"{k} {_f(row[k]) if k in row else '-'}" for k in evaluators), flush=True)
     finally:

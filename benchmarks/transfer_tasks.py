@@ -20,6 +20,12 @@ Reads the per-task scores ``benchmarks/transfer.py`` writes (``--out``; nothing 
   reliability beside the tier's own, and the search tier's rho / tau / decision-region rho /
   announce precision against the enlarged ground truth beside the tier's own. (Candidates are
   scored on the search tier's measurement seeds, the test tier on its own seeds.)
+* with a many-seed test tier in the file (``transfer.py --test-seeds 300-307``, key ``test@...``),
+  inside the decision region: the search tier's rho / tau (bootstrap interval) against it beside
+  the protocol's 2-seed truth, that truth's own reliability (split-half over seeds and over tasks,
+  Spearman-Brown), the variance components of the per-seed log-scores (program main effect,
+  program x task interaction, one task-seed cell's seed noise) with the reliability they predict
+  and the cells a reliability of 0.8 needs, and which region programs beat tuned AdamW on it.
 
     python benchmarks/transfer_tasks.py transfer.json [--add-to-test NAME@VARIANT ...]
 """
@@ -33,13 +39,15 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import spearmanr
+from scipy.stats import kendalltau, spearmanr
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
+from sandbox.evaluate import beats_adamw  # noqa: E402
 from sandbox.scoring import SCORE_MAX, SCORE_MIN  # noqa: E402
 from sandbox.tasks import TIERS, get_task  # noqa: E402
-from transfer import DECISION_REGION, in_region, rank_figures  # noqa: E402
+from transfer import (DECISION_REGION, decision_noise, in_region, many_seed_keys, parse_seeds, rank_figures,  # noqa: E402
+                      seed_fitness)
 
 
 def load(path: Path) -> dict[str, dict]:
@@ -209,6 +217,179 @@ def enlarged_test_tier(rows: dict[str, dict], test: np.ndarray, test_names: list
           f"the candidates alone vs the test tier: {rho(geomean(extra[have]), geomean(sub_test)):+.3f}")
 
 
+def seed_cube(rows: dict[str, dict], labels: list[str], key: str) -> tuple[list[str], np.ndarray]:
+    """(tasks, programs x tasks x seeds of log per-seed scores on ``key``'s tier, clipped to the
+    protocol's [SCORE_MIN, SCORE_MAX]; nan where missing)."""
+    tasks = sorted({t for label in labels for t in rows[label].get(key + "_tasks", {})})
+    seeds = max((len(e.get("seed_scores") or []) for label in labels
+                 for e in rows[label].get(key + "_tasks", {}).values()), default=0)
+    cube = np.full((len(labels), len(tasks), seeds), math.nan)
+    for i, label in enumerate(labels):
+        for j, task in enumerate(tasks):
+            scores = (rows[label].get(key + "_tasks", {}).get(task) or {}).get("seed_scores") or []
+            values = np.array([math.nan if v is None else v for v in scores], dtype=np.float64)
+            cube[i, j, : values.size] = np.log(np.clip(values, SCORE_MIN, SCORE_MAX))
+    return tasks, cube
+
+
+def variance_components(cube: np.ndarray) -> dict[str, float]:
+    """Variance components of a complete programs x tasks x seeds table of log-scores, seeds nested
+    in tasks and crossed with programs (seed s of a task is the same data for every program): the
+    ANOVA estimates of the program main effect, the program x task interaction, and the seed noise
+    of one program-task-seed cell after the effect every program shares on that task-seed (an easy
+    or hard draw of the data, which ranks no program above another) is removed. Expected mean
+    squares: MS_P = e + s*pt + t*s*p, MS_PT = e + s*pt, MS_E = e. Estimates can come out negative
+    (a component that is 0 measured with noise); they are returned as measured."""
+    p, t, s = cube.shape
+    if p < 2 or t < 2 or s < 2 or not np.isfinite(cube).all():
+        raise ValueError(f"needs a complete table of >= 2 programs, tasks and seeds, got {p} x {t} x {s}")
+    grand = cube.mean()
+    prog = cube.mean(axis=(1, 2))  # p
+    task = cube.mean(axis=(0, 2))  # t
+    cell = cube.mean(axis=2)  # p x t
+    draw = cube.mean(axis=0)  # t x s: what every program shares on a task-seed
+    ms_p = t * s * ((prog - grand) ** 2).sum() / (p - 1)
+    ms_pt = s * ((cell - prog[:, None] - task[None, :] + grand) ** 2).sum() / ((p - 1) * (t - 1))
+    residual = cube - cell[:, :, None] - draw[None, :, :] + task[None, :, None]
+    ms_e = (residual ** 2).sum() / ((p - 1) * t * (s - 1))
+    return {"program": float((ms_p - ms_pt) / (t * s)), "interaction": float((ms_pt - ms_e) / s),
+            "noise": float(ms_e), "programs": p, "tasks": t, "seeds": s}
+
+
+def reliability(components: dict[str, float], tasks: float, seeds: float, fixed_tasks: bool = False) -> float:
+    """The generalisability coefficient of a program mean over ``tasks`` tasks x ``seeds`` seeds:
+    the share of its variance across programs that is the programs' own (negative components as
+    0). ``fixed_tasks``: the tasks are the ground truth's definition (a tier's), not a sample of
+    workloads, so the program x task interaction is signal and only seed noise is error."""
+    program = max(components["program"], 0.0)
+    interaction = max(components["interaction"], 0.0) / tasks
+    noise = max(components["noise"], 0.0) / (tasks * seeds)
+    signal = program + (interaction if fixed_tasks else 0.0)
+    error = noise + (0.0 if fixed_tasks else interaction)
+    return signal / (signal + error) if signal + error > 0 else math.nan
+
+
+def seeds_needed(components: dict[str, float], tasks: int, target: float = 0.8, fixed_tasks: bool = False) -> float:
+    """Seeds per task a program mean over ``tasks`` tasks needs for ``reliability`` ``target``
+    (inf where the interaction alone keeps it below: more tasks are needed then, not seeds)."""
+    program = max(components["program"], 0.0)
+    interaction = max(components["interaction"], 0.0) / tasks
+    signal = program + (interaction if fixed_tasks else 0.0)
+    room = signal * (1 - target) / target - (0.0 if fixed_tasks else interaction)
+    return max(components["noise"], 0.0) / (tasks * room) if room > 0 else math.inf
+
+
+def cells_needed(components: dict[str, float], target: float = 0.8) -> float:
+    """Task-seed cells a program mean needs for ``reliability`` ``target`` when every cell is a
+    fresh task at one seed (the cheapest way: each cell averages the interaction away as well)."""
+    program = max(components["program"], 0.0)
+    total = max(components["interaction"], 0.0) + max(components["noise"], 0.0)
+    return total / (program * (1 - target) / target) if program > 0 else math.inf
+
+
+def components_line(comp: dict[str, float], per_replicate: int, replicates: int = 2) -> str:
+    """The reliability ``comp`` (noise per replicate of ``per_replicate`` seeds) predicts for a
+    mean over ``replicates``, and what a reliability of 0.8 needs, over workloads (the tasks a
+    sample: the interaction is error) and for these tasks (the interaction is signal)."""
+    t = comp["tasks"]
+    fixed = seeds_needed(comp, t, fixed_tasks=True)
+    return (f"reliability of {replicates} replicates: {reliability(comp, t, replicates):.3f} over workloads, "
+            f"{reliability(comp, t, replicates, True):.3f} for these {t} tasks; for 0.8: {fixed:.1f} replicates "
+            f"of {per_replicate} seeds ({t * fixed * per_replicate:.0f} cells) for these {t} tasks, over workloads "
+            f"{seeds_needed(comp, t):.1f} at {t} tasks or {cells_needed(comp):.0f} fresh tasks at {per_replicate} "
+            "seeds (if replicates average independently)")
+
+
+def seed_split_half(cube: np.ndarray, splits: int = 200, seed: int = 0) -> float:
+    """Mean Spearman rho between the programs' mean log-scores over all tasks on two random halves
+    of the seeds (every task in both halves: the reliability against seed noise alone)."""
+    rng = np.random.default_rng(seed)
+    s = cube.shape[2]
+    values = []
+    for _ in range(splits):
+        order = rng.permutation(s)
+        values.append(rho(cube[:, :, order[: s // 2]].mean(axis=(1, 2)), cube[:, :, order[s // 2:]].mean(axis=(1, 2))))
+    return float(np.nanmean(values))
+
+
+def _brown(r: float) -> float:
+    return 2 * r / (1 + r)
+
+
+def seed_halves(keys: list[str], key: str) -> tuple[str, str] | None:
+    """Two of ``keys`` whose seeds split ``key``'s into disjoint halves, if the file holds such."""
+    seeds = set(parse_seeds(key.split("@", 1)[1]))
+    sets = {k: set(parse_seeds(k.split("@", 1)[1])) for k in keys if k != key}
+    for a in sorted(sets):
+        for b in sorted(sets):
+            if a < b and not sets[a] & sets[b] and sets[a] | sets[b] == seeds and len(sets[a]) == len(sets[b]):
+                return a, b
+    return None
+
+
+def many_seed_region(rows: dict[str, dict], key: str, halves: tuple[str, str] | None = None) -> None:
+    """The search tier inside the decision region against the many-seed test tier ``key``
+    (``halves``: two keys whose seeds split ``key``'s, each scored on its own seeds alone)."""
+    labels = [label for label, row in rows.items() if in_region(row.get("search"))
+              and row.get(key) is not None and row.get("test") is not None]
+    if len(labels) < 4:
+        return
+    tasks, cube = seed_cube(rows, labels, key)
+    search = np.array([rows[label]["search"] for label in labels])
+    two = np.array([rows[label]["test"] for label in labels])
+    many = np.array([rows[label][key] for label in labels])
+    print(f"\nmany-seed ground truth inside the decision region ({key}: {len(tasks)} tasks x {cube.shape[2]} seeds; "
+          f"{len(labels)} programs with search fitness {DECISION_REGION[0]:g}-{DECISION_REGION[1]:g}x AdamW)")
+    for name, truth in (("protocol test tier (2 seeds)", two), (f"{key} ({cube.shape[2]} seeds)", many)):
+        noise = decision_noise(list(search), list(truth), [seed_fitness(rows[label], "search") for label in labels])
+        print(f"  search fitness vs {name:28} rho {rho(search, truth):+.3f} (5-95% bootstrap {noise['boot_lo']:+.3f} "
+              f"to {noise['boot_hi']:+.3f}), tau {kendalltau(search, truth).statistic:+.3f}; one search seed alone: "
+              + ", ".join(f"{r:+.3f}" for r in noise["per_seed"]))
+    print(f"  rho between the 2-seed and the {cube.shape[2]}-seed truth: {rho(two, many):+.3f}")
+    by_seeds = seed_split_half(cube)
+    by_tasks = split_half(np.array([[rows[label][key + "_tasks"][t]["score"] for t in tasks] for label in labels],
+                                   dtype=np.float64))
+    print(f"  its reliability: split-half over seeds rho {by_seeds:+.3f} (Spearman-Brown {_brown(by_seeds):+.3f}; "
+          f"per-seed scores of one run share its end-value cap), over tasks rho {by_tasks:+.3f} "
+          f"(Spearman-Brown {_brown(by_tasks):+.3f})")
+    if halves and all(rows[label].get(h) is not None for label in labels for h in halves):
+        a, b = (np.array([rows[label][h] for label in labels]) for h in halves)
+        r = rho(a, b)
+        print(f"  the seed halves scored alone ({halves[0]} vs {halves[1]}: each its own cap and AdamW curve): "
+              f"rho {r:+.3f} (Spearman-Brown {_brown(r):+.3f}); search fitness vs each: {rho(search, a):+.3f}, "
+              f"{rho(search, b):+.3f}")
+        # The protocol's per-task scores of the two halves are independent replicates of one cell
+        # (the per-seed scores of one run are not: they share its end-value cap), so their
+        # components are the unbiased ones; a half's noise is its k seeds' mean's, so x k per seed.
+        per_half = len(parse_seeds(halves[0].split("@", 1)[1]))
+        replicates = np.log(np.clip(np.array([[[rows[label][h + "_tasks"][t]["score"] for h in halves] for t in tasks]
+                                              for label in labels], dtype=np.float64), SCORE_MIN, SCORE_MAX))
+        comp = variance_components(replicates)
+        print(f"  variance components from the halves (log protocol score, clipped [{SCORE_MIN:g}, {SCORE_MAX:g}]): "
+              f"program {comp['program']:.4f}, program x task {comp['interaction']:.4f}, one cell's seed noise "
+              f"{comp['noise']:.4f} at {per_half} seeds")
+        print("    " + components_line(comp, per_half))
+    for name, run in ((key, cube), ("the protocol's test", seed_cube(rows, labels, "test")[1])):
+        if run.shape[2] >= 2 and np.isfinite(run).all():
+            comp = variance_components(run)
+            print(f"  from one run's per-seed scores ({name}; biased: one seed's NaN fails all, the end-value cap is "
+                  f"shared): program {comp['program']:.4f}, program x task {comp['interaction']:.4f}, seed noise "
+                  f"{comp['noise']:.4f}")
+    # The announce rule inside the region: the region's search scores mostly sit below 1.
+    figures = rank_figures(list(search), list(many))
+    precision = figures["announce_precision"]
+    print(f"  announce precision against it (search > 1): {'n/a' if math.isnan(precision) else f'{precision:.3f}'} "
+          f"({figures['announced']})")
+    beat = [label for label, f in zip(labels, many) if beats_adamw(f, rows[label].get(key + "_spread") or 0.0)]
+    above = [label for label, f in zip(labels, many) if f > 1.0]
+    print(f"  beat tuned AdamW on it beyond seed spread: {', '.join(beat) or 'none'}; above 1.0 at all: "
+          f"{', '.join(above) or 'none'}")
+    print(f"  {'program':26} {'search':>7} {'test (2)':>9} {key:>13} {'spread':>7}")
+    for label in sorted(labels, key=lambda k: -rows[k][key]):
+        row = rows[label]
+        print(f"  {label:26} {row['search']:7.3f} {row['test']:9.3f} {row[key]:13.3f} {row.get(key + '_spread') or 0.0:7.3f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("path", help="the JSON benchmarks/transfer.py wrote (--out)")
@@ -264,6 +445,11 @@ def main() -> None:
         print(f"inside the decision region ({int(region.sum())} programs with search fitness {low:g}-{high:g}x AdamW): "
               f"split-half rho {inside:+.3f} (Spearman-Brown {2 * inside / (1 + inside):+.3f}): the ceiling on "
               "any score's rho there")
+    # The many-seed key most programs have, the most seeds among equals.
+    keys = sorted({key for row in rows.values() for key in many_seed_keys(row)},
+                  key=lambda k: (-sum(k in row for row in rows.values()), -len(parse_seeds(k.split("@", 1)[1])), k))
+    if keys:
+        many_seed_region(rows, keys[0], seed_halves(keys, keys[0]))
     _, _, val = task_scores(rows, "validation")
     print(f"validation tier vs test tier: rho {rho(geomean(val), truth):+.3f}; search tier vs validation tier: "
           f"rho {rho(full, geomean(val)):+.3f}")
