@@ -297,15 +297,17 @@ def seed_fitness(row: dict, key: str) -> list[float]:
 
 
 def decision_noise(search: list[float], test: list[float], search_seeds: list[list[float]],
-                   resamples: int = 2000, seed: int = 0) -> dict[str, float | list]:
+                   resamples: int = 2000, seed: int = 0,
+                   region: tuple[float, float] = DECISION_REGION) -> dict[str, float | list]:
     """How firm the decision-region rho is: its 5-95% interval over bootstrap resamples of the
     region's programs, and the region's rho with each measurement seed's search fitness alone
     ranking the same programs (the per-seed fitness runs higher than the protocol's, which scores
-    the seeds' mean curve, so the region is the protocol's, fixed)."""
+    the seeds' mean curve, so the region is the protocol's, fixed). ``region=(-inf, inf)``: the
+    same over every program."""
     from scipy.stats import spearmanr
 
     s, t = np.asarray(search), np.asarray(test)
-    region = np.flatnonzero((s >= DECISION_REGION[0]) & (s <= DECISION_REGION[1]))
+    region = np.flatnonzero((s >= region[0]) & (s <= region[1]))
     rng = np.random.default_rng(seed)
     boot = []
     for _ in range(resamples):

@@ -26,6 +26,13 @@ Reads the per-task scores ``benchmarks/transfer.py`` writes (``--out``; nothing 
   Spearman-Brown), the variance components of the per-seed log-scores (program main effect,
   program x task interaction, one task-seed cell's seed noise) with the reliability they predict
   and the cells a reliability of 0.8 needs, and which region programs beat tuned AdamW on it.
+* once most programs have a many-seed test tier (``transfer.py --tiers test --test-seeds 300-307``
+  without ``--only-region``), over all of them: the search fitness, the old suite and the
+  validation tier against it beside the 2-seed truth (rho with a bootstrap interval over programs,
+  tau, decision-region rho, announce precision), each with and without duplicate programs (the
+  same scores everywhere: ``adamw(weight_decay=0)`` is ``adam``); the truth's reliability over tasks
+  and over independently scored seed halves, the ceiling that puts on any score's rho, and the
+  announce rule's precision against it.
 
     python benchmarks/transfer_tasks.py transfer.json [--add-to-test NAME@VARIANT ...]
 """
@@ -327,6 +334,29 @@ def seed_halves(keys: list[str], key: str) -> tuple[str, str] | None:
     return None
 
 
+def halves_components(rows: dict[str, dict], labels: list[str], tasks: list[str],
+                      halves: tuple[str, str]) -> dict[str, float]:
+    """Print (and return) the variance components of ``labels``' log per-task scores on two
+    independently scored seed halves, and the reliability they predict."""
+    # The protocol's per-task scores of the two halves are independent replicates of one cell
+    # (the per-seed scores of one run are not: they share its end-value cap), so their
+    # components are the unbiased ones; a half's noise is its k seeds' mean's, so x k per seed.
+    per_half = len(parse_seeds(halves[0].split("@", 1)[1]))
+    replicates = np.log(np.clip(np.array([[[rows[label][h + "_tasks"][t]["score"] for h in halves] for t in tasks]
+                                          for label in labels], dtype=np.float64), SCORE_MIN, SCORE_MAX))
+    comp = variance_components(replicates)
+    print(f"  variance components from the halves (log protocol score, clipped [{SCORE_MIN:g}, {SCORE_MAX:g}]): "
+          f"program {comp['program']:.4f}, program x task {comp['interaction']:.4f}, one cell's seed noise "
+          f"{comp['noise']:.4f} at {per_half} seeds")
+    print("    " + components_line(comp, per_half))
+    return comp
+
+
+def pick_key(rows: list[dict], keys: list[str]) -> str:
+    """The key of ``keys`` most of ``rows`` have a result for, the most seeds among equals."""
+    return min(keys, key=lambda k: (-sum(k in row for row in rows), -len(parse_seeds(k.split("@", 1)[1])), k))
+
+
 def many_seed_region(rows: dict[str, dict], key: str, halves: tuple[str, str] | None = None) -> None:
     """The search tier inside the decision region against the many-seed test tier ``key``
     (``halves``: two keys whose seeds split ``key``'s, each scored on its own seeds alone)."""
@@ -358,17 +388,7 @@ def many_seed_region(rows: dict[str, dict], key: str, halves: tuple[str, str] | 
         print(f"  the seed halves scored alone ({halves[0]} vs {halves[1]}: each its own cap and AdamW curve): "
               f"rho {r:+.3f} (Spearman-Brown {_brown(r):+.3f}); search fitness vs each: {rho(search, a):+.3f}, "
               f"{rho(search, b):+.3f}")
-        # The protocol's per-task scores of the two halves are independent replicates of one cell
-        # (the per-seed scores of one run are not: they share its end-value cap), so their
-        # components are the unbiased ones; a half's noise is its k seeds' mean's, so x k per seed.
-        per_half = len(parse_seeds(halves[0].split("@", 1)[1]))
-        replicates = np.log(np.clip(np.array([[[rows[label][h + "_tasks"][t]["score"] for h in halves] for t in tasks]
-                                              for label in labels], dtype=np.float64), SCORE_MIN, SCORE_MAX))
-        comp = variance_components(replicates)
-        print(f"  variance components from the halves (log protocol score, clipped [{SCORE_MIN:g}, {SCORE_MAX:g}]): "
-              f"program {comp['program']:.4f}, program x task {comp['interaction']:.4f}, one cell's seed noise "
-              f"{comp['noise']:.4f} at {per_half} seeds")
-        print("    " + components_line(comp, per_half))
+        halves_components(rows, labels, tasks, halves)
     for name, run in ((key, cube), ("the protocol's test", seed_cube(rows, labels, "test")[1])):
         if run.shape[2] >= 2 and np.isfinite(run).all():
             comp = variance_components(run)
@@ -388,6 +408,116 @@ def many_seed_region(rows: dict[str, dict], key: str, halves: tuple[str, str] | 
     for label in sorted(labels, key=lambda k: -rows[k][key]):
         row = rows[label]
         print(f"  {label:26} {row['search']:7.3f} {row['test']:9.3f} {row[key]:13.3f} {row.get(key + '_spread') or 0.0:7.3f}")
+
+
+def duplicates(rows: dict[str, dict], labels: list[str]) -> dict[str, str]:
+    """label -> the earlier label of ``labels`` it duplicates: the same per-task seed scores on the
+    search and the test tier (``adamw(weight_decay=0)`` steps exactly as ``adam``). Programs that
+    fail every task tie at the floor without being one program: they are not duplicates."""
+    first: dict[str, str] = {}
+    out: dict[str, str] = {}
+    for label in labels:
+        tiers = [sorted((task, entry.get("seed_scores")) for task, entry in rows[label][tier + "_tasks"].items())
+                 for tier in ("search", "test")]
+        if not any((entry.get("score") or 0.0) > SCORE_MIN * (1 + 1e-9) for tier in ("search", "test")
+                   for entry in rows[label][tier + "_tasks"].values()):
+            continue
+        signature = json.dumps(tiers)
+        if signature in first:
+            out[label] = first[signature]
+        else:
+            first[signature] = label
+    return out
+
+
+def _prophecy(r: float, factor: float) -> float:
+    """Spearman-Brown: the reliability of a score over ``factor`` times the replicates of one whose
+    reliability is ``r``."""
+    return factor * r / (1 + (factor - 1) * r)
+
+
+def many_seed_all(rows: dict[str, dict], key: str, halves: tuple[str, str] | None = None) -> None:
+    """Every program's search fitness (old suite, validation tier) against the many-seed test tier
+    ``key`` beside the protocol's 2-seed one, with and without duplicate programs; that truth's
+    reliability over tasks and over independently scored seed halves, the ceiling it puts on any
+    score's rho, and the announce precision against it. Printed only when most programs with a
+    test tier have ``key`` (a region-only run leaves the output as it was)."""
+    having = [label for label, row in rows.items() if row.get("test") is not None and row.get("search") is not None]
+    labels = [label for label in having if rows[label].get(key) is not None]
+    if 2 * len(labels) <= len(having) or len(labels) < 5:
+        return
+    tasks, cube = seed_cube(rows, labels, key)
+    dup = duplicates(rows, labels)
+    keep = [label for label in labels if label not in dup]
+    print(f"\nall programs against the many-seed truth ({key}: {len(tasks)} tasks x {cube.shape[2]} seeds; "
+          f"{len(labels)} of the {len(having)} programs with a test tier have it)")
+    if dup:
+        print("  duplicates (the same per-task seed scores on search and test): "
+              + ", ".join(f"{d} = {o}" for d, o in dup.items()) + f"; 'w/o dup' leaves them out ({len(keep)} programs)")
+    subsets = (("all", labels), ("w/o dup", keep)) if dup else (("all", labels),)
+    print(f"  {'score':24} {'truth':14} {'programs':>12} {'rho':>7} {'5-95% bootstrap':>17} {'tau':>7} "
+          f"{'rho decision':>16} {'announce':>15}")
+    every = (-math.inf, math.inf)
+    for score_name, score_key in (("search fitness", "search"), ("old suite (train loss)", "legacy"),
+                                  ("validation tier", "validation")):
+        for truth_name, truth_key in (("test (2 seeds)", "test"), (f"{key}", key)):
+            for subset_name, subset in subsets:
+                have = [label for label in subset
+                        if rows[label].get(score_key) is not None and rows[label].get(truth_key) is not None]
+                if len(have) < 5:
+                    continue
+                score, truth = [rows[label][score_key] for label in have], [rows[label][truth_key] for label in have]
+                f = rank_figures(score, truth)
+                noise = decision_noise(score, truth, [seed_fitness(rows[label], score_key) for label in have],
+                                       region=every)
+                print(f"  {score_name:24} {truth_name:14} {len(have):4d} {subset_name:7} {f['rho']:+7.3f} "
+                      f"{noise['boot_lo']:+8.3f} {noise['boot_hi']:+8.3f} {f['tau']:+7.3f} "
+                      f"{f['rho_decision']:+9.3f} (n={f['n_decision']:2d}) {f['announce_precision']:7.3f} "
+                      f"({f['announced']:>5})")
+    two = np.array([rows[label]["test"] for label in labels])
+    many = np.array([rows[label][key] for label in labels])
+    search = np.array([rows[label]["search"] for label in labels])
+    print(f"  rho between the 2-seed and the {cube.shape[2]}-seed truth: {rho(two, many):+.3f}")
+    # Reliability over tasks: a truth that stands for unseen workloads (the tasks a sample of them).
+    by_tasks = {}
+    for name, tier in (("2 seeds", "test"), (key, key)):
+        matrix = np.array([[(rows[label][tier + "_tasks"].get(t) or {}).get("score", math.nan) for t in tasks]
+                           for label in labels], dtype=np.float64)
+        by_tasks[tier] = _brown(split_half(matrix))
+    print(f"  reliability over tasks (split-half of the {len(tasks)} tasks, Spearman-Brown): 2-seed truth "
+          f"{by_tasks['test']:+.3f}, {key} {by_tasks[key]:+.3f}")
+    ceilings = [("workloads (tasks a sample)", "test", by_tasks["test"]), ("workloads (tasks a sample)", key, by_tasks[key])]
+    if halves and all(rows[label].get(h) is not None for label in labels for h in halves):
+        a, b = (np.array([rows[label][h] for label in labels]) for h in halves)
+        r = rho(a, b)
+        # The protocol's seeds 300, 301 lie in the first half: only the second is independent of it.
+        per_half = len(parse_seeds(halves[0].split("@", 1)[1]))
+        seeds_two = _prophecy(r, 2 / per_half)  # the protocol's truth: 2 seeds
+        print(f"  reliability over seeds (the halves scored alone, {halves[0]} vs {halves[1]}): rho {r:+.3f}; "
+              f"Spearman-Brown for {cube.shape[2]} seeds {_brown(r):+.3f}, for the protocol's 2 {seeds_two:+.3f}; "
+              f"the 2-seed truth vs {halves[1]} (no seed shared): {rho(two, b):+.3f}")
+        ceilings = [("these tasks (seed noise only)", "test", seeds_two),
+                    ("these tasks (seed noise only)", key, _brown(r))] + ceilings
+        halves_components(rows, labels, tasks, halves)
+    print("  the ceiling each truth puts on any score's rho (sqrt of its reliability: a score that ranked "
+          "the programs' true means exactly would reach it), and the search fitness's rho over it:")
+    for what, truth_key, rel in ceilings:
+        truth = two if truth_key == "test" else many
+        ceiling = math.sqrt(rel) if rel > 0 else math.nan
+        print(f"    {truth_key:14} as a measure of {what:30} reliability {rel:+.3f}  ceiling {ceiling:.3f}  "
+              f"search rho {rho(search, truth):+.3f} = {rho(search, truth) / ceiling:.2f} of it")
+    vals = [(rows[label].get("validation"), rows[label].get("validation_spread") or 0.0, label) for label in labels]
+    announced = [label for v, spread, label in vals if v is not None and beats_adamw(v, spread)]
+    print(f"  announce rule (validation beats 1.0 beyond its seed spread): {len(announced)} programs; beat AdamW on "
+          f"the 2-seed truth {sum(rows[label]['test'] > 1.0 for label in announced)}/{len(announced)}, on {key} "
+          f"{sum(rows[label][key] > 1.0 for label in announced)}/{len(announced)}")
+    above = sorted((label for label in labels if rows[label][key] > 1.0), key=lambda k: -rows[k][key])
+    print(f"  above tuned AdamW (1.0) on {key}: " + (", ".join(f"{label} {rows[label][key]:.3f} (search "
+                                                           f"{rows[label]['search']:.3f})" for label in above) or "none"))
+    ranks = {name: np.argsort(np.argsort(-values)) for name, values in (("search", search), ("truth", many))}
+    moved = np.argsort(-np.abs(ranks["search"] - ranks["truth"]))[:5]
+    print("  largest rank disagreements, search vs " + key + ": "
+          + "; ".join(f"{labels[i]} {ranks['search'][i] + 1} vs {ranks['truth'][i] + 1}" for i in moved))
 
 
 def main() -> None:
@@ -445,11 +575,14 @@ def main() -> None:
         print(f"inside the decision region ({int(region.sum())} programs with search fitness {low:g}-{high:g}x AdamW): "
               f"split-half rho {inside:+.3f} (Spearman-Brown {2 * inside / (1 + inside):+.3f}): the ceiling on "
               "any score's rho there")
-    # The many-seed key most programs have, the most seeds among equals.
-    keys = sorted({key for row in rows.values() for key in many_seed_keys(row)},
-                  key=lambda k: (-sum(k in row for row in rows.values()), -len(parse_seeds(k.split("@", 1)[1])), k))
+    keys = sorted({key for row in rows.values() for key in many_seed_keys(row)})
     if keys:
-        many_seed_region(rows, keys[0], seed_halves(keys, keys[0]))
+        # Inside the region, the key most of its programs have (the most seeds among equals); over
+        # all programs, the key most programs have.
+        inside = pick_key([row for row in rows.values() if in_region(row.get("search"))], keys)
+        many_seed_region(rows, inside, seed_halves(keys, inside))
+        overall = pick_key(list(rows.values()), keys)
+        many_seed_all(rows, overall, seed_halves(keys, overall))
     _, _, val = task_scores(rows, "validation")
     print(f"validation tier vs test tier: rho {rho(geomean(val), truth):+.3f}; search tier vs validation tier: "
           f"rho {rho(full, geomean(val)):+.3f}")

@@ -2,6 +2,7 @@
 and transfer_tasks.py's variance components and reliability on synthetic tables whose
 components are known (no evaluator, no runs)."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -112,3 +113,96 @@ def test_seed_halves_find_two_keys_that_split_the_seeds():
     assert transfer_tasks.seed_halves(keys, "test@300-307") == ("test@300-303", "test@304-307")
     assert transfer_tasks.seed_halves(keys, "test@300-315") == ("test@300-307", "test@308-315")
     assert transfer_tasks.seed_halves(["test@300-307", "test@300-305"], "test@300-307") is None
+
+
+def _task(scores):
+    return {"score": float(np.exp(np.mean(np.log(scores)))), "seed_scores": [float(v) for v in scores]}
+
+
+def _rows(programs=12, with_key=None, seed=0):
+    """Synthetic transfer.py rows: every tier on 4 tasks; ``test@300-307`` (and its halves) tracks
+    the search fitness exactly, the protocol's 2-seed ``test`` does not; ``with_key``: the labels
+    that have the many-seed keys (default all). Plus ``twin``, a copy of ``p0``, and two dead
+    programs (every task at the floor)."""
+    rng = np.random.default_rng(seed)
+    tasks = ["a", "b", "c", "d"]
+    rows = {}
+    for i in range(programs):
+        level = 0.3 + 0.1 * i
+        row = {}
+        for tier, seeds, noise in (("search", 2, 0.0), ("legacy", 2, 0.3), ("validation", 2, 0.2), ("test", 2, 0.4),
+                                   ("test@300-307", 8, 0.0), ("test@300-303", 4, 0.05), ("test@304-307", 4, 0.05)):
+            row[tier + "_tasks"] = {t: _task(level * np.exp(rng.normal(0, noise, seeds))) for t in tasks}
+            row[tier] = float(np.exp(np.mean([np.log(e["score"]) for e in row[tier + "_tasks"].values()])))
+            row[tier + "_spread"] = 0.01
+        rows[f"p{i}"] = row
+    rows["twin"] = json.loads(json.dumps(rows["p0"]))
+    for dead in ("dead0", "dead1"):
+        rows[dead] = {}
+        for tier, seeds in (("search", 2), ("legacy", 2), ("validation", 2), ("test", 2), ("test@300-307", 8),
+                            ("test@300-303", 4), ("test@304-307", 4)):
+            rows[dead][tier + "_tasks"] = {t: _task([0.05] * seeds) for t in tasks}
+            rows[dead][tier] = 0.05
+    keep = set(rows) if with_key is None else set(with_key)
+    for label, row in rows.items():
+        if label not in keep:
+            for key in [k for k in row if k.startswith("test@")]:
+                del row[key]
+    return rows
+
+
+def test_duplicates_are_programs_with_the_same_scores_not_dead_ties():
+    rows = _rows()
+    assert transfer_tasks.duplicates(rows, list(rows)) == {"twin": "p0"}
+    rows["twin"]["test_tasks"]["a"]["seed_scores"][0] *= 1.001  # one seed apart: another program
+    assert transfer_tasks.duplicates(rows, list(rows)) == {}
+
+
+def test_spearman_brown_prophecy():
+    assert transfer_tasks._prophecy(0.5, 2) == pytest.approx(transfer_tasks._brown(0.5))
+    # 4-seed halves at 0.6: a 2-seed score's reliability r/(2-r); stepping back up returns r.
+    two = transfer_tasks._prophecy(0.6, 0.5)
+    assert two == pytest.approx(0.6 / 1.4)
+    assert transfer_tasks._prophecy(two, 2) == pytest.approx(0.6)
+
+
+def test_the_region_and_all_programs_each_pick_their_key():
+    region = [{"test@300-307": 1, "test@300-315": 1}] * 3
+    rest = [{"test@300-307": 1}] * 5
+    keys = ["test@300-307", "test@300-315"]
+    assert transfer_tasks.pick_key(region, keys) == "test@300-315"  # all have both: the most seeds
+    assert transfer_tasks.pick_key(region + rest, keys) == "test@300-307"  # the most programs
+
+
+def test_bootstrap_over_every_program_and_the_region_default():
+    s = list(np.linspace(0.1, 3.0, 30))
+    t = [v + 0.3 * np.sin(7 * v) for v in s]
+    seeds = [[v, v] for v in s]
+    every = transfer.decision_noise(s, t, seeds, resamples=200, region=(-np.inf, np.inf))
+    region = transfer.decision_noise(s, t, seeds, resamples=200)
+    assert every["n"] == 30
+    assert region["n"] == sum(0.8 <= v <= 1.5 for v in s)
+    assert every["boot_lo"] <= every["boot_hi"] <= 1.0
+
+
+def test_all_programs_section_against_the_many_seed_truth(capsys):
+    rows = _rows()
+    transfer_tasks.many_seed_all(rows, "test@300-307", ("test@300-303", "test@304-307"))
+    out = capsys.readouterr().out
+    assert "15 of the 15 programs with a test tier have it" in out
+    assert "twin = p0" in out and "dead1 = " not in out
+    lines = {tuple(line.split()[:6]): line for line in out.splitlines()}
+    # The many-seed truth tracks the search fitness: rho 1 over all 15 and over the 14 without the twin.
+    assert lines[("search", "fitness", "test@300-307", "15", "all", "+1.000")]
+    assert lines[("search", "fitness", "test@300-307", "14", "w/o", "dup")].split()[7] == "+1.000"
+    two = [line for line in out.splitlines() if line.split()[:6] == ["search", "fitness", "test", "(2", "seeds)", "15"]]
+    assert len(two) == 1 and float(two[0].split()[7]) < 0.99  # the noisy 2-seed truth ranks less alike
+
+
+def test_all_programs_section_stays_out_while_most_programs_lack_the_key(capsys):
+    rows = _rows(with_key=["p0", "p1", "p2", "p3", "p4", "p5", "p6"])  # 7 of 15
+    transfer_tasks.many_seed_all(rows, "test@300-307", ("test@300-303", "test@304-307"))
+    assert capsys.readouterr().out == ""
+    rows = _rows(with_key=["p0", "p1", "p2", "p3", "p4", "p5", "p6", "p7"])  # 8 of 15
+    transfer_tasks.many_seed_all(rows, "test@300-307", ("test@300-303", "test@304-307"))
+    assert "8 of the 15 programs with a test tier have it" in capsys.readouterr().out
