@@ -61,7 +61,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache, partial
 
 import torch
-from torch.func import grad, grad_and_value, vmap
+from torch.func import grad, grad_and_value
 
 from sandbox.contract import (
     CandidateError,
@@ -72,6 +72,7 @@ from sandbox.contract import (
     run_update,
 )
 from sandbox.halving import PRUNED, Schedule, rung_survivors
+from sandbox.lean_vmap import lean_vmap
 from sandbox.rule_analysis import position_independent
 from sandbox.stacked import FlatLayout, stacked_grads, stacked_update
 from sandbox.tasks.base import Batch, Params, Task, val_steps
@@ -483,10 +484,10 @@ class _Run:
         seed_rows = torch.tensor([seeds.index(c.seed) for c in self.configs], device=self.device)
         per_seed = {seed: self._init_params(seed) for seed in seeds}
         params = {name: torch.stack([per_seed[c.seed][name] for c in self.configs]) for name in per_seed[seeds[0]]}
-        states = vmap(partial(_init_states, self.program))(params)
+        states = lean_vmap(partial(_init_states, self.program))(params)
         layout = FlatLayout(params, states)
         finals: list[Params | None] = [None] * len(self.configs)
-        eval_loss, val_loss = vmap(self._eval_loss), vmap(self._val_loss)
+        eval_loss, val_loss = lean_vmap(self._eval_loss), lean_vmap(self._val_loss)
         pending: list[tuple[int, list[int], torch.Tensor]] = []  # (step, configs, losses)
         pending_val: list[tuple[int, list[int], torch.Tensor]] = []  # (step, configs, validation values)
         if not full_batch:
@@ -503,7 +504,7 @@ class _Run:
                 params, states, value = self._split_step(layout, step, params, states, batch, batch_dims, lr)
             else:
                 fn = partial(self._flat_step, layout, step, None if full_batch else self.eval_batch)
-                flat, value = vmap(fn, in_dims=(0, batch_dims, 0))(layout.flatten(params, states), batch, lr)
+                flat, value = lean_vmap(fn, in_dims=(0, batch_dims, 0))(layout.flatten(params, states), batch, lr)
                 params, states = layout.unflatten(flat)
             if full_batch:
                 pending.append((step - 1, list(active), value))
@@ -563,9 +564,9 @@ class _Run:
         if self.stack_grads:
             grads, value = stacked_grads(task, params, batch, batch_dims)
         elif full_batch:
-            grads, value = vmap(grad_and_value(task.loss), in_dims=(0, batch_dims))(params, batch)
+            grads, value = lean_vmap(grad_and_value(task.loss), in_dims=(0, batch_dims))(params, batch)
         else:
-            grads, value = vmap(grad(task.loss), in_dims=(0, batch_dims))(params, batch), None
+            grads, value = lean_vmap(grad(task.loss), in_dims=(0, batch_dims))(params, batch), None
         if self.stack_update:
             params, states = stacked_update(self.program, grads, params, states, step, self.hp, lr)
         else:
@@ -574,7 +575,7 @@ class _Run:
                 new = _apply_update(self.program, dict(zip(layout.names, grad_rows)), row_params, row_states, step,
                                     self.hp.replace(lr=lr))
                 return layout.flatten(*new)
-            flat = vmap(update)(layout.flatten(params, states), tuple(grads[name] for name in layout.names), lr)
+            flat = lean_vmap(update)(layout.flatten(params, states), tuple(grads[name] for name in layout.names), lr)
             params, states = layout.unflatten(flat)
         return params, states, value if full_batch else None
 

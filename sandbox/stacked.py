@@ -17,9 +17,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from torch.func import vmap
 
 from sandbox.contract import MAX_STATE_FACTOR, HParams, Program
+from sandbox.lean_vmap import lean_vmap
 from sandbox.tasks.base import Batch, Params, Task
 
 
@@ -32,7 +32,7 @@ def stacked_grads(task: Task, params: Params, batch: Batch, batch_dims) -> tuple
     it (:attr:`~sandbox.tasks.base.Task.exact_stacked_grad`, checked by the task tests)."""
     with torch.enable_grad():
         leaves = {name: p.detach().requires_grad_() for name, p in params.items()}
-        losses = vmap(task.loss, in_dims=(0, batch_dims))(leaves, batch)
+        losses = lean_vmap(task.loss, in_dims=(0, batch_dims))(leaves, batch)
         grads = torch.autograd.grad(losses.sum(), list(leaves.values()), allow_unused=True)
     # A parameter the loss does not use gets zeros, as vmap(grad) gives it.
     return ({name: torch.zeros_like(p) if g is None else g for (name, p), g in zip(leaves.items(), grads)},
