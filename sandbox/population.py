@@ -78,6 +78,7 @@ from sandbox.harness import (
     resolve_device,
     run_candidate,
 )
+from sandbox.lean_vmap import lean_vmap
 from sandbox.tasks.base import Batch, Params, Task
 
 PopulationResult = list[RunResult] | CandidateError
@@ -323,8 +324,8 @@ class _Population:
         done: dict[int, list[RunResult]] = {}
         if len(members) < 2:  # nothing left to share
             return done, sorted(failed + list(members))
-        eval_loss = vmap(lambda params: task.loss(params, self.eval_batch))
-        val_loss = vmap(task.val_loss)
+        eval_loss = lean_vmap(lambda params: task.loss(params, self.eval_batch))
+        val_loss = lean_vmap(task.val_loss)
         try:
             if self.share != "always":
                 self.independent, self.faster = self._check(members, self._assemble(members))
@@ -340,12 +341,12 @@ class _Population:
                 grads: dict[int, Params] = {}
                 for block, block_params in zip(blocks, params):
                     if full_batch:
-                        block_grads, value = vmap(grad_and_value(task.loss), in_dims=(0, None))(block_params,
-                                                                                                self.eval_batch)
+                        block_grads, value = lean_vmap(grad_and_value(task.loss), in_dims=(0, None))(block_params,
+                                                                                                     self.eval_batch)
                         self._spread(block, step - 1, value, "pending")
                     else:
                         batch, dims = self._stacked_batch(step, block)
-                        block_grads = vmap(grad(task.loss), in_dims=(0, dims))(block_params, batch)
+                        block_grads = lean_vmap(grad(task.loss), in_dims=(0, dims))(block_params, batch)
                     offset = 0
                     for index, member in block.items():
                         count = len(member.active)
@@ -355,8 +356,8 @@ class _Population:
                     run = member.run
                     fn = partial(_update_rows, run.program, run.hp, step)
                     try:
-                        member.params, member.states = vmap(fn)(grads[index], member.params, member.states,
-                                                                run.lr_table[step - 1, member.rows])
+                        member.params, member.states = lean_vmap(fn)(grads[index], member.params, member.states,
+                                                                     run.lr_table[step - 1, member.rows])
                     except Exception:  # noqa: BLE001 (not vmappable, or the program's own failure: it runs alone)
                         del members[index]
                         failed.append(index)
