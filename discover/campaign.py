@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import archive as archive_store
-from archive.store import HEARTBEAT_SECONDS, Archive, ArchiveError, ProgramRecord
+from archive.store import HEARTBEAT_SECONDS, Archive, ArchiveError, ProgramRecord, ProgramSummary
 from archive.timings import probe_rows, record_timings
 from discover.budget import Budget, Spend
 from discover.config import CampaignConfig, seed_source, to_toml
@@ -349,7 +349,8 @@ class Campaign:
             self._finish_pending()
             # The seed programs' confirmations (and, resumed, any a kill left undone) run beside
             # the first batch, as a batch's own do beside the next.
-            evaluated = sorted(self.archive.programs(status="evaluated"), key=lambda r: r.id)
+            evaluated = sorted((r for r in self.archive.summaries().values() if r.status == "evaluated"),
+                               key=lambda r: r.id)
             self._confirmations.next_batch([partial(self._confirm_unchecked, evaluated)])
             stalled = 0
             limit = self.config.search.max_stalled_proposals
@@ -468,19 +469,23 @@ class Campaign:
             self.on_event(Event("note", text=f"resuming: finishing {len(pending)} pending program(s)"))
             self._evaluate_all(pending, count_budget=True, kind="resumed", confirm=False)
 
-    def _confirm_unchecked(self, evaluated: list[ProgramRecord]) -> None:
+    def _confirm_unchecked(self, evaluated: list[ProgramSummary]) -> None:
         """Run the confirmation a program would have had, where a kill came between its
-        evaluation and its confirmation (``evaluated``: the archive's evaluated programs, read
-        before the loop began, by id). Confirmations run in program-id order and each compares
-        with the ones before it, so walking the archive in that order finds exactly the programs
-        an uninterrupted campaign would have confirmed (the others were checked and lost)."""
+        evaluation and its confirmation (``evaluated``: the archive's evaluated programs, their
+        summaries as they were before the loop began, by id; a record is read only for a program
+        that may need confirming, so a large archive costs no decoding). Confirmations run in
+        program-id order and each compares with the ones before it, so walking the archive in
+        that order finds exactly the programs an uninterrupted campaign would have confirmed (the
+        others were checked and lost)."""
         best = {True: float("-inf"), False: float("-inf")}  # per kind (reference or not), as _maybe_confirm sees it
-        for rec in evaluated:
-            kind = rec.proposer == "reference"
-            if rec.confirmed_fitness is not None and rec.fitness is not None:
-                best[kind] = max(best[kind], rec.fitness)
-            elif (rec.stage == "full" and rec.fitness is not None and rec.fitness > best[kind]
-                  and "validation_failure" not in rec.meta):
+        for summary in evaluated:
+            kind = summary.proposer == "reference"
+            if summary.confirmed_fitness is not None and summary.fitness is not None:
+                best[kind] = max(best[kind], summary.fitness)
+            elif summary.stage == "full" and summary.fitness is not None and summary.fitness > best[kind]:
+                rec = self.archive.program(summary.id)
+                if "validation_failure" in rec.meta:
+                    continue
                 self._maybe_confirm(rec.id, rec.code, _Measured(rec.fitness))
                 if self.archive.program(rec.id).confirmed_fitness is not None:
                     best[kind] = max(best[kind], rec.fitness)
