@@ -84,3 +84,12 @@ def test_it_fails_where_vmap_fails_and_leaves_no_level_behind():
     # the failed calls left vmap's nesting as they found it: a later call is a plain vmap again
     assert same(lean_vmap(torch.sin)(x), torch.sin(x))
     assert not torch._C._functorch.is_batchedtensor(lean_vmap(torch.sin)(x))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_the_same_bits_as_vmap_on_cuda():
+    params, batch, dims = stacked(2)
+    params = {k: v.cuda() for k, v in params.items()}
+    batch = {k: v.cuda() for k, v in batch.items()}
+    for fn in (mlp_loss, grad(mlp_loss), grad_and_value(mlp_loss)):
+        assert same(lean_vmap(fn, in_dims=(0, dims))(params, batch), vmap(fn, in_dims=(0, dims))(params, batch))
