@@ -449,6 +449,10 @@ def main() -> None:
 def report(rows: dict[str, dict], labels: list[str], validation: bool) -> None:
     """The figures over every program of ``labels`` scored on all three of legacy, search, test."""
     done = [label for label in labels if all(rows.get(label, {}).get(k) is not None for k in ("legacy", "search", "test"))]
+    if len(done) < 3:
+        print(f"\nno figures: {len(done)} programs have the old suite, the search tier and the test tier "
+              "all scored (run without --tiers, or point --out at the file that has them)")
+        return
     test = [rows[label]["test"] for label in done]
     old = rank_figures([rows[label]["legacy"] for label in done], test)
     new = rank_figures([rows[label]["search"] for label in done], test)
