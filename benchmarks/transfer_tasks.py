@@ -588,15 +588,16 @@ def main() -> None:
           f"rho {rho(full, geomean(val)):+.3f}")
     # Beside the protocol's 2-seed truth, the many-seed one where most programs have it: a task
     # whose removal helps only against the noisier truth is noise.
-    many = pick_key(list(rows.values()), keys) if keys else None
-    have = np.array([rows[label].get(many) is not None for label in labels]) if many else np.zeros(len(labels), bool)
-    many_truth = np.array([rows[label][many] for label, h in zip(labels, have) if h])
+    # Every many-seed key most programs have (fresh seeds judge a choice made on others).
+    truths = []
+    for many in keys:
+        have = np.array([rows[label].get(many) is not None for label in labels])
+        if have.sum() >= max(5, len(labels) // 2):
+            truths.append((many, have, np.array([rows[label][many] for label, h in zip(labels, have) if h])))
 
     def against(score: np.ndarray) -> str:
-        text = f"rho {rho(score, truth):+.3f}"
-        if have.sum() >= max(5, len(labels) // 2):
-            text += f"   vs {many} {rho(score[have], many_truth):+.3f}"
-        return text
+        return f"rho {rho(score, truth):+.3f}" + "".join(
+            f"   vs {many} {rho(score[have], many_truth):+.3f}" for many, have, many_truth in truths)
     print(f"\nsearch tier, leave one task out (all {len(search_names)}: {against(full)})")
     for j, name in enumerate(search_names):
         keep = [k for k in range(len(search_names)) if k != j]
