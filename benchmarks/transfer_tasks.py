@@ -155,6 +155,12 @@ def split_by_family(tasks: list[str]) -> tuple[list[str], list[str]]:
     return a, b
 
 
+def spearman_brown(r: float, factor: float = 2.0) -> float:
+    """The reliability of a score over ``factor`` times the replicates of one whose reliability is
+    ``r`` (2: a whole from its split-half agreement)."""
+    return factor * r / (1 + (factor - 1) * r)
+
+
 def split_half(matrix: np.ndarray, splits: int = 200, seed: int = 0) -> float:
     """Mean Spearman rho between the geomeans of two random halves of the columns."""
     rng = np.random.default_rng(seed)
@@ -210,7 +216,7 @@ def enlarged_test_tier(rows: dict[str, dict], test: np.ndarray, test_names: list
                          (f"enlarged ({len(test_names) + len(add)} tasks)", sub_enlarged)):
         r = split_half(matrix)
         n = matrix.shape[1]
-        print(f"  {name:24} split-half rho {r:+.3f} (Spearman-Brown for all {n}: {2 * r / (1 + r):+.3f})")
+        print(f"  {name:24} split-half rho {r:+.3f} (Spearman-Brown for all {n}: {spearman_brown(r):+.3f})")
     protocol = np.array([rows[label].get("search") if rows[label].get("search") is not None else math.nan
                          for label in labels])[have]
     print(f"  {'search score':30} {'truth':>26} {'rho':>7} {'tau':>7} {'rho decision':>16} {'announce':>14}")
@@ -319,10 +325,6 @@ def seed_split_half(cube: np.ndarray, splits: int = 200, seed: int = 0) -> float
     return float(np.nanmean(values))
 
 
-def _brown(r: float) -> float:
-    return 2 * r / (1 + r)
-
-
 def seed_halves(keys: list[str], key: str) -> tuple[str, str] | None:
     """Two of ``keys`` whose seeds split ``key``'s into disjoint halves, if the file holds such."""
     seeds = set(parse_seeds(key.split("@", 1)[1]))
@@ -379,14 +381,14 @@ def many_seed_region(rows: dict[str, dict], key: str, halves: tuple[str, str] | 
     by_seeds = seed_split_half(cube)
     by_tasks = split_half(np.array([[rows[label][key + "_tasks"][t]["score"] for t in tasks] for label in labels],
                                    dtype=np.float64))
-    print(f"  its reliability: split-half over seeds rho {by_seeds:+.3f} (Spearman-Brown {_brown(by_seeds):+.3f}; "
+    print(f"  its reliability: split-half over seeds rho {by_seeds:+.3f} (Spearman-Brown {spearman_brown(by_seeds):+.3f}; "
           f"per-seed scores of one run share its end-value cap), over tasks rho {by_tasks:+.3f} "
-          f"(Spearman-Brown {_brown(by_tasks):+.3f})")
+          f"(Spearman-Brown {spearman_brown(by_tasks):+.3f})")
     if halves and all(rows[label].get(h) is not None for label in labels for h in halves):
         a, b = (np.array([rows[label][h] for label in labels]) for h in halves)
         r = rho(a, b)
         print(f"  the seed halves scored alone ({halves[0]} vs {halves[1]}: each its own cap and AdamW curve): "
-              f"rho {r:+.3f} (Spearman-Brown {_brown(r):+.3f}); search fitness vs each: {rho(search, a):+.3f}, "
+              f"rho {r:+.3f} (Spearman-Brown {spearman_brown(r):+.3f}); search fitness vs each: {rho(search, a):+.3f}, "
               f"{rho(search, b):+.3f}")
         halves_components(rows, labels, tasks, halves)
     for name, run in ((key, cube), ("the protocol's test", seed_cube(rows, labels, "test")[1])):
@@ -428,12 +430,6 @@ def duplicates(rows: dict[str, dict], labels: list[str]) -> dict[str, str]:
         else:
             first[signature] = label
     return out
-
-
-def _prophecy(r: float, factor: float) -> float:
-    """Spearman-Brown: the reliability of a score over ``factor`` times the replicates of one whose
-    reliability is ``r``."""
-    return factor * r / (1 + (factor - 1) * r)
 
 
 def many_seed_all(rows: dict[str, dict], key: str, halves: tuple[str, str] | None = None) -> None:
@@ -483,7 +479,7 @@ def many_seed_all(rows: dict[str, dict], key: str, halves: tuple[str, str] | Non
     for name, tier in (("2 seeds", "test"), (key, key)):
         matrix = np.array([[(rows[label][tier + "_tasks"].get(t) or {}).get("score", math.nan) for t in tasks]
                            for label in labels], dtype=np.float64)
-        by_tasks[tier] = _brown(split_half(matrix))
+        by_tasks[tier] = spearman_brown(split_half(matrix))
     print(f"  reliability over tasks (split-half of the {len(tasks)} tasks, Spearman-Brown): 2-seed truth "
           f"{by_tasks['test']:+.3f}, {key} {by_tasks[key]:+.3f}")
     ceilings = [("workloads (tasks a sample)", "test", by_tasks["test"]), ("workloads (tasks a sample)", key, by_tasks[key])]
@@ -492,12 +488,12 @@ def many_seed_all(rows: dict[str, dict], key: str, halves: tuple[str, str] | Non
         r = rho(a, b)
         # The protocol's seeds 300, 301 lie in the first half: only the second is independent of it.
         per_half = len(parse_seeds(halves[0].split("@", 1)[1]))
-        seeds_two = _prophecy(r, 2 / per_half)  # the protocol's truth: 2 seeds
+        seeds_two = spearman_brown(r, 2 / per_half)  # the protocol's truth: 2 seeds
         print(f"  reliability over seeds (the halves scored alone, {halves[0]} vs {halves[1]}): rho {r:+.3f}; "
-              f"Spearman-Brown for {cube.shape[2]} seeds {_brown(r):+.3f}, for the protocol's 2 {seeds_two:+.3f}; "
+              f"Spearman-Brown for {cube.shape[2]} seeds {spearman_brown(r):+.3f}, for the protocol's 2 {seeds_two:+.3f}; "
               f"the 2-seed truth vs {halves[1]} (no seed shared): {rho(two, b):+.3f}")
         ceilings = [("these tasks (seed noise only)", "test", seeds_two),
-                    ("these tasks (seed noise only)", key, _brown(r))] + ceilings
+                    ("these tasks (seed noise only)", key, spearman_brown(r))] + ceilings
         halves_components(rows, labels, tasks, halves)
     print("  the ceiling each truth puts on any score's rho (sqrt of its reliability: a score that ranked "
           "the programs' true means exactly would reach it), and the search fitness's rho over it:")
@@ -566,14 +562,14 @@ def main() -> None:
     full = geomean(search)
     reliability = split_half(test)
     print(f"\ntest tier split-half agreement: rho {reliability:+.3f} between random halves of its tasks "
-          f"(Spearman-Brown for all {len(test_names)}: {2 * reliability / (1 + reliability):+.3f}); a search score "
+          f"(Spearman-Brown for all {len(test_names)}: {spearman_brown(reliability):+.3f}); a search score "
           "cannot rank like the test tier much better than the test tier ranks like itself")
     low, high = DECISION_REGION
     region = np.array([in_region(rows[label].get("search")) for label in labels])
     if region.sum() >= 4:
         inside = split_half(test[region])
         print(f"inside the decision region ({int(region.sum())} programs with search fitness {low:g}-{high:g}x AdamW): "
-              f"split-half rho {inside:+.3f} (Spearman-Brown {2 * inside / (1 + inside):+.3f}): the ceiling on "
+              f"split-half rho {inside:+.3f} (Spearman-Brown {spearman_brown(inside):+.3f}): the ceiling on "
               "any score's rho there")
     keys = sorted({key for row in rows.values() for key in many_seed_keys(row)})
     if keys:

@@ -159,11 +159,11 @@ def test_duplicates_are_programs_with_the_same_scores_not_dead_ties():
 
 
 def test_spearman_brown_prophecy():
-    assert transfer_tasks._prophecy(0.5, 2) == pytest.approx(transfer_tasks._brown(0.5))
+    assert transfer_tasks.spearman_brown(0.5, 2) == transfer_tasks.spearman_brown(0.5) == pytest.approx(2 * 0.5 / 1.5)
     # 4-seed halves at 0.6: a 2-seed score's reliability r/(2-r); stepping back up returns r.
-    two = transfer_tasks._prophecy(0.6, 0.5)
+    two = transfer_tasks.spearman_brown(0.6, 0.5)
     assert two == pytest.approx(0.6 / 1.4)
-    assert transfer_tasks._prophecy(two, 2) == pytest.approx(0.6)
+    assert transfer_tasks.spearman_brown(two, 2) == pytest.approx(0.6)
 
 
 def test_the_region_and_all_programs_each_pick_their_key():
