@@ -285,8 +285,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "budget": {"max_evaluations": 90, "max_seconds": 900},
         # Four cheap search tasks and their validation variants: the full tiers take a few minutes a program.
         "evaluation": {"steps_scale": 0.5, "lr_grid": [1e-4, 1e-3, 1e-2, 0.1, 1.0], "test_tier": False,
-                       "tasks": ["noisy_quadratic", "rosenbrock", "logreg_separable", "mlp_digits"],
-                       "validation_tasks": ["noisy_quadratic@1", "rosenbrock@1", "logreg_separable@1", "mlp_digits@1"],
+                       "tasks": ["noisy_quadratic", "logreg_separable", "mlp_digits", "linreg_illcond"],
+                       "validation_tasks": ["noisy_quadratic@1", "logreg_separable@1", "mlp_digits@1",
+                                            "linreg_illcond@1"],
                        "long_horizon_scale": 2.0,
                        "confirm_seeds": [200, 201]},
         "search": {"in_flight": 2},
