@@ -277,7 +277,8 @@ class CampaignConfig(_Strict):
 
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # The README demo: a few minutes on 2 cores, finds something and shows it.
+    # The README demo: about a minute on 2 cores; shows the whole loop (screen, search, validation
+    # checks, the announce rule), and honestly announces nothing when nothing beats tuned AdamW.
     "quick": {
         "name": "quick",
         # An evaluation count, not a clock, so a rerun with the same --seed is the same campaign
