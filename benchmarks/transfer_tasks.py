@@ -30,9 +30,12 @@ Reads the per-task scores ``benchmarks/transfer.py`` writes (``--out``; nothing 
   without ``--only-region``), over all of them: the search fitness, the old suite and the
   validation tier against it beside the 2-seed truth (rho with a bootstrap interval over programs,
   tau, decision-region rho, announce precision), each with and without duplicate programs (the
-  same scores everywhere: ``adamw(weight_decay=0)`` is ``adam``); the truth's reliability over tasks
+  same scores everywhere: ``adamw(weight_decay=0)`` is ``adam``) and without the near-AdamW
+  mutants screened into the library by their search fitness; the truth's reliability over tasks
   and over independently scored seed halves, the ceiling that puts on any score's rho, and the
-  announce rule's precision against it.
+  announce rule's precision against it. A tier as it was before a task left it, kept in the file
+  as ``search+TASK`` / ``validation+TASK``, gets its own rows and is compared with the tier now on
+  the same programs against every many-seed truth (the gain in rho with a paired bootstrap).
 
     python benchmarks/transfer_tasks.py transfer.json [--add-to-test NAME@VARIANT ...]
 """
@@ -54,7 +57,7 @@ from sandbox.evaluate import beats_adamw  # noqa: E402
 from sandbox.scoring import SCORE_MAX, SCORE_MIN  # noqa: E402
 from sandbox.tasks import TIERS, get_task  # noqa: E402
 from transfer import (DECISION_REGION, decision_noise, in_region, many_seed_keys, parse_seeds, rank_figures,  # noqa: E402
-                      seed_fitness)
+                      screened, seed_fitness)
 
 
 def load(path: Path) -> dict[str, dict]:
@@ -432,6 +435,19 @@ def duplicates(rows: dict[str, dict], labels: list[str]) -> dict[str, str]:
     return out
 
 
+def paired_gain(score: np.ndarray, earlier: np.ndarray, truth: np.ndarray, resamples: int = 2000,
+                seed: int = 0) -> tuple[float, float, float]:
+    """rho(score, truth) - rho(earlier, truth) over the same programs, with its 5-95% interval over
+    bootstrap resamples of the programs (both scores resampled together, so what they share cancels)."""
+    rng = np.random.default_rng(seed)
+    gains = []
+    for _ in range(resamples):
+        pick = rng.integers(0, truth.size, truth.size)
+        gains.append(rho(score[pick], truth[pick]) - rho(earlier[pick], truth[pick]))
+    return (rho(score, truth) - rho(earlier, truth), float(np.nanpercentile(gains, 5)),
+            float(np.nanpercentile(gains, 95)))
+
+
 def many_seed_all(rows: dict[str, dict], key: str, halves: tuple[str, str] | None = None) -> None:
     """Every program's search fitness (old suite, validation tier) against the many-seed test tier
     ``key`` beside the protocol's 2-seed one, with and without duplicate programs; that truth's
@@ -451,11 +467,21 @@ def many_seed_all(rows: dict[str, dict], key: str, halves: tuple[str, str] | Non
         print("  duplicates (the same per-task seed scores on search and test): "
               + ", ".join(f"{d} = {o}" for d, o in dup.items()) + f"; 'w/o dup' leaves them out ({len(keep)} programs)")
     subsets = (("all", labels), ("w/o dup", keep)) if dup else (("all", labels),)
+    # The screened mutants are in the library because their search fitness fell in the decision
+    # region: comparing two versions of a tier is fair only over the programs that are not.
+    unscreened = [label for label in keep if not screened(label)]
+    if len(unscreened) < len(keep):
+        subsets += (("unscr.", unscreened),)
     print(f"  {'score':24} {'truth':14} {'programs':>12} {'rho':>7} {'5-95% bootstrap':>17} {'tau':>7} "
           f"{'rho decision':>16} {'announce':>15}")
+    if len(subsets) == 3:
+        print("  ('unscr.': without duplicates and without the near-AdamW mutants screened in by their search fitness)")
     every = (-math.inf, math.inf)
+    # A tier as it was before a task left it, kept in the file under "search+TASK" (its scores then).
+    earlier = sorted({k for row in rows.values() for k in row if k.startswith(("search+", "validation+"))
+                      and not k.endswith(("_tasks", "_spread", "_seconds"))})
     for score_name, score_key in (("search fitness", "search"), ("old suite (train loss)", "legacy"),
-                                  ("validation tier", "validation")):
+                                  ("validation tier", "validation"), *((k, k) for k in earlier)):
         for truth_name, truth_key in (("test (2 seeds)", "test"), (f"{key}", key)):
             for subset_name, subset in subsets:
                 have = [label for label in subset
@@ -470,6 +496,24 @@ def many_seed_all(rows: dict[str, dict], key: str, halves: tuple[str, str] | Non
                       f"{noise['boot_lo']:+8.3f} {noise['boot_hi']:+8.3f} {f['tau']:+7.3f} "
                       f"{f['rho_decision']:+9.3f} (n={f['n_decision']:2d}) {f['announce_precision']:7.3f} "
                       f"({f['announced']:>5})")
+    # Each earlier version of a tier against the tier now, on the same programs, for every
+    # many-seed truth most of them have (fresh seeds judge a change chosen on others).
+    truths = [k for k in sorted({k for label in labels for k in many_seed_keys(rows[label])})
+              if sum(rows[label].get(k) is not None for label in labels) * 2 > len(labels)]
+    for earlier_key in earlier:
+        now_key = earlier_key.split("+", 1)[0]
+        for subset_name, subset in subsets:
+            for truth_key in truths:
+                have = [label for label in subset if all(rows[label].get(k) is not None
+                                                         for k in (earlier_key, now_key, truth_key))]
+                if len(have) < 5:
+                    continue
+                now, before, truth = (np.array([rows[label][k] for label in have])
+                                      for k in (now_key, earlier_key, truth_key))
+                gain, lo, hi = paired_gain(now, before, truth)
+                print(f"  {now_key} now vs {earlier_key:24} against {truth_key:13} {len(have):4d} {subset_name:7} "
+                      f"rho {rho(before, truth):+.3f} -> {rho(now, truth):+.3f} (gain {gain:+.3f}, paired bootstrap "
+                      f"5-95% {lo:+.3f}..{hi:+.3f})")
     two = np.array([rows[label]["test"] for label in labels])
     many = np.array([rows[label][key] for label in labels])
     search = np.array([rows[label]["search"] for label in labels])

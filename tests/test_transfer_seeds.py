@@ -206,3 +206,28 @@ def test_all_programs_section_stays_out_while_most_programs_lack_the_key(capsys)
     rows = _rows(with_key=["p0", "p1", "p2", "p3", "p4", "p5", "p6", "p7"])  # 8 of 15
     transfer_tasks.many_seed_all(rows, "test@300-307", ("test@300-303", "test@304-307"))
     assert "8 of the 15 programs with a test tier have it" in capsys.readouterr().out
+
+
+def test_paired_gain_is_zero_for_the_same_score_and_positive_for_a_better_one():
+    rng = np.random.default_rng(1)
+    truth = np.linspace(0.2, 2.0, 40)
+    noisy = truth * np.exp(rng.normal(0, 0.4, truth.size))
+    gain, lo, hi = transfer_tasks.paired_gain(noisy, noisy, truth, resamples=300)
+    assert gain == lo == hi == 0.0  # resampled together: nothing to gain from the same score
+    gain, lo, hi = transfer_tasks.paired_gain(truth, noisy, truth, resamples=300)
+    assert gain == pytest.approx(1.0 - transfer_tasks.rho(noisy, truth)) and 0.0 < lo <= gain <= hi
+
+
+def test_an_earlier_tier_is_compared_with_the_tier_now_on_the_same_programs(capsys):
+    rows = _rows()
+    for label, row in rows.items():  # the tier before a task left it: the 2-seed test's noise
+        for suffix in ("", "_tasks"):
+            row["search+old" + suffix] = row["legacy" + suffix]
+    transfer_tasks.many_seed_all(rows, "test@300-307", ("test@300-303", "test@304-307"))
+    out = capsys.readouterr().out
+    gains = [line for line in out.splitlines() if line.strip().startswith("search now vs search+old")
+             and "against test@300-307" in line and " all " in line]
+    assert len(gains) == 1
+    before, after = (float(x) for x in gains[0].split("rho ")[1].split(" (")[0].split(" -> "))
+    assert after == 1.0 and before < 1.0  # the search fitness is the truth here; the earlier tier is noisy
+    assert "search+old" in out.split("search now vs")[0]  # and it has its own row in the table above
