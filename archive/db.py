@@ -153,7 +153,10 @@ def _committed(conn: sqlite3.Connection, failed: str) -> Iterator[sqlite3.Connec
         yield conn
         conn.execute("COMMIT")
     except BaseException as exc:
-        conn.execute("ROLLBACK")
+        # A Ctrl-C can land just after COMMIT returned: the write is in, nothing is left to roll
+        # back, and a ROLLBACK would raise over the KeyboardInterrupt (a traceback, a failed campaign).
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
         if isinstance(exc, sqlite3.Error):
             raise ArchiveError(f"{failed}: {exc}") from None
         raise

@@ -87,3 +87,41 @@ def test_sigkilled_writers_lose_nothing_committed(tmp_path: Path) -> None:
             # The campaign carries on: the killed writer left no lock behind.
             pid = store.add_program(reference_source("lion"))
             store.add_evaluation(pid, suite="search", task="t", seed=0, role="select", metrics={})
+
+
+class _InterruptAfterCommit:
+    """A real SQLite connection whose COMMIT is followed by a Ctrl-C, as when SIGINT lands the
+    moment the statement returns."""
+
+    def __init__(self, conn):
+        self._conn = conn
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._conn.in_transaction
+
+    def execute(self, sql, *args):
+        result = self._conn.execute(sql, *args)
+        if sql == "COMMIT":
+            raise KeyboardInterrupt
+        return result
+
+
+def test_a_ctrl_c_just_after_commit_stays_a_ctrl_c_and_keeps_the_write(tmp_path: Path) -> None:
+    import sqlite3
+
+    from archive.db import _committed
+
+    conn = sqlite3.connect(tmp_path / "x.db", isolation_level=None)
+    conn.execute("CREATE TABLE t (x INTEGER)")
+    conn.execute("BEGIN IMMEDIATE")
+    with pytest.raises(KeyboardInterrupt):  # not sqlite3.OperationalError from a ROLLBACK
+        with _committed(_InterruptAfterCommit(conn), "write failed") as shim:
+            shim.execute("INSERT INTO t VALUES (1)")
+    assert conn.execute("SELECT x FROM t").fetchall() == [(1,)]  # committed before the signal
+    conn.execute("BEGIN IMMEDIATE")  # and the connection is usable
+    with pytest.raises(KeyboardInterrupt):  # an interrupt inside the block still rolls back
+        with _committed(conn, "write failed"):
+            conn.execute("INSERT INTO t VALUES (2)")
+            raise KeyboardInterrupt
+    assert conn.execute("SELECT x FROM t").fetchall() == [(1,)] and not conn.in_transaction
