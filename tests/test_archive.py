@@ -435,3 +435,23 @@ def test_resolve_program_references(campaign_dir: Path, monkeypatch: pytest.Monk
 
 def test_package_exposes_open() -> None:
     assert archive.open is open_archive
+
+
+def test_the_verdict_tells_a_program_below_adamw_from_a_near_miss(tmp_path):
+    from archive.verdict import verdict
+
+    cases = [  # (proposer, meta, verdict)
+        ("mutation", {"confirmed_fitness": 0.654, "confirmed_spread": 0.061}, "below AdamW"),
+        ("mutation", {"confirmed_fitness": 0.96, "confirmed_spread": 0.05}, "not beyond noise"),
+        ("mutation", {"confirmed_fitness": 1.03, "confirmed_spread": 0.05}, "not beyond noise"),
+        ("mutation", {"confirmed_fitness": 0.99}, "below AdamW"),  # no spread recorded: the value alone
+        ("mutation", {"confirmed_fitness": 1.2, "confirmed_spread": 0.05, "short_horizon": True}, "short-horizon"),
+        ("mutation", {"confirmed_fitness": 1.2, "confirmed_spread": 0.05, "announced": True}, "announced"),
+        ("mutation", {}, ""),
+        ("reference", {"confirmed_fitness": 0.9, "confirmed_spread": 0.01}, "baseline"),
+    ]
+    with archive.open(tmp_path, create=True) as store:
+        names = ("adam", "lion", "sgd", "adamw", "nadam", "radam", "yogi", "adagrad")
+        ids = [store.add_program(reference_source(name), proposer=proposer, status="evaluated", fitness=1.0, meta=meta)
+               for name, (proposer, meta, _) in zip(names, cases)]
+        assert [verdict(store.program(i)) for i in ids] == [want for _, _, want in cases]
