@@ -13,10 +13,13 @@ Reads the per-task scores ``benchmarks/transfer.py`` writes (``--out``; nothing 
   greedy forward selection of search-pool tasks (search tier at its default workloads, the
   validation tier's extra tasks at their @1 variants) maximises rho against one half and is
   judged on the other. Choosing on the whole test tier would fit the ground truth itself.
-* with candidate tasks in the file (``transfer.py --candidate-task``): each one's degenerate signs
+* with candidate tasks in the file (``transfer.py --candidate-task``): each one added to the search
+  tier against every many-seed truth (and, where the test tier holds the same task at another
+  variant, against that truth without it, so the candidate is not judged partly by itself), its
+  degenerate signs
   (programs whose best LR sits at the grid's edge, programs > 10x AdamW, failures), then the
   test tier enlarged by them (``--add-to-test``; default: the candidates that are in the test tier
-  now, else all of them): its split-half
+  now, else the test-tier variants (``@2``) among them): its split-half
   reliability beside the tier's own, and the search tier's rho / tau / decision-region rho /
   announce precision against the enlarged ground truth beside the tier's own. (Candidates are
   scored on the search tier's measurement seeds, the test tier on its own seeds.)
@@ -55,7 +58,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from sandbox.evaluate import beats_adamw  # noqa: E402
 from sandbox.scoring import SCORE_MAX, SCORE_MIN  # noqa: E402
-from sandbox.tasks import TIERS, get_task  # noqa: E402
+from sandbox.tasks import TEST_VARIANT, TIERS, get_task  # noqa: E402
 from transfer import (DECISION_REGION, decision_noise, in_region, many_seed_keys, parse_seeds, rank_figures,  # noqa: E402
                       screened, seed_fitness)
 
@@ -362,6 +365,39 @@ def pick_key(rows: list[dict], keys: list[str]) -> str:
     return min(keys, key=lambda k: (-sum(k in row for row in rows), -len(parse_seeds(k.split("@", 1)[1])), k))
 
 
+def many_seed_truths(rows: dict[str, dict], labels: list[str], keys: list[str]) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(key, which of ``labels`` have it, their fitness on it) for every many-seed key most have."""
+    truths = []
+    for many in keys:
+        have = np.array([rows[label].get(many) is not None for label in labels])
+        if have.sum() >= max(5, len(labels) // 2):
+            truths.append((many, have, np.array([rows[label][many] for label, h in zip(labels, have) if h])))
+    return truths
+
+
+def candidate_against_many(rows: dict[str, dict], name: str, column: np.ndarray, search: np.ndarray,
+                           truths: list[tuple[str, np.ndarray, np.ndarray]]) -> list[str]:
+    """A candidate task added to the search tier, judged against each many-seed truth over the
+    programs that have both; where that truth holds the same task at another variant, also against
+    the truth without it (otherwise the candidate is partly scored against itself)."""
+    lines = []
+    base = name.split("@")[0]
+    for many, have, many_truth in truths:
+        _, test_names, matrix = task_scores(rows, many)
+        ok = np.isfinite(column)[have]
+        added = geomean(np.concatenate([search, column[:, None]], axis=1))[have][ok]
+        alone = geomean(search)[have][ok]
+        line = (f"vs {many} ({int(ok.sum())} programs): search tier with it {rho(added, many_truth[ok]):+.3f} "
+                f"(without {rho(alone, many_truth[ok]):+.3f})")
+        shared = [j for j, task in enumerate(test_names) if task.split("@")[0] == base]
+        if shared:
+            clean = geomean(np.delete(matrix[have], shared, axis=1))[ok]
+            line += (f"; against it without {', '.join(test_names[j] for j in shared)}: {rho(added, clean):+.3f} "
+                     f"(without {rho(alone, clean):+.3f})")
+        lines.append(line)
+    return lines
+
+
 def many_seed_region(rows: dict[str, dict], key: str, halves: tuple[str, str] | None = None) -> None:
     """The search tier inside the decision region against the many-seed test tier ``key``
     (``halves``: two keys whose seeds split ``key``'s, each scored on its own seeds alone)."""
@@ -566,7 +602,8 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=6, help="tasks the cross-validated choice picks (default 6)")
     parser.add_argument("--add-to-test", action="append", default=None, metavar="NAME@VARIANT",
                         help="candidate task to join to the test tier for the enlarged figures (repeatable; "
-                             "default: the candidates in TIERS['test'] now, else every candidate in the file)")
+                             "default: the candidates in TIERS['test'] now, else every test-tier variant (@2) "
+                             "among the file's candidates)")
     args = parser.parse_args()
     rows = load(Path(args.path))
     if len(rows) < 5:
@@ -583,6 +620,8 @@ def main() -> None:
         for j, name in enumerate(names):
             print(f"  {tier:10} {name:26} rho {rho(matrix[:, j], truth):+.3f}   AdamW-beaters {precision(matrix[:, j], truth)}")
     candidates = candidate_scores(rows)
+    keys = sorted({key for row in rows.values() for key in many_seed_keys(row)})
+    truths = many_seed_truths(rows, labels, keys)
     if candidates:
         print("\ncandidate tasks (transfer.py --candidate-task; in no tier): alone, and added to the search tier")
         for name, column in candidates.items():
@@ -591,6 +630,8 @@ def main() -> None:
             print(f"  {name:26} rho {rho(column, truth):+.3f}   search tier with it {rho(added, truth):+.3f} "
                   f"(without {rho(geomean(search), truth):+.3f})   test tier with it vs without: rho "
                   f"{rho(in_test, truth):+.3f}   AdamW-beaters {precision(column, truth)}")
+            for line in candidate_against_many(rows, name, column, search, truths):
+                print("    " + line)
         print("candidate tasks: signs of a degenerate workload")
         entries = candidate_rows(rows)
         for name in candidates:
@@ -598,7 +639,9 @@ def main() -> None:
         # Default: the candidates that have joined the test tier since (the tier as it is now, beside
         # the tier the file scored), else every candidate the scored tier does not hold already.
         joined = [name for name in candidates if name in TIERS["test"] and name not in test_names]
-        outside = [name for name in candidates if name not in test_names]
+        # Only a test-tier variant can stand in the test tier: a search-tier candidate (variant 0,
+        # the search's seeds) measures something else.
+        outside = [name for name in candidates if name not in test_names and name.endswith(f"@{TEST_VARIANT}")]
         add = args.add_to_test or joined or outside
         if add:
             enlarged_test_tier(rows, test, test_names, search, candidates, add)
@@ -615,7 +658,6 @@ def main() -> None:
         print(f"inside the decision region ({int(region.sum())} programs with search fitness {low:g}-{high:g}x AdamW): "
               f"split-half rho {inside:+.3f} (Spearman-Brown {spearman_brown(inside):+.3f}): the ceiling on "
               "any score's rho there")
-    keys = sorted({key for row in rows.values() for key in many_seed_keys(row)})
     if keys:
         # Inside the region, the key most of its programs have (the most seeds among equals); over
         # all programs, the key most programs have.
@@ -629,11 +671,6 @@ def main() -> None:
     # Beside the protocol's 2-seed truth, the many-seed one where most programs have it: a task
     # whose removal helps only against the noisier truth is noise.
     # Every many-seed key most programs have (fresh seeds judge a choice made on others).
-    truths = []
-    for many in keys:
-        have = np.array([rows[label].get(many) is not None for label in labels])
-        if have.sum() >= max(5, len(labels) // 2):
-            truths.append((many, have, np.array([rows[label][many] for label, h in zip(labels, have) if h])))
 
     def against(score: np.ndarray) -> str:
         return f"rho {rho(score, truth):+.3f}" + "".join(

@@ -231,3 +231,18 @@ def test_an_earlier_tier_is_compared_with_the_tier_now_on_the_same_programs(caps
     before, after = (float(x) for x in gains[0].split("rho ")[1].split(" (")[0].split(" -> "))
     assert after == 1.0 and before < 1.0  # the search fitness is the truth here; the earlier tier is noisy
     assert "search+old" in out.split("search now vs")[0]  # and it has its own row in the table above
+
+
+def test_a_candidate_task_is_judged_against_the_many_seed_truth_without_its_own_variant():
+    rows = _rows()
+    labels = list(rows)
+    for label, row in rows.items():  # the candidate is the test tier's task "a" itself
+        row["candidates:a_tasks"] = {"a": dict(row["test@300-307_tasks"]["a"])}
+    _, _, search = transfer_tasks.task_scores(rows, "search")
+    column = transfer_tasks.candidate_scores(rows)["a"]
+    truths = transfer_tasks.many_seed_truths(rows, labels, ["test@300-307"])
+    (line,) = transfer_tasks.candidate_against_many(rows, "a", column, search, truths)
+    assert line.startswith(f"vs test@300-307 ({len(labels)} programs): search tier with it +1.000 (without +1.000)")
+    assert "against it without a:" in line  # the test tier holds task "a": judged without it too
+    (line,) = transfer_tasks.candidate_against_many(rows, "z", column, search, truths)
+    assert "against it without" not in line  # a task the test tier does not hold
