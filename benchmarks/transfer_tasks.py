@@ -534,8 +534,8 @@ def many_seed_all(rows: dict[str, dict], key: str, halves: tuple[str, str] | Non
                       f"({f['announced']:>5})")
     # Each earlier version of a tier against the tier now, on the same programs, for every
     # many-seed truth most of them have (fresh seeds judge a change chosen on others).
-    truths = [k for k in sorted({k for label in labels for k in many_seed_keys(rows[label])})
-              if sum(rows[label].get(k) is not None for label in labels) * 2 > len(labels)]
+    truths = [many for many, _, _ in many_seed_truths(
+        rows, labels, sorted({k for label in labels for k in many_seed_keys(rows[label])}))]
     for earlier_key in earlier:
         now_key = earlier_key.split("+", 1)[0]
         for subset_name, subset in subsets:
@@ -620,6 +620,8 @@ def main() -> None:
         for j, name in enumerate(names):
             print(f"  {tier:10} {name:26} rho {rho(matrix[:, j], truth):+.3f}   AdamW-beaters {precision(matrix[:, j], truth)}")
     candidates = candidate_scores(rows)
+    # Beside the protocol's 2-seed truth, every many-seed one most programs have (fresh seeds judge
+    # a choice made on others): a task that helps only against the noisier truth is noise.
     keys = sorted({key for row in rows.values() for key in many_seed_keys(row)})
     truths = many_seed_truths(rows, labels, keys)
     if candidates:
@@ -637,10 +639,9 @@ def main() -> None:
         for name in candidates:
             print(f"  {name:26} {degenerate_signs(entries[name], labels)}")
         # Default: the candidates that have joined the test tier since (the tier as it is now, beside
-        # the tier the file scored), else every candidate the scored tier does not hold already.
+        # the tier the file scored), else the test-tier variants the scored tier does not hold.
         joined = [name for name in candidates if name in TIERS["test"] and name not in test_names]
-        # Only a test-tier variant can stand in the test tier: a search-tier candidate (variant 0,
-        # the search's seeds) measures something else.
+        # A search-tier candidate (variant 0, the search's seeds) measures something else.
         outside = [name for name in candidates if name not in test_names and name.endswith(f"@{TEST_VARIANT}")]
         add = args.add_to_test or joined or outside
         if add:
@@ -668,9 +669,6 @@ def main() -> None:
     _, _, val = task_scores(rows, "validation")
     print(f"validation tier vs test tier: rho {rho(geomean(val), truth):+.3f}; search tier vs validation tier: "
           f"rho {rho(full, geomean(val)):+.3f}")
-    # Beside the protocol's 2-seed truth, the many-seed one where most programs have it: a task
-    # whose removal helps only against the noisier truth is noise.
-    # Every many-seed key most programs have (fresh seeds judge a choice made on others).
 
     def against(score: np.ndarray) -> str:
         return f"rho {rho(score, truth):+.3f}" + "".join(
