@@ -13,14 +13,24 @@ import json
 import math
 import sqlite3
 import threading
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import fields
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 from archive import schema
-from archive.records import Campaign, Evaluation, Failure, Job, LLMCall, ProgramRecord, ProgramSummary, Stage
+from archive.records import (
+    Campaign,
+    Evaluation,
+    Failure,
+    Job,
+    LLMCall,
+    ProgramRecord,
+    ProgramSummary,
+    Stage,
+)
 
 DB_FILENAME = "archive.db"
 BUSY_TIMEOUT_MS = 10_000

@@ -115,13 +115,13 @@ def test_a_ctrl_c_just_after_commit_stays_a_ctrl_c_and_keeps_the_write(tmp_path:
     conn = sqlite3.connect(tmp_path / "x.db", isolation_level=None)
     conn.execute("CREATE TABLE t (x INTEGER)")
     conn.execute("BEGIN IMMEDIATE")
-    with pytest.raises(KeyboardInterrupt):  # not sqlite3.OperationalError from a ROLLBACK
-        with _committed(_InterruptAfterCommit(conn), "write failed") as shim:
-            shim.execute("INSERT INTO t VALUES (1)")
+    # Not sqlite3.OperationalError from a ROLLBACK:
+    with pytest.raises(KeyboardInterrupt), _committed(_InterruptAfterCommit(conn), "write failed") as shim:
+        shim.execute("INSERT INTO t VALUES (1)")
     assert conn.execute("SELECT x FROM t").fetchall() == [(1,)]  # committed before the signal
     conn.execute("BEGIN IMMEDIATE")  # and the connection is usable
-    with pytest.raises(KeyboardInterrupt):  # an interrupt inside the block still rolls back
-        with _committed(conn, "write failed"):
-            conn.execute("INSERT INTO t VALUES (2)")
-            raise KeyboardInterrupt
+    # An interrupt inside the block still rolls back:
+    with pytest.raises(KeyboardInterrupt), _committed(conn, "write failed"):
+        conn.execute("INSERT INTO t VALUES (2)")
+        raise KeyboardInterrupt
     assert conn.execute("SELECT x FROM t").fetchall() == [(1,)] and not conn.in_transaction

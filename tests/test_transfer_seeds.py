@@ -220,7 +220,7 @@ def test_paired_gain_is_zero_for_the_same_score_and_positive_for_a_better_one():
 
 def test_an_earlier_tier_is_compared_with_the_tier_now_on_the_same_programs(capsys):
     rows = _rows()
-    for label, row in rows.items():  # the tier before a task left it: the 2-seed test's noise
+    for row in rows.values():  # the tier before a task left it: the 2-seed test's noise
         for suffix in ("", "_tasks"):
             row["search+old" + suffix] = row["legacy" + suffix]
     transfer_tasks.many_seed_all(rows, "test@300-307", ("test@300-303", "test@304-307"))
@@ -236,7 +236,7 @@ def test_an_earlier_tier_is_compared_with_the_tier_now_on_the_same_programs(caps
 def test_a_candidate_task_is_judged_against_the_many_seed_truth_without_its_own_variant():
     rows = _rows()
     labels = list(rows)
-    for label, row in rows.items():  # the candidate is the test tier's task "a" itself
+    for row in rows.values():  # the candidate is the test tier's task "a" itself
         row["candidates:a_tasks"] = {"a": dict(row["test@300-307_tasks"]["a"])}
     _, _, search = transfer_tasks.task_scores(rows, "search")
     column = transfer_tasks.candidate_scores(rows)["a"]
